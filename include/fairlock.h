@@ -1,0 +1,264 @@
+/* fairlock.h -- FIFO-fair distributed locks on Redis.
+ *
+ * A fairlock handle names one lock.  Whoever asks first gets it first; a
+ * holder or waiter that crashes is evicted after its lease or liveness
+ * window; every change of lock state is one atomic Lua script on the Redis
+ * server.  The key layout is the one of the Python RedisLockFifo reference
+ * (NAME, NAME:seq, NAME:queue), so fleets that mix both stay mutually
+ * exclusive.
+ *
+ * Thread safety: a handle may be used by one thread at a time.  Different
+ * handles are independent and may be used concurrently, unless they borrow
+ * the same redisContext, which hiredis does not allow from two threads.
+ * The library has no global mutable state and no init function.
+ *
+ * Durations are int64_t milliseconds.  FAIRLOCK_FOREVER means "none" in the
+ * reference's sense (wait for ever / no expiry); FAIRLOCK_DEFAULT means
+ * "use the handle's value" in per-call overrides and "derive it" in options.
+ */
+#ifndef FAIRLOCK_H
+#define FAIRLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FAIRLOCK_VERSION_MAJOR 0
+#define FAIRLOCK_VERSION_MINOR 1
+#define FAIRLOCK_VERSION_PATCH 0
+#define FAIRLOCK_VERSION_STRING "0.1.0"
+#define FAIRLOCK_VERSION_NUMBER                                                \
+    (FAIRLOCK_VERSION_MAJOR * 10000 + FAIRLOCK_VERSION_MINOR * 100 +           \
+     FAIRLOCK_VERSION_PATCH)
+/* True when the header is at least version MAJOR.MINOR.PATCH. */
+#define FAIRLOCK_VERSION_AT_LEAST(major, minor, patch)                         \
+    (FAIRLOCK_VERSION_NUMBER >= ((major) * 10000 + (minor) * 100 + (patch)))
+
+#if defined(FAIRLOCK_STATIC)
+#define FAIRLOCK_EXPORT
+#elif defined(__GNUC__)
+#define FAIRLOCK_EXPORT __attribute__((visibility("default")))
+#else
+#define FAIRLOCK_EXPORT
+#endif
+
+/* Result codes.  The list is only ever appended to; numbers never change.
+ * X(name, number, description) generates the enum, fairlock_strerror() and
+ * fairlock_code_name(). */
+#define FAIRLOCK_CODE_LIST(X)                                                  \
+    X(OK, 0, "success")                                                        \
+    X(TIMEOUT, 1, "lock not acquired: timed out or would block")               \
+    X(REDIS, 2, "Redis failed: connection, authentication or server error")    \
+    X(NOTOWNED, 3, "lock not owned by this handle, or its lease was lost")     \
+    X(INVALID, 4, "invalid argument")                                          \
+    X(NOMEM, 5, "out of memory")                                               \
+    X(INTERRUPTED, 6, "interrupted by the caller's interrupt callback")        \
+    X(BUSY, 7, "this handle already holds the lock")
+
+typedef enum fairlock_code {
+#define FAIRLOCK_ENUM_ENTRY(name, number, text) FAIRLOCK_##name = number,
+    FAIRLOCK_CODE_LIST(FAIRLOCK_ENUM_ENTRY)
+#undef FAIRLOCK_ENUM_ENTRY
+} fairlock_code;
+
+/* Duration sentinels. */
+#define FAIRLOCK_FOREVER ((int64_t)-1)
+#define FAIRLOCK_DEFAULT ((int64_t)-2)
+
+/* Liveness window used when neither stale_timeout_ms nor timeout_ms is set:
+ * a waiter that has not refreshed its queue entry for this long is evicted.
+ * (The reference never evicts in that case, so one crashed waiter blocks its
+ * queue for ever.) */
+#define FAIRLOCK_DEFAULT_LIVENESS_MS ((int64_t)10000)
+/* A waiter never advertises a liveness window below this, so that a tiny
+ * stale timeout cannot make it evict itself between two heartbeats. */
+#define FAIRLOCK_MIN_LIVENESS_MS ((int64_t)100)
+/* Longest accepted lock name, in bytes. */
+#define FAIRLOCK_NAME_MAX 1024
+/* Owner tokens are NUL-terminated strings shorter than this. */
+#define FAIRLOCK_TOKEN_MAX 64
+
+struct redisContext;
+
+/* The lock handle.  Opaque. */
+typedef struct fairlock fairlock;
+
+/* Called while a blocking acquire waits; return non-zero to give up, which
+ * makes the acquire leave the queue and return FAIRLOCK_INTERRUPTED.  It is
+ * polled at least every interrupt_check_ms. */
+typedef int (*fairlock_interrupt_fn)(void *arg);
+
+/* Options for fairlock_create().  Always initialise with
+ * fairlock_options_init() and then set what you need, so that fields added
+ * in later versions get their defaults.  The library copies every string it
+ * keeps; the borrowed redisContext must outlive the handle. */
+typedef struct fairlock_options {
+    /* The Redis key of the lock (the reference's `name`).  Required.  Any
+     * bytes are allowed; name_len == 0 means strlen(name). */
+    const char *name;
+    size_t name_len;
+
+    /* A connection owned by the caller (the reference's `redis_client`).
+     * When NULL the handle connects lazily, on first use, to `url`. */
+    struct redisContext *redis;
+
+    /* redis://[[user]:pass@]host[:port][/db] or unix:///path.sock[?db=N].
+     * NULL means $FAIRLOCK_URL, then $REDIS_URL, then
+     * redis://127.0.0.1:6379/0. */
+    const char *url;
+
+    /* Longest wait in acquire; FAIRLOCK_FOREVER (the default) waits for
+     * ever.  When ttl_ms is FAIRLOCK_DEFAULT it is also the lease, as in the
+     * reference. */
+    int64_t timeout_ms;
+
+    /* Lease of a grant: the lock key expires this long after the grant
+     * unless extended.  FAIRLOCK_DEFAULT (the default) means "same as the
+     * acquire's timeout", FAIRLOCK_FOREVER means no expiry. */
+    int64_t ttl_ms;
+
+    /* Non-zero (the default) to wait; zero to fail at once with
+     * FAIRLOCK_TIMEOUT when the lock is taken. */
+    int blocking;
+
+    /* Safety-net poll of the queue head and of non-FIFO waiters (default
+     * 50).  Hand-off itself is pushed by the releasing script. */
+    int64_t check_interval_ms;
+
+    /* Non-zero (the default) for first-come first-served order. */
+    int fifo;
+
+    /* A waiter whose queue entry has not been refreshed for this long is
+     * evicted.  FAIRLOCK_DEFAULT means timeout_ms, and when that is
+     * FAIRLOCK_FOREVER, FAIRLOCK_DEFAULT_LIVENESS_MS.  Waiters refresh
+     * their entry every third of it. */
+    int64_t stale_timeout_ms;
+
+    /* Connect timeout and per-command reply timeout of connections the
+     * handle makes itself (default 5000).  Blocking waits add their own
+     * duration on top. */
+    int64_t io_timeout_ms;
+
+    /* Optional; see fairlock_interrupt_fn.  interrupt_check_ms defaults
+     * to 100. */
+    fairlock_interrupt_fn interrupt;
+    void *interrupt_arg;
+    int64_t interrupt_check_ms;
+} fairlock_options;
+
+/* Fill *opts with the reference's defaults.
+ * Thread safety: touches only *opts. Since 0.1.0. */
+FAIRLOCK_EXPORT void fairlock_options_init(fairlock_options *opts);
+
+/* Make a lock handle from *opts (which is not kept).  No I/O happens here.
+ * Returns FAIRLOCK_OK and sets *out, or an error code.  As with
+ * sqlite3_open(), on FAIRLOCK_INVALID *out is still a handle whose
+ * fairlock_errmsg() explains the problem; free it with fairlock_free().  On
+ * FAIRLOCK_NOMEM, *out is NULL.
+ * Thread safety: reentrant. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_create(const fairlock_options *opts,
+                                    fairlock **out);
+
+/* Free a handle.  A lock it still holds is released first, on a best-effort
+ * basis; queue entries are removed.  fairlock_free(NULL) does nothing.
+ * Thread safety: the handle must not be in use elsewhere. Since 0.1.0. */
+FAIRLOCK_EXPORT void fairlock_free(fairlock *lock);
+
+/* Acquire with the handle's timeout, blocking and check_interval.
+ * Returns FAIRLOCK_OK (held), FAIRLOCK_TIMEOUT (not acquired in time, or
+ * taken and non-blocking), FAIRLOCK_REDIS, FAIRLOCK_INTERRUPTED,
+ * FAIRLOCK_BUSY (this handle already holds it) or FAIRLOCK_INVALID.
+ * On every failure the handle's queue entry is gone.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_acquire(fairlock *lock);
+
+/* Acquire with per-call overrides, as the reference's acquire(timeout,
+ * blocking, check_interval).  Pass FAIRLOCK_DEFAULT for timeout_ms and
+ * check_interval_ms, and -1 for blocking, to keep the handle's value.  When
+ * the handle's ttl_ms is FAIRLOCK_DEFAULT the lease is this call's timeout.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms,
+                                        int blocking,
+                                        int64_t check_interval_ms);
+
+/* Release the lock and hand it to the next live waiter.  Returns
+ * FAIRLOCK_OK, FAIRLOCK_NOTOWNED (not held, released twice, or the lease
+ * ran out and the key is gone or someone else's), or FAIRLOCK_REDIS.  After
+ * FAIRLOCK_REDIS the outcome is unknown and the handle keeps its token, so
+ * calling release again retries.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_release(fairlock *lock);
+
+/* Set the remaining lease of a held lock to ttl_ms from now
+ * (FAIRLOCK_FOREVER: no expiry).  Returns FAIRLOCK_OK, FAIRLOCK_NOTOWNED,
+ * FAIRLOCK_INVALID or FAIRLOCK_REDIS.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_extend(fairlock *lock, int64_t ttl_ms);
+
+/* Ask Redis whether this handle's token still owns the lock.  Sets *owned
+ * to 1 or 0 and returns FAIRLOCK_OK, or returns FAIRLOCK_REDIS.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_owned(fairlock *lock, int *owned);
+
+/* Ask Redis whether anyone holds the lock.  Sets *locked to 1 or 0.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_locked(fairlock *lock, int *locked);
+
+/* Body of fairlock_with(). */
+typedef int (*fairlock_body_fn)(void *arg);
+
+/* The context-manager form: acquire, run body(arg), release whatever body
+ * did.  Returns the acquire's error if it failed (body not run), else the
+ * release's result (FAIRLOCK_NOTOWNED when the lease was lost while body
+ * ran).  body's return value is stored in *body_result when not NULL.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_with(fairlock *lock, fairlock_body_fn body,
+                                  void *arg, int *body_result);
+
+/* Ticket of the current grant (its place in the FIFO queue: strictly
+ * increasing while the queue is non-empty, restarting at 1 once it drains),
+ * or 0 when not held or granted without the queue (fifo = 0).
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT int64_t fairlock_ticket(const fairlock *lock);
+
+/* Owner token of the current grant, or NULL when not held (nor pending a
+ * retried release).  Valid until the next call on the handle.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT const char *fairlock_token(const fairlock *lock);
+
+/* The lock's name as given, and its length. Since 0.1.0. */
+FAIRLOCK_EXPORT const char *fairlock_name(const fairlock *lock, size_t *len);
+
+/* Detail of the handle's last failure, in English; "" after success.  Never
+ * contains a password.  Valid until the next call on the handle.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT const char *fairlock_errmsg(const fairlock *lock);
+
+/* Code of the handle's last call. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_errcode(const fairlock *lock);
+
+/* Static description of a result code ("unknown result code" otherwise).
+ * Thread safety: reentrant. Since 0.1.0. */
+FAIRLOCK_EXPORT const char *fairlock_strerror(int code);
+
+/* Static name of a result code, e.g. "FAIRLOCK_TIMEOUT". Since 0.1.0. */
+FAIRLOCK_EXPORT const char *fairlock_code_name(int code);
+
+/* Convert seconds (as the reference and the command line take them) to
+ * milliseconds, rounding up so that a non-zero duration never becomes 0.
+ * Rejects NaN, infinities, negatives and values beyond 2^53 ms with
+ * FAIRLOCK_INVALID.  Thread safety: reentrant. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_seconds_to_ms(double seconds, int64_t *ms);
+
+/* Runtime version, to compare with the macros above. Since 0.1.0. */
+FAIRLOCK_EXPORT const char *fairlock_version(void);
+FAIRLOCK_EXPORT int fairlock_version_number(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FAIRLOCK_H */

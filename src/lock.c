@@ -1,0 +1,649 @@
+/* lock.c -- the lock's state machine: options, acquire, wait, release.
+ *
+ * A request goes through these states on the handle:
+ *   idle     no token
+ *   waiting  inside fairlock_acquire(): token and ticket, maybe an entry
+ *            in NAME:queue
+ *   held     granted; token is the value of NAME
+ *   pending  a script failed with unknown outcome: the token is kept and
+ *            the next call (or fairlock_free) resolves it with cancel.lua,
+ *            which both removes a queue entry and undoes a grant.
+ * Every transition on the server is one script; see src/lua/.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_CHECK_INTERVAL_MS 50
+#define DEFAULT_IO_TIMEOUT_MS 5000
+#define DEFAULT_INTERRUPT_CHECK_MS 100
+/* Largest duration accepted anywhere: far beyond any real need, and small
+ * enough that sums of durations cannot overflow int64_t. */
+#define MAX_DURATION_MS ((int64_t)1 << 53)
+
+static const char *const key_suffixes[FAIRLOCK__KEY_COUNT] = {
+    "", ":queue", ":seq", ":nfwait", ":nfwake"};
+static const char wake_infix[] = ":wake:";
+
+/* ---------------------------------------------------------------------------
+ * Options and handle lifetime
+ * ------------------------------------------------------------------------- */
+
+void fairlock_options_init(fairlock_options *opts) {
+    if (opts == NULL)
+        return;
+    memset(opts, 0, sizeof *opts);
+    opts->timeout_ms = FAIRLOCK_FOREVER;
+    opts->ttl_ms = FAIRLOCK_DEFAULT;
+    opts->blocking = 1;
+    opts->check_interval_ms = DEFAULT_CHECK_INTERVAL_MS;
+    opts->fifo = 1;
+    opts->stale_timeout_ms = FAIRLOCK_DEFAULT;
+    opts->io_timeout_ms = DEFAULT_IO_TIMEOUT_MS;
+    opts->interrupt_check_ms = DEFAULT_INTERRUPT_CHECK_MS;
+}
+
+int fairlock_seconds_to_ms(double seconds, int64_t *ms) {
+    if (ms == NULL || isnan(seconds) || seconds < 0 ||
+        seconds * 1000.0 > (double)MAX_DURATION_MS)
+        return FAIRLOCK_INVALID;
+    *ms = (int64_t)ceil(seconds * 1000.0);
+    return FAIRLOCK_OK;
+}
+
+/* Checks a duration option: a value in [min, MAX_DURATION_MS], or one of
+ * the sentinels the option allows. */
+static int check_duration(fairlock *lock, const char *what, int64_t value,
+                          int64_t min, int allow_forever, int allow_default) {
+    if ((allow_forever && value == FAIRLOCK_FOREVER) ||
+        (allow_default && value == FAIRLOCK_DEFAULT))
+        return FAIRLOCK_OK;
+    if (value < min || value > MAX_DURATION_MS)
+        return fairlock__fail(
+            lock, FAIRLOCK_INVALID,
+            "%s is %" PRId64 " ms; it must be from %" PRId64 " to 2^53 ms%s%s",
+            what, value, min, allow_forever ? ", or FAIRLOCK_FOREVER" : "",
+            allow_default ? ", or FAIRLOCK_DEFAULT" : "");
+    return FAIRLOCK_OK;
+}
+
+static int check_options(fairlock *lock, const fairlock_options *o) {
+    int rc;
+    if ((rc = check_duration(lock, "timeout_ms", o->timeout_ms, 0, 1, 0)) ||
+        (rc = check_duration(lock, "ttl_ms", o->ttl_ms, 1, 1, 1)) ||
+        (rc = check_duration(lock, "check_interval_ms", o->check_interval_ms,
+                             1, 0, 0)) ||
+        (rc = check_duration(lock, "stale_timeout_ms", o->stale_timeout_ms, 0,
+                             0, 1)) ||
+        (rc = check_duration(lock, "io_timeout_ms", o->io_timeout_ms, 1, 0,
+                             0)) ||
+        (rc = check_duration(lock, "interrupt_check_ms",
+                             o->interrupt_check_ms, 1, 0, 0)))
+        return rc;
+    return FAIRLOCK_OK;
+}
+
+static int copy_name_and_keys(fairlock *lock, const char *name, size_t len) {
+    lock->name = malloc(len + 1);
+    if (lock->name == NULL)
+        return FAIRLOCK_NOMEM;
+    memcpy(lock->name, name, len);
+    lock->name[len] = '\0';
+    lock->name_len = len;
+    for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++) {
+        size_t suffix_len = strlen(key_suffixes[i]);
+        lock->keys[i] = malloc(len + suffix_len + 1);
+        if (lock->keys[i] == NULL)
+            return FAIRLOCK_NOMEM;
+        memcpy(lock->keys[i], name, len);
+        memcpy(lock->keys[i] + len, key_suffixes[i], suffix_len + 1);
+        lock->key_lens[i] = len + suffix_len;
+    }
+    lock->wake_key = malloc(len + sizeof wake_infix + FAIRLOCK_TOKEN_MAX);
+    if (lock->wake_key == NULL)
+        return FAIRLOCK_NOMEM;
+    memcpy(lock->wake_key, name, len);
+    memcpy(lock->wake_key + len, wake_infix, sizeof wake_infix);
+    return FAIRLOCK_OK;
+}
+
+int fairlock_create(const fairlock_options *opts, fairlock **out) {
+    if (out == NULL)
+        return FAIRLOCK_INVALID;
+    fairlock *lock = calloc(1, sizeof *lock);
+    *out = lock;
+    if (lock == NULL)
+        return FAIRLOCK_NOMEM;
+    if (opts == NULL)
+        return fairlock__fail(lock, FAIRLOCK_INVALID, "options are NULL");
+    if (opts->name == NULL)
+        return fairlock__fail(lock, FAIRLOCK_INVALID, "the lock name is NULL");
+    size_t len = opts->name_len ? opts->name_len : strlen(opts->name);
+    if (len == 0)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "the lock name is empty");
+    if (len > FAIRLOCK_NAME_MAX)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "the lock name is %zu bytes long; the limit is "
+                              "%d",
+                              len, FAIRLOCK_NAME_MAX);
+    int rc = check_options(lock, opts);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    if (copy_name_and_keys(lock, opts->name, len) != FAIRLOCK_OK) {
+        fairlock_free(lock);
+        *out = NULL;
+        return FAIRLOCK_NOMEM;
+    }
+    lock->timeout_ms = opts->timeout_ms;
+    lock->ttl_ms = opts->ttl_ms;
+    lock->blocking = opts->blocking != 0;
+    lock->check_interval_ms = opts->check_interval_ms;
+    lock->fifo = opts->fifo != 0;
+    lock->stale_timeout_ms = opts->stale_timeout_ms;
+    lock->interrupt = opts->interrupt;
+    lock->interrupt_arg = opts->interrupt_arg;
+    lock->interrupt_check_ms = opts->interrupt_check_ms;
+    rc = fairlock__conn_init(lock, opts->redis, opts->url,
+                             opts->io_timeout_ms);
+    if (rc == FAIRLOCK_NOMEM) {
+        fairlock_free(lock);
+        *out = NULL;
+    }
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    lock->usable = 1;
+    return fairlock__ok(lock);
+}
+
+static void forget_request(fairlock *lock) {
+    lock->held = 0;
+    lock->pending = 0;
+    lock->ticket = 0;
+    lock->token[0] = '\0';
+}
+
+static int resolve_pending(fairlock *lock, int *undone);
+
+void fairlock_free(fairlock *lock) {
+    if (lock == NULL)
+        return;
+    if ((lock->held || lock->pending) && lock->conn.ctx != NULL) {
+        int undone;
+        resolve_pending(lock, &undone);
+    }
+    fairlock__conn_close(&lock->conn);
+    for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++)
+        free(lock->keys[i]);
+    free(lock->wake_key);
+    free(lock->name);
+    free(lock);
+}
+
+/* ---------------------------------------------------------------------------
+ * Script calls
+ * ------------------------------------------------------------------------- */
+
+static void format_i64(char *buf, size_t len, int64_t v) {
+    snprintf(buf, len, "%" PRId64, v);
+}
+
+/* Runs cancel.lua for the current token: removes our queue entry, undoes a
+ * grant (also a held lock), and passes the lock on.  *undone is 1 when a
+ * grant was undone.  On success the request is forgotten. */
+static int resolve_pending(fairlock *lock, int *undone) {
+    char ticket[24], live[24];
+    format_i64(ticket, sizeof ticket, lock->ticket);
+    format_i64(live, sizeof live, lock->foreign_live_ms);
+    const char *argv[3] = {lock->token, ticket, live};
+    redisReply *reply;
+    *undone = 0;
+    if (fairlock__conn_ready(lock) != FAIRLOCK_OK)
+        return lock->errcode;
+    int rc = fairlock__conn_eval(lock, &fairlock__script_cancel, 3, argv,
+                                 &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    *undone = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    freeReplyObject(reply);
+    forget_request(lock);
+    return FAIRLOCK_OK;
+}
+
+/* Leaves the queue after a failed wait, keeping the error being reported.
+ * When that fails, the request stays pending for the next call. */
+static int abandon_request(fairlock *lock, int code) {
+    int saved_code = lock->errcode;
+    char saved[FAIRLOCK__ERRMSG_SIZE];
+    memcpy(saved, lock->errmsg, sizeof saved);
+    lock->pending = 1;
+    lock->held = 0;
+    int undone;
+    if (lock->conn.ctx != NULL && !lock->conn.ctx->err)
+        resolve_pending(lock, &undone);
+    lock->errcode = saved_code;
+    memcpy(lock->errmsg, saved, sizeof saved);
+    return code;
+}
+
+/* Runs acquire.lua (FIFO) or acquire_nonfifo.lua.  try_once asks the
+ * script to leave no entry behind when the lock is not granted. */
+static int run_attempt(fairlock *lock, int try_once, int64_t nonfifo_wait_ms,
+                       fairlock__attempt *attempt) {
+    char ticket[24], live[24], wait[24];
+    const char *argv[4];
+    int argc;
+    const fairlock__script *script;
+    if (lock->fifo) {
+        format_i64(ticket, sizeof ticket, lock->ticket);
+        format_i64(live, sizeof live, lock->foreign_live_ms);
+        argv[0] = lock->token, argv[1] = ticket, argv[2] = live;
+        argv[3] = try_once ? "1" : "0";
+        argc = 4;
+        script = &fairlock__script_acquire;
+    } else {
+        format_i64(wait, sizeof wait, try_once ? 0 : nonfifo_wait_ms);
+        argv[0] = lock->token, argv[1] = wait;
+        argc = 2;
+        script = &fairlock__script_acquire_nonfifo;
+    }
+    redisReply *reply;
+    /* Until the reply is read, the server may have queued or granted us. */
+    lock->pending = 1;
+    int rc = fairlock__conn_eval(lock, script, argc, argv, &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    char why[128];
+    if (fairlock__decode_attempt(reply, attempt, why, sizeof why) != 0) {
+        freeReplyObject(reply);
+        return fairlock__fail(lock, FAIRLOCK_REDIS, "%s", why);
+    }
+    freeReplyObject(reply);
+    lock->pending = 0;
+    if (attempt->ticket > 0)
+        lock->ticket = attempt->ticket;
+    return FAIRLOCK_OK;
+}
+
+static int run_extend(fairlock *lock, int64_t lease_ms, int *owned) {
+    char px[24];
+    format_i64(px, sizeof px, lease_ms);
+    const char *argv[2] = {lock->token, px};
+    redisReply *reply;
+    int rc = fairlock__conn_eval(lock, &fairlock__script_extend, 2, argv,
+                                 &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    *owned = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    freeReplyObject(reply);
+    return FAIRLOCK_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * Acquire
+ * ------------------------------------------------------------------------- */
+
+/* The lock is ours.  A hand-off to a waiter is capped at the waiter's
+ * liveness window (a dead waiter must not hold the lock long); now that we
+ * are known to be alive, take the full lease. */
+static int take_grant(fairlock *lock, const fairlock__attempt *attempt) {
+    lock->held = 1;
+    lock->pending = 0;
+    if (attempt->ticket > 0)
+        lock->ticket = attempt->ticket;
+    if (attempt->lease_ms != lock->lease_ms) {
+        int owned = 0;
+        int rc = run_extend(lock, lock->lease_ms, &owned);
+        if (rc != FAIRLOCK_OK)
+            return abandon_request(lock, rc);
+        if (!owned) {
+            forget_request(lock);
+            return fairlock__fail(lock, FAIRLOCK_TIMEOUT,
+                                  "the lock was handed over but its lease "
+                                  "ran out before it could be taken");
+        }
+    }
+    return fairlock__ok(lock);
+}
+
+static int interrupted(fairlock *lock) {
+    return lock->interrupt != NULL && lock->interrupt(lock->interrupt_arg);
+}
+
+/* Blocks on `key` until something is pushed to it or `until` (monotonic
+ * ms) passes.  Sets *element to the popped value (caller frees the reply)
+ * or NULL. */
+static int wait_for_push(fairlock *lock, const char *key, size_t key_len,
+                         int64_t until, redisReply **popped) {
+    *popped = NULL;
+    for (;;) {
+        int64_t slice = until - fairlock__now_ms();
+        if (slice < 1)
+            return FAIRLOCK_OK;
+        if (lock->interrupt != NULL && slice > lock->interrupt_check_ms)
+            slice = lock->interrupt_check_ms;
+        char seconds[32];
+        snprintf(seconds, sizeof seconds, "%" PRId64 ".%03" PRId64,
+                 slice / 1000, slice % 1000);
+        const char *argv[3] = {"BLPOP", key, seconds};
+        size_t lens[3] = {5, key_len, strlen(seconds)};
+        redisReply *reply =
+            fairlock__conn_command(lock, 3, argv, lens, slice);
+        if (reply == NULL)
+            return FAIRLOCK_REDIS;
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+            reply->element[1]->type == REDIS_REPLY_STRING) {
+            *popped = reply;
+            return FAIRLOCK_OK;
+        }
+        int unexpected = reply->type != REDIS_REPLY_NIL;
+        if (unexpected)
+            fairlock__fail(lock, FAIRLOCK_REDIS, "BLPOP failed: %s",
+                           reply->type == REDIS_REPLY_ERROR
+                               ? reply->str
+                               : "unexpected reply");
+        freeReplyObject(reply);
+        if (unexpected)
+            return FAIRLOCK_REDIS;
+        if (interrupted(lock))
+            return fairlock__fail(lock, FAIRLOCK_INTERRUPTED,
+                                  "interrupted while waiting");
+    }
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* The wait loop.  FIFO waiters block on their own wake list, which the
+ * script that frees the lock pushes to when it hands them the lock; they
+ * wake up by themselves only to refresh their entry (every third of their
+ * liveness window) or, at the head of the queue, to catch a lease that ran
+ * out without a release (check_interval, or the holder's remaining PTTL).
+ * Non-FIFO waiters block on the shared NAME:nfwake list instead. */
+static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
+                        int64_t check_ms, int64_t live_ms) {
+    int64_t start = fairlock__now_ms();
+    int64_t deadline =
+        timeout_ms == FAIRLOCK_FOREVER ? INT64_MAX : start + timeout_ms;
+    int64_t heartbeat_ms = live_ms / 3 > 0 ? live_ms / 3 : 1;
+    int64_t nonfifo_wait_ms = 2 * check_ms + 100;
+    const char *wake = lock->fifo ? lock->wake_key : lock->keys[4];
+    size_t wake_len = lock->fifo ? lock->wake_key_len : lock->key_lens[4];
+    fairlock__attempt attempt;
+
+    int rc = run_attempt(lock, try_once, nonfifo_wait_ms, &attempt);
+    for (;;) {
+        if (rc != FAIRLOCK_OK)
+            return abandon_request(lock, rc);
+        if (attempt.granted)
+            return take_grant(lock, &attempt);
+        if (try_once) {
+            forget_request(lock);
+            return fairlock__fail(lock, FAIRLOCK_TIMEOUT,
+                                  "the lock is taken (%" PRId64
+                                  " waiter(s) ahead) and the call does not "
+                                  "wait",
+                                  attempt.rank);
+        }
+        int64_t now = fairlock__now_ms();
+        int64_t poll_ms = lock->fifo ? heartbeat_ms : check_ms;
+        if (!lock->fifo || attempt.rank == 0) {
+            poll_ms = min64(poll_ms, check_ms);
+            if (attempt.pttl_ms > 0)
+                poll_ms = min64(poll_ms, attempt.pttl_ms);
+        }
+        redisReply *popped;
+        rc = wait_for_push(lock, wake, wake_len,
+                           min64(deadline, now + poll_ms), &popped);
+        if (rc != FAIRLOCK_OK)
+            return abandon_request(lock, rc);
+        if (popped != NULL && lock->fifo) {
+            const redisReply *e = popped->element[1];
+            int bad = fairlock__decode_handoff(e->str, e->len,
+                                               &attempt.ticket,
+                                               &attempt.lease_ms);
+            freeReplyObject(popped);
+            if (bad)
+                return abandon_request(
+                    lock, fairlock__fail(lock, FAIRLOCK_REDIS,
+                                         "malformed hand-off message"));
+            return take_grant(lock, &attempt);
+        }
+        freeReplyObject(popped);
+        if (fairlock__now_ms() >= deadline) {
+            fairlock__fail(lock, FAIRLOCK_TIMEOUT,
+                           "not granted within %" PRId64 " ms", timeout_ms);
+            return abandon_request(lock, FAIRLOCK_TIMEOUT);
+        }
+        rc = run_attempt(lock, 0, nonfifo_wait_ms, &attempt);
+    }
+}
+
+int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
+                        int64_t check_interval_ms) {
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (!lock->usable)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "the handle was not created successfully");
+    if (lock->held)
+        return fairlock__fail(lock, FAIRLOCK_BUSY,
+                              "this handle already holds the lock");
+    if (timeout_ms == FAIRLOCK_DEFAULT)
+        timeout_ms = lock->timeout_ms;
+    if (check_interval_ms == FAIRLOCK_DEFAULT)
+        check_interval_ms = lock->check_interval_ms;
+    if (blocking == -1)
+        blocking = lock->blocking;
+    int rc;
+    if ((rc = check_duration(lock, "timeout_ms", timeout_ms, 0, 1, 0)) ||
+        (rc = check_duration(lock, "check_interval_ms", check_interval_ms, 1,
+                             0, 0)))
+        return rc;
+    if (blocking != 0 && blocking != 1)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "blocking is %d; it must be 0, 1 or -1",
+                              blocking);
+
+    /* As in the reference, the wait timeout doubles as the lease unless a
+     * ttl is set; a zero timeout (a mere try) leaves the handle's. */
+    int64_t lease = lock->ttl_ms;
+    if (lease == FAIRLOCK_DEFAULT)
+        lease = timeout_ms != 0 ? timeout_ms : lock->timeout_ms;
+    if (lease == 0)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "a timeout of 0 cannot also be the lease; set "
+                              "ttl_ms");
+    lease = lease == FAIRLOCK_FOREVER ? 0 : lease;
+
+    int64_t stale = lock->stale_timeout_ms;
+    if (stale == FAIRLOCK_DEFAULT)
+        stale = lock->timeout_ms == FAIRLOCK_FOREVER
+                    ? FAIRLOCK_DEFAULT_LIVENESS_MS
+                    : lock->timeout_ms;
+    int64_t live = stale < FAIRLOCK_MIN_LIVENESS_MS ? FAIRLOCK_MIN_LIVENESS_MS
+                                                    : stale;
+
+    if ((rc = fairlock__conn_ready(lock)) != FAIRLOCK_OK)
+        return rc;
+    if (lock->pending) {
+        int undone;
+        if ((rc = resolve_pending(lock, &undone)) != FAIRLOCK_OK)
+            return rc;
+    }
+    if (fairlock__token_new(lock->token, lease, live) != 0)
+        return fairlock__fail(lock, FAIRLOCK_REDIS,
+                              "getrandom failed; no token could be made");
+    lock->ticket = 0;
+    lock->lease_ms = lease;
+    lock->foreign_live_ms = stale;
+    size_t token_len = strlen(lock->token);
+    memcpy(lock->wake_key + lock->name_len + sizeof wake_infix - 1,
+           lock->token, token_len + 1);
+    lock->wake_key_len = lock->name_len + sizeof wake_infix - 1 + token_len;
+
+    int try_once = !blocking || timeout_ms == 0;
+    return acquire_loop(lock, timeout_ms, try_once, check_interval_ms, live);
+}
+
+int fairlock_acquire(fairlock *lock) {
+    return fairlock_acquire_ex(lock, FAIRLOCK_DEFAULT, -1, FAIRLOCK_DEFAULT);
+}
+
+/* ---------------------------------------------------------------------------
+ * Release, extend, queries
+ * ------------------------------------------------------------------------- */
+
+int fairlock_release(fairlock *lock) {
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (!lock->held && !lock->pending)
+        return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                              "the lock is not held by this handle");
+    int rc = fairlock__conn_ready(lock);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    if (lock->pending) {
+        int undone;
+        if ((rc = resolve_pending(lock, &undone)) != FAIRLOCK_OK)
+            return rc;
+        if (!undone)
+            return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                                  "the lock is not held by this handle (an "
+                                  "earlier release may have succeeded)");
+        return fairlock__ok(lock);
+    }
+    char live[24];
+    format_i64(live, sizeof live, lock->foreign_live_ms);
+    const char *argv[2] = {lock->token, live};
+    redisReply *reply;
+    lock->held = 0;
+    lock->pending = 1;
+    rc = fairlock__conn_eval(lock, &fairlock__script_release, 2, argv, &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    int released = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    freeReplyObject(reply);
+    forget_request(lock);
+    if (!released)
+        return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                              "the lease ran out before the release: the "
+                              "lock was free or someone else's");
+    return fairlock__ok(lock);
+}
+
+int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    int rc = check_duration(lock, "ttl_ms", ttl_ms, 1, 1, 0);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    if (!lock->held)
+        return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                              "the lock is not held by this handle");
+    if ((rc = fairlock__conn_ready(lock)) != FAIRLOCK_OK)
+        return rc;
+    int owned = 0;
+    int64_t lease = ttl_ms == FAIRLOCK_FOREVER ? 0 : ttl_ms;
+    if ((rc = run_extend(lock, lease, &owned)) != FAIRLOCK_OK)
+        return rc;
+    if (!owned) {
+        forget_request(lock);
+        return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                              "the lease ran out: the lock is free or "
+                              "someone else's");
+    }
+    lock->lease_ms = lease;
+    return fairlock__ok(lock);
+}
+
+/* GET or EXISTS on the lock key. */
+static int query_lock_key(fairlock *lock, const char *command,
+                          redisReply **out) {
+    int rc = fairlock__conn_ready(lock);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    const char *argv[2] = {command, lock->keys[0]};
+    size_t lens[2] = {strlen(command), lock->key_lens[0]};
+    redisReply *reply = fairlock__conn_command(lock, 2, argv, lens, 0);
+    if (reply == NULL)
+        return FAIRLOCK_REDIS;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        fairlock__fail(lock, FAIRLOCK_REDIS, "%s failed: %s", command,
+                       reply->str);
+        freeReplyObject(reply);
+        return FAIRLOCK_REDIS;
+    }
+    *out = reply;
+    return FAIRLOCK_OK;
+}
+
+int fairlock_owned(fairlock *lock, int *owned) {
+    if (lock == NULL || owned == NULL)
+        return lock ? fairlock__fail(lock, FAIRLOCK_INVALID, "owned is NULL")
+                    : FAIRLOCK_INVALID;
+    *owned = 0;
+    if (lock->token[0] == '\0')
+        return fairlock__ok(lock);
+    redisReply *reply;
+    int rc = query_lock_key(lock, "GET", &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    *owned = reply->type == REDIS_REPLY_STRING &&
+             strcmp(reply->str, lock->token) == 0;
+    freeReplyObject(reply);
+    return fairlock__ok(lock);
+}
+
+int fairlock_locked(fairlock *lock, int *locked) {
+    if (lock == NULL || locked == NULL)
+        return lock ? fairlock__fail(lock, FAIRLOCK_INVALID, "locked is NULL")
+                    : FAIRLOCK_INVALID;
+    *locked = 0;
+    redisReply *reply;
+    int rc = query_lock_key(lock, "EXISTS", &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    *locked = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
+    freeReplyObject(reply);
+    return fairlock__ok(lock);
+}
+
+int fairlock_with(fairlock *lock, fairlock_body_fn body, void *arg,
+                  int *body_result) {
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (body == NULL)
+        return fairlock__fail(lock, FAIRLOCK_INVALID, "body is NULL");
+    int rc = fairlock_acquire(lock);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    int result = body(arg);
+    if (body_result != NULL)
+        *body_result = result;
+    return fairlock_release(lock);
+}
+
+int64_t fairlock_ticket(const fairlock *lock) {
+    return lock != NULL && lock->held ? lock->ticket : 0;
+}
+
+const char *fairlock_token(const fairlock *lock) {
+    if (lock == NULL || lock->token[0] == '\0')
+        return NULL;
+    return lock->token;
+}
+
+const char *fairlock_name(const fairlock *lock, size_t *len) {
+    if (lock == NULL || lock->name == NULL) {
+        if (len != NULL)
+            *len = 0;
+        return NULL;
+    }
+    if (len != NULL)
+        *len = lock->name_len;
+    return lock->name;
+}

@@ -1,0 +1,7 @@
+-- release.lua -- free the lock if the caller's token holds it, and hand it
+-- to the next live waiter in the same step.
+--
+-- ARGV[1] token  ARGV[2] liveness window (ms) for other clients' entries
+-- Reply 1 if released, 0 if the token did not hold the lock.
+
+return release_if_owner(ARGV[1], server_now_ms(), tonumber(ARGV[2]))

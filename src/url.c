@@ -1,0 +1,247 @@
+/* url.c -- parsing of redis:// and unix:// URLs; no I/O, so it can be fuzzed.
+ *
+ *   redis://[[user]:password@]host[:port][/db]
+ *   unix://[[user]:password@]/path/to.sock[?db=N]
+ *
+ * User and password may be percent-encoded.  Error messages describe the
+ * part that is wrong without repeating the URL, which may hold a password.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_PORT 6379
+
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Copies [s, s+len) percent-decoded into a new string.  Returns NULL and
+ * sets *bad when an escape is malformed or decodes to NUL. */
+static char *decode_part(const char *s, size_t len, int *bad) {
+    char *out = malloc(len + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            if (i + 2 >= len) {
+                *bad = 1;
+                free(out);
+                return NULL;
+            }
+            int h = hex_value(s[i + 1]), l = hex_value(s[i + 2]);
+            if (h < 0 || l < 0 || (h == 0 && l == 0)) {
+                *bad = 1;
+                free(out);
+                return NULL;
+            }
+            out[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int parse_int(const char *s, size_t len, long min, long max,
+                     int *out) {
+    if (len == 0 || len > 10)
+        return -1;
+    long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int fail(fairlock__url *url, char *err, size_t errlen, int code,
+                const char *why) {
+    snprintf(err, errlen, "%s", why);
+    fairlock__url_clear(url);
+    return code;
+}
+
+/* Splits "user:password@" off the authority, if present. */
+static int parse_userinfo(const char **p, const char *end, fairlock__url *url,
+                          char *err, size_t errlen) {
+    const char *at = NULL;
+    for (const char *q = *p; q < end; q++)
+        if (*q == '@')
+            at = q; /* the last '@': a password may contain '@' unescaped */
+    if (at == NULL)
+        return FAIRLOCK_OK;
+    const char *colon = memchr(*p, ':', (size_t)(at - *p));
+    int bad = 0;
+    if (colon != NULL) {
+        if (colon > *p) {
+            url->user = decode_part(*p, (size_t)(colon - *p), &bad);
+            if (url->user == NULL)
+                goto nomem_or_bad;
+        }
+        url->password = decode_part(colon + 1, (size_t)(at - colon - 1), &bad);
+        if (url->password == NULL)
+            goto nomem_or_bad;
+    } else {
+        /* "secret@host", as redis-cli and redis-py read it: a password. */
+        url->password = decode_part(*p, (size_t)(at - *p), &bad);
+        if (url->password == NULL)
+            goto nomem_or_bad;
+    }
+    *p = at + 1;
+    return FAIRLOCK_OK;
+nomem_or_bad:
+    if (bad)
+        return fail(url, err, errlen, FAIRLOCK_INVALID,
+                    "malformed URL: bad percent-escape in the credentials");
+    return fail(url, err, errlen, FAIRLOCK_NOMEM, "out of memory");
+}
+
+static int parse_tcp(const char *p, fairlock__url *url, char *err,
+                     size_t errlen) {
+    const char *end = p + strlen(p);
+    const char *slash = strchr(p, '/');
+    const char *query = strchr(p, '?');
+    if (query != NULL)
+        return fail(url, err, errlen, FAIRLOCK_INVALID,
+                    "malformed URL: query parameters are not supported in "
+                    "redis:// URLs (give the database as /N)");
+    const char *auth_end = slash ? slash : end;
+    int rc = parse_userinfo(&p, auth_end, url, err, errlen);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    const char *host = p, *host_end, *port = NULL;
+    if (*p == '[') {
+        host = p + 1;
+        host_end = memchr(host, ']', (size_t)(auth_end - host));
+        if (host_end == NULL)
+            return fail(url, err, errlen, FAIRLOCK_INVALID,
+                        "malformed URL: unterminated '[' in the host");
+        if (host_end + 1 < auth_end) {
+            if (host_end[1] != ':')
+                return fail(url, err, errlen, FAIRLOCK_INVALID,
+                            "malformed URL: junk after the IPv6 address");
+            port = host_end + 2;
+        }
+    } else {
+        host_end = memchr(host, ':', (size_t)(auth_end - host));
+        if (host_end != NULL)
+            port = host_end + 1;
+        else
+            host_end = auth_end;
+    }
+    size_t host_len = (size_t)(host_end - host);
+    if (host_len == 0) {
+        host = "127.0.0.1";
+        host_len = strlen(host);
+    }
+    for (size_t i = 0; i < host_len; i++)
+        if (host[i] == '@' || host[i] == '/' || host[i] == ' ' ||
+            host[i] == '[' || host[i] == ']')
+            return fail(url, err, errlen, FAIRLOCK_INVALID,
+                        "malformed URL: invalid character in the host");
+    url->host = strndup(host, host_len);
+    if (url->host == NULL)
+        return fail(url, err, errlen, FAIRLOCK_NOMEM, "out of memory");
+    url->port = DEFAULT_PORT;
+    if (port != NULL &&
+        parse_int(port, (size_t)(auth_end - port), 1, 65535, &url->port) != 0)
+        return fail(url, err, errlen, FAIRLOCK_INVALID,
+                    "malformed URL: the port must be a number from 1 to "
+                    "65535");
+    if (slash != NULL && slash + 1 < end &&
+        parse_int(slash + 1, (size_t)(end - slash - 1), 0, INT_MAX,
+                  &url->db) != 0)
+        return fail(url, err, errlen, FAIRLOCK_INVALID,
+                    "malformed URL: the database after '/' must be a "
+                    "non-negative number");
+    return FAIRLOCK_OK;
+}
+
+static int parse_unix(const char *p, fairlock__url *url, char *err,
+                      size_t errlen) {
+    const char *end = p + strlen(p);
+    const char *query = strchr(p, '?');
+    const char *path_end = query ? query : end;
+    const char *slash = memchr(p, '/', (size_t)(path_end - p));
+    if (slash == NULL)
+        return fail(url, err, errlen, FAIRLOCK_INVALID,
+                    "malformed URL: unix:// needs an absolute socket path, "
+                    "as in unix:///run/redis.sock");
+    int rc = parse_userinfo(&p, slash, url, err, errlen);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    if (p != slash)
+        return fail(url, err, errlen, FAIRLOCK_INVALID,
+                    "malformed URL: unix:// takes no host, as in "
+                    "unix:///run/redis.sock");
+    if (path_end - slash < 2)
+        return fail(url, err, errlen, FAIRLOCK_INVALID,
+                    "malformed URL: empty socket path");
+    url->path = strndup(slash, (size_t)(path_end - slash));
+    if (url->path == NULL)
+        return fail(url, err, errlen, FAIRLOCK_NOMEM, "out of memory");
+    if (query != NULL) {
+        const char *q = query + 1;
+        if (strncmp(q, "db=", 3) != 0 ||
+            parse_int(q + 3, (size_t)(end - q - 3), 0, INT_MAX, &url->db) != 0)
+            return fail(url, err, errlen, FAIRLOCK_INVALID,
+                        "malformed URL: the only query parameter of unix:// "
+                        "is db=N with N a non-negative number");
+    }
+    return FAIRLOCK_OK;
+}
+
+int fairlock__url_parse(const char *text, fairlock__url *url, char *err,
+                        size_t errlen) {
+    memset(url, 0, sizeof *url);
+    if (text == NULL || *text == '\0')
+        return fail(url, err, errlen, FAIRLOCK_INVALID, "empty URL");
+    for (const char *c = text; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return fail(url, err, errlen, FAIRLOCK_INVALID,
+                        "malformed URL: control character");
+    if (strncmp(text, "redis://", 8) == 0) {
+        url->kind = FAIRLOCK__URL_TCP;
+        return parse_tcp(text + 8, url, err, errlen);
+    }
+    if (strncmp(text, "unix://", 7) == 0) {
+        url->kind = FAIRLOCK__URL_UNIX;
+        return parse_unix(text + 7, url, err, errlen);
+    }
+    if (strncmp(text, "rediss://", 9) == 0)
+        return fail(url, err, errlen, FAIRLOCK_INVALID,
+                    "rediss:// (TLS) is not supported");
+    return fail(url, err, errlen, FAIRLOCK_INVALID,
+                "malformed URL: it must start with redis:// or unix://");
+}
+
+void fairlock__url_clear(fairlock__url *url) {
+    free(url->host);
+    free(url->path);
+    free(url->user);
+    if (url->password != NULL) {
+        /* Do not leave the password in freed heap memory. */
+        volatile char *p = url->password;
+        while (*p)
+            *p++ = '\0';
+    }
+    free(url->password);
+    memset(url, 0, sizeof *url);
+}

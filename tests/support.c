@@ -1,0 +1,196 @@
+/* support.c -- shared helpers of the integration tests. */
+#include "support.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+
+static char env_url[512], env_tcp_url[512], env_pidfile[512];
+static int env_port;
+
+/* Reads the fixture's redis.env (path in $FAIRLOCK_TEST_ENV). */
+static void load_env(void) {
+    if (env_url[0])
+        return;
+    const char *path = getenv("FAIRLOCK_TEST_ENV");
+    if (path == NULL) {
+        fprintf(stderr, "FAIRLOCK_TEST_ENV is not set: run through ctest, "
+                        "which starts the test redis-server\n");
+        exit(1);
+    }
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "cannot open %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    char line[600];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *eq = strchr(line, '=');
+        if (eq == NULL)
+            continue;
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (strcmp(line, "FAIRLOCK_TEST_URL") == 0)
+            snprintf(env_url, sizeof env_url, "%s", v);
+        else if (strcmp(line, "FAIRLOCK_TEST_TCP_URL") == 0)
+            snprintf(env_tcp_url, sizeof env_tcp_url, "%s", v);
+        else if (strcmp(line, "FAIRLOCK_TEST_PORT") == 0)
+            env_port = atoi(v);
+        else if (strcmp(line, "FAIRLOCK_TEST_PIDFILE") == 0)
+            snprintf(env_pidfile, sizeof env_pidfile, "%s", v);
+    }
+    fclose(f);
+    CHECK(env_url[0] != '\0');
+}
+
+const char *test_url(void) {
+    load_env();
+    return env_url;
+}
+
+const char *test_tcp_url(void) {
+    load_env();
+    return env_tcp_url;
+}
+
+int test_port(void) {
+    load_env();
+    return env_port;
+}
+
+pid_t test_server_pid(void) {
+    load_env();
+    FILE *f = fopen(env_pidfile, "r");
+    CHECK(f != NULL);
+    long pid = 0;
+    CHECK(fscanf(f, "%ld", &pid) == 1);
+    fclose(f);
+    return (pid_t)pid;
+}
+
+redisContext *test_redis(void) {
+    const char *url = test_url();
+    CHECK(strncmp(url, "unix://", 7) == 0);
+    redisContext *c = redisConnectUnix(url + 7);
+    CHECK(c != NULL);
+    if (c->err) {
+        fprintf(stderr, "cannot connect to %s: %s\n", url, c->errstr);
+        exit(1);
+    }
+    return c;
+}
+
+long long test_int(redisContext *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    CHECK(r != NULL);
+    if (r->type == REDIS_REPLY_ERROR)
+        fprintf(stderr, "redis error: %s\n", r->str);
+    CHECK(r->type == REDIS_REPLY_INTEGER || r->type == REDIS_REPLY_NIL);
+    long long v = r->type == REDIS_REPLY_NIL ? -1 : r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+long long test_keys_of(redisContext *c, const char *name) {
+    long long n = test_int(c, "EXISTS %s", name);
+    redisReply *r = redisCommand(c, "KEYS %b:*", name, strlen(name));
+    CHECK(r != NULL && r->type == REDIS_REPLY_ARRAY);
+    n += (long long)r->elements;
+    freeReplyObject(r);
+    return n;
+}
+
+const char *test_name(const char *prefix) {
+    static char buf[128];
+    static int n;
+    snprintf(buf, sizeof buf, "fltest:%s:%d:%d", prefix, (int)getpid(), n++);
+    return buf;
+}
+
+fairlock *test_lock_opts(fairlock_options *opts) {
+    if (opts->url == NULL && opts->redis == NULL)
+        opts->url = test_url();
+    fairlock *lock = NULL;
+    int rc = fairlock_create(opts, &lock);
+    if (rc != FAIRLOCK_OK) {
+        fprintf(stderr, "fairlock_create: %s: %s\n", fairlock_code_name(rc),
+                fairlock_errmsg(lock));
+        exit(1);
+    }
+    return lock;
+}
+
+fairlock *test_lock(const char *name, int64_t timeout_ms) {
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = timeout_ms;
+    return test_lock_opts(&opts);
+}
+
+int64_t test_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void test_sleep_ms(int64_t ms) {
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+void *test_shared(size_t size) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(p != MAP_FAILED);
+    memset(p, 0, size);
+    return p;
+}
+
+int test_wait_child(pid_t pid, int expected_signal) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        CHECK(errno == EINTR);
+    if (WIFSIGNALED(status)) {
+        if (WTERMSIG(status) != expected_signal) {
+            fprintf(stderr, "child %d killed by signal %d\n", (int)pid,
+                    WTERMSIG(status));
+            exit(1);
+        }
+        return 128 + WTERMSIG(status);
+    }
+    return WEXITSTATUS(status);
+}
+
+int test_wait_int(redisContext *c, long long value, int64_t timeout_ms,
+                  const char *fmt, ...) {
+    int64_t end = test_now_ns() + timeout_ms * 1000000;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        redisReply *r = redisvCommand(c, fmt, ap);
+        va_end(ap);
+        CHECK(r != NULL);
+        long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+        freeReplyObject(r);
+        if (v == value)
+            return 1;
+        if (test_now_ns() > end)
+            return 0;
+        test_sleep_ms(5);
+    }
+}
