@@ -56,7 +56,8 @@ extern "C" {
     X(INVALID, 4, "invalid argument")                                          \
     X(NOMEM, 5, "out of memory")                                               \
     X(INTERRUPTED, 6, "interrupted by the caller's interrupt callback")        \
-    X(BUSY, 7, "this handle already holds the lock")
+    X(BUSY, 7, "this handle already holds the lock")                           \
+    X(NOTREPLICATED, 8, "grant not acknowledged by enough replicas")
 
 typedef enum fairlock_code {
 #define FAIRLOCK_ENUM_ENTRY(name, number, text) FAIRLOCK_##name = number,
@@ -85,6 +86,13 @@ struct redisContext;
 
 /* The lock handle.  Opaque. */
 typedef struct fairlock fairlock;
+
+/* Called on the renewal thread when an automatically renewed lease is lost:
+ * the key vanished or got another owner, or Redis stayed unreachable until
+ * the lease ran out.  It may only call fairlock_state() and
+ * fairlock_valid_until_ms() on the handle; the owner learns the rest from
+ * the next fairlock_release(), which then returns FAIRLOCK_NOTOWNED. */
+typedef void (*fairlock_lost_fn)(fairlock *lock, void *arg);
 
 /* Called while a blocking acquire waits; return non-zero to give up, which
  * makes the acquire leave the queue and return FAIRLOCK_INTERRUPTED.  It is
@@ -147,6 +155,30 @@ typedef struct fairlock_options {
     fairlock_interrupt_fn interrupt;
     void *interrupt_arg;
     int64_t interrupt_check_ms;
+
+    /* Non-zero to renew the lease while the lock is held: a background
+     * thread with its own connection (to `url`, which must then be usable
+     * even when `redis` is given) extends it every third of the lease and
+     * retries through short outages.  The lease must be finite.
+     * fairlock_release() stops it first, so no renewal lands after a
+     * release. */
+    int auto_renew;
+    fairlock_lost_fn on_lost;
+    void *on_lost_arg;
+
+    /* Non-zero to give every grant a fencing token (fairlock_fence()):
+     * NAME:fence is incremented by every grant while it exists, so values
+     * are strictly increasing per lock name, across queue resets and, with
+     * persistence, server restarts.  That one key stays in Redis. */
+    int fencing;
+
+    /* When > 0, acquire waits (WAIT) until this many replicas have the
+     * grant, for at most wait_replicas_timeout_ms (default 1000); if fewer
+     * acknowledge it, the lock is released and acquire returns
+     * FAIRLOCK_NOTREPLICATED.  Replication stays asynchronous: a failover
+     * at the wrong moment can still lose a grant. */
+    int wait_replicas;
+    int64_t wait_replicas_timeout_ms;
 } fairlock_options;
 
 /* Fill *opts with the reference's defaults.
@@ -217,6 +249,68 @@ typedef int (*fairlock_body_fn)(void *arg);
  * Thread safety: one thread per handle. Since 0.1.0. */
 FAIRLOCK_EXPORT int fairlock_with(fairlock *lock, fairlock_body_fn body,
                                   void *arg, int *body_result);
+
+/* Handle states reported by fairlock_state(). */
+typedef enum fairlock_state_code {
+    FAIRLOCK_STATE_IDLE = 0,    /* no lock held */
+    FAIRLOCK_STATE_HELD = 1,    /* held, as far as the handle knows */
+    FAIRLOCK_STATE_LOST = 2,    /* renewal found the lease lost */
+    FAIRLOCK_STATE_PENDING = 3  /* a call failed with unknown outcome; the
+                                   next call or fairlock_free resolves it */
+} fairlock_state_code;
+
+/* State of the handle.
+ * Thread safety: may be called from any thread, also from on_lost.
+ * Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_state(fairlock *lock);
+
+/* Until when (CLOCK_MONOTONIC, in ms) the handle is sure to own the lock:
+ * the time the granting or last renewing request was sent, plus the lease,
+ * minus a drift margin (1% + 2 ms).  0 when not held, INT64_MAX for a
+ * lease without expiry.  Compare with clock_gettime(CLOCK_MONOTONIC).
+ * Thread safety: may be called from any thread. Since 0.1.0. */
+FAIRLOCK_EXPORT int64_t fairlock_valid_until_ms(fairlock *lock);
+
+/* Fencing token of the current grant (see fairlock_options.fencing), or 0.
+ * A resource protects itself from a holder that was paused past its lease
+ * by remembering the highest fence it has seen and refusing writes that
+ * carry a lower one.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT int64_t fairlock_fence(const fairlock *lock);
+
+/* Release the lock held by `token` (as printed by a process that acquired
+ * it and exited), handing it to the next waiter.  The handle's own state is
+ * untouched.  Returns FAIRLOCK_OK, FAIRLOCK_NOTOWNED when `token` does not
+ * hold the lock, FAIRLOCK_INVALID or FAIRLOCK_REDIS.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_release_token(fairlock *lock, const char *token);
+
+/* One waiter in a fairlock_status. */
+typedef struct fairlock_waiter {
+    int64_t ticket;
+    const char *token;   /* as stored; other clients' tokens too */
+    int64_t idle_ms;     /* since its last heartbeat, by the server clock */
+    int64_t liveness_ms; /* its eviction window; 0 if unknown (not ours) */
+} fairlock_waiter;
+
+/* A snapshot of a lock, taken atomically on the server. */
+typedef struct fairlock_status {
+    int64_t server_time_ms;  /* the server's wall clock */
+    const char *holder;      /* owner token, or NULL when free */
+    int64_t holder_pttl_ms;  /* remaining lease; -1 none; -2 free */
+    int64_t fence;           /* last fencing token, 0 when none */
+    size_t total_waiters;    /* queue length */
+    size_t waiter_count;     /* entries in waiters (at most max_waiters) */
+    fairlock_waiter *waiters; /* in queue order */
+} fairlock_status;
+
+/* Take a snapshot of the lock: holder, lease, and up to max_waiters
+ * waiters in order.  Free it with fairlock_status_free().  Changes nothing
+ * on the server.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_status_get(fairlock *lock, size_t max_waiters,
+                                        fairlock_status **out);
+FAIRLOCK_EXPORT void fairlock_status_free(fairlock_status *status);
 
 /* Ticket of the current grant (its place in the FIFO queue: strictly
  * increasing while the queue is non-empty, restarting at 1 once it drains),

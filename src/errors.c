@@ -26,27 +26,28 @@ const char *fairlock_code_name(int code) {
     return "FAIRLOCK_UNKNOWN";
 }
 
-int fairlock__fail(fairlock *lock, int code, const char *fmt, ...) {
+int fairlock__error_set(fairlock__error *err, int code, const char *fmt,
+                        ...) {
     va_list ap;
-    lock->errcode = code;
+    err->code = code;
     va_start(ap, fmt);
-    vsnprintf(lock->errmsg, sizeof lock->errmsg, fmt, ap);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
     return code;
 }
 
 int fairlock__ok(fairlock *lock) {
-    lock->errcode = FAIRLOCK_OK;
-    lock->errmsg[0] = '\0';
+    lock->err.code = FAIRLOCK_OK;
+    lock->err.msg[0] = '\0';
     return FAIRLOCK_OK;
 }
 
 const char *fairlock_errmsg(const fairlock *lock) {
     if (lock == NULL)
         return "no handle (out of memory?)";
-    return lock->errmsg;
+    return lock->err.msg;
 }
 
 int fairlock_errcode(const fairlock *lock) {
-    return lock == NULL ? FAIRLOCK_NOMEM : lock->errcode;
+    return lock == NULL ? FAIRLOCK_NOMEM : lock->err.code;
 }

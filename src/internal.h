@@ -3,6 +3,7 @@
 #define FAIRLOCK_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -12,7 +13,7 @@
 #include "fairlock.h"
 
 #define FAIRLOCK__ERRMSG_SIZE 256
-#define FAIRLOCK__KEY_COUNT 5
+#define FAIRLOCK__KEY_COUNT 6
 
 /* ---- URL parsing (url.c): pure, no I/O, fuzzable. ---- */
 
@@ -35,6 +36,22 @@ int fairlock__url_parse(const char *url, fairlock__url *out, char *err,
                         size_t errlen);
 void fairlock__url_clear(fairlock__url *url);
 
+/* ---- Errors (errors.c). ---- */
+
+/* A result code and its detail.  The handle has one, and so has the
+ * renewal thread, so that neither writes the other's. */
+typedef struct fairlock__error {
+    int code;
+    char msg[FAIRLOCK__ERRMSG_SIZE];
+} fairlock__error;
+
+/* Records code and a printf-style detail; returns code. */
+int fairlock__error_set(fairlock__error *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 /* ---- Script replies (reply.c): pure, fuzzable. ---- */
 
 /* Outcome of an acquire script. */
@@ -44,6 +61,7 @@ typedef struct fairlock__attempt {
     int64_t rank;     /* 0-based place in the queue while waiting */
     int64_t pttl_ms;  /* holder's remaining lease; <0 none or no holder */
     int64_t lease_ms; /* lease given with a grant; 0 = no expiry */
+    int64_t fence;    /* fencing token of a grant, 0 = none */
 } fairlock__attempt;
 
 /* Decodes the reply of acquire.lua / acquire_nonfifo.lua.  Returns 0, or -1
@@ -52,9 +70,16 @@ int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
                              char *err, size_t errlen);
 
 /* Decodes the element a hand-off pushes to a waiter's wake list
- * ("ticket:lease_ms").  Returns 0 or -1. */
-int fairlock__decode_handoff(const char *s, size_t len, int64_t *ticket,
-                             int64_t *lease_ms);
+ * ("ticket:lease_ms:fence") into out->ticket, lease_ms and fence.
+ * Returns 0 or -1. */
+int fairlock__decode_handoff(const char *s, size_t len,
+                             fairlock__attempt *out);
+
+/* Decodes the reply of status.lua into a fairlock_status allocated as one
+ * block.  Returns FAIRLOCK_OK, FAIRLOCK_NOMEM, or FAIRLOCK_REDIS with a
+ * reason in err. */
+int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
+                            char *err, size_t errlen);
 
 /* ---- Lua scripts (generated from src/lua by CMake). ---- */
 
@@ -69,37 +94,88 @@ extern const fairlock__script fairlock__script_acquire_nonfifo;
 extern const fairlock__script fairlock__script_release;
 extern const fairlock__script fairlock__script_cancel;
 extern const fairlock__script fairlock__script_extend;
+extern const fairlock__script fairlock__script_status;
 
-/* ---- Tokens (token.c). ---- */
+/* ---- Tokens and clock (token.c). ---- */
 
-/* Writes a fresh owner token "<32 hex>.<lease_ms>.<live_ms>" from
+/* Writes a fresh owner token "<32 hex>.<lease_ms>.<live_ms>[.f]" from
  * getrandom(2).  Returns 0, or -1 with errno set. */
 int fairlock__token_new(char out[FAIRLOCK_TOKEN_MAX], int64_t lease_ms,
-                        int64_t live_ms);
+                        int64_t live_ms, int fencing);
 
-/* ---- Monotonic clock. ---- */
+/* CLOCK_MONOTONIC in ms. */
 int64_t fairlock__now_ms(void);
 
-/* ---- The handle. ---- */
+/* ---- Connection (conn.c). ---- */
+
+/* The keys of one lock, in the order every script takes them. */
+typedef struct fairlock__keys {
+    char *names[FAIRLOCK__KEY_COUNT]; /* NAME :queue :seq :nfwait :nfwake
+                                         :fence */
+    size_t lens[FAIRLOCK__KEY_COUNT];
+} fairlock__keys;
 
 typedef struct fairlock__conn {
     redisContext *ctx; /* borrowed, or owned when `owned` */
     int owned;
     int borrowed;
-    pid_t pid; /* process that made an owned connection */
-    fairlock__url url;
+    pid_t pid;                /* process that made an owned connection */
+    const fairlock__url *url; /* where to connect when not borrowed */
     int64_t io_timeout_ms;
 } fairlock__conn;
+
+/* Connects lazily (owned) or checks the borrowed context.  Returns
+ * FAIRLOCK_OK, FAIRLOCK_REDIS or FAIRLOCK_NOMEM. */
+int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err);
+void fairlock__conn_close(fairlock__conn *conn);
+
+/* Sends one command and reads its reply.  block_ms > 0 lengthens the
+ * socket timeout for a blocking command.  Returns NULL with err set on I/O
+ * failure; error replies are returned to the caller. */
+redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
+                                   int argc, const char **argv,
+                                   const size_t *lens, int64_t block_ms);
+
+/* Runs a script with the lock's keys via EVALSHA, falling back to EVAL on
+ * NOSCRIPT.  Returns FAIRLOCK_OK and *out, or FAIRLOCK_REDIS with err set
+ * (server error replies included). */
+int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
+                        const fairlock__keys *keys,
+                        const fairlock__script *script, int argc,
+                        const char **argv, redisReply **out);
+
+/* ---- Renewal thread (renew.c). ---- */
+
+typedef struct fairlock__renewer fairlock__renewer;
+
+/* Starts renewing the grant `token` with `lease_ms`, whose validity runs
+ * to valid_until_ms; creates the thread on first use.  Returns FAIRLOCK_OK
+ * or FAIRLOCK_NOMEM / FAIRLOCK_REDIS with err set. */
+int fairlock__renew_start(fairlock *lock, const char *token, int64_t lease_ms,
+                          int64_t valid_until_ms, fairlock__error *err);
+/* Stops renewing and waits for a renewal in flight.  Returns 1 if the lease
+ * was found lost, with the reason copied into err. */
+int fairlock__renew_stop(fairlock *lock, fairlock__error *err);
+/* Records a new lease and validity (after a manual extend). */
+void fairlock__renew_update(fairlock *lock, int64_t lease_ms,
+                            int64_t valid_until_ms);
+/* The drift margin taken off every validity bound. */
+int64_t fairlock__drift_ms(int64_t lease_ms);
+/* Stops and joins the thread; closes its connection. */
+void fairlock__renew_free(fairlock *lock);
+
+/* ---- The handle. ---- */
 
 struct fairlock {
     int usable; /* fairlock_create() succeeded */
     char *name;
     size_t name_len;
-    char *keys[FAIRLOCK__KEY_COUNT]; /* NAME, :queue, :seq, :nfwait, :nfwake */
-    size_t key_lens[FAIRLOCK__KEY_COUNT];
+    fairlock__keys keys;
     char *wake_key; /* NAME:wake:TOKEN of the current request */
     size_t wake_key_len;
 
+    fairlock__url url; /* parsed when given or needed */
+    int has_url;
     fairlock__conn conn;
 
     int64_t timeout_ms;
@@ -111,53 +187,36 @@ struct fairlock {
     int fifo;
     fairlock_interrupt_fn interrupt;
     void *interrupt_arg;
+    int auto_renew;
+    fairlock_lost_fn on_lost;
+    void *on_lost_arg;
+    int fencing;
+    int wait_replicas;
+    int64_t wait_replicas_timeout_ms;
 
     /* Current request or grant. */
     char token[FAIRLOCK_TOKEN_MAX];
-    int held;            /* granted and not released */
-    int pending;         /* a script failed with unknown outcome */
+    int held;    /* granted and not released */
+    int pending; /* a script failed with unknown outcome */
     int64_t ticket;
+    int64_t fence;
     int64_t lease_ms;
     int64_t foreign_live_ms;
+    int64_t last_sent_ms; /* when the last acquire script was sent */
 
-    int errcode;
-    char errmsg[FAIRLOCK__ERRMSG_SIZE];
+    /* Read from any thread (fairlock_state, fairlock_valid_until_ms),
+     * written by the owner thread and the renewal thread. */
+    _Atomic int state;
+    _Atomic int64_t valid_until_ms;
+
+    fairlock__renewer *renewer; /* NULL until first needed */
+
+    fairlock__error err;
 };
 
-/* ---- Errors (errors.c). ---- */
-
-/* Records code and a printf-style detail on the handle; returns code. */
-int fairlock__fail(fairlock *lock, int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-/* Records success; returns FAIRLOCK_OK. */
+/* Records code and detail on the handle; returns code. */
+#define fairlock__fail(lock, ...) fairlock__error_set(&(lock)->err, __VA_ARGS__)
+/* Records success on the handle; returns FAIRLOCK_OK. */
 int fairlock__ok(fairlock *lock);
-
-/* ---- Connection (conn.c). ---- */
-
-/* Resolves the URL (option, environment, default) for a handle without a
- * borrowed context. */
-int fairlock__conn_init(fairlock *lock, struct redisContext *borrowed,
-                        const char *url, int64_t io_timeout_ms);
-void fairlock__conn_close(fairlock__conn *conn);
-
-/* Connects lazily; returns FAIRLOCK_OK or FAIRLOCK_REDIS. */
-int fairlock__conn_ready(fairlock *lock);
-
-/* Sends one command and reads its reply.  block_ms > 0 lengthens the
- * socket timeout for a blocking command.  Returns NULL with the handle's
- * error set on I/O failure (the reply is never an error reply then: those
- * are returned to the caller). */
-redisReply *fairlock__conn_command(fairlock *lock, int argc, const char **argv,
-                                   const size_t *lens, int64_t block_ms);
-
-/* Runs a script with the lock's keys and the given arguments via EVALSHA,
- * falling back to EVAL on NOSCRIPT.  Returns FAIRLOCK_OK and *out, or
- * FAIRLOCK_REDIS with the handle's error set (server error replies
- * included). */
-int fairlock__conn_eval(fairlock *lock, const fairlock__script *script,
-                        int argc, const char **argv, redisReply **out);
 
 #endif

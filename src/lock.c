@@ -4,7 +4,7 @@
  *   idle     no token
  *   waiting  inside fairlock_acquire(): token and ticket, maybe an entry
  *            in NAME:queue
- *   held     granted; token is the value of NAME
+ *   held     granted; the token is the value of NAME
  *   pending  a script failed with unknown outcome: the token is kept and
  *            the next call (or fairlock_free) resolves it with cancel.lua,
  *            which both removes a queue entry and undoes a grant.
@@ -21,13 +21,21 @@
 #define DEFAULT_CHECK_INTERVAL_MS 50
 #define DEFAULT_IO_TIMEOUT_MS 5000
 #define DEFAULT_INTERRUPT_CHECK_MS 100
+#define DEFAULT_WAIT_REPLICAS_TIMEOUT_MS 1000
+#define DEFAULT_URL "redis://127.0.0.1:6379/0"
 /* Largest duration accepted anywhere: far beyond any real need, and small
  * enough that sums of durations cannot overflow int64_t. */
 #define MAX_DURATION_MS ((int64_t)1 << 53)
 
 static const char *const key_suffixes[FAIRLOCK__KEY_COUNT] = {
-    "", ":queue", ":seq", ":nfwait", ":nfwake"};
+    "", ":queue", ":seq", ":nfwait", ":nfwake", ":fence"};
 static const char wake_infix[] = ":wake:";
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static void format_i64(char *buf, size_t len, int64_t v) {
+    snprintf(buf, len, "%" PRId64, v);
+}
 
 /* ---------------------------------------------------------------------------
  * Options and handle lifetime
@@ -45,6 +53,7 @@ void fairlock_options_init(fairlock_options *opts) {
     opts->stale_timeout_ms = FAIRLOCK_DEFAULT;
     opts->io_timeout_ms = DEFAULT_IO_TIMEOUT_MS;
     opts->interrupt_check_ms = DEFAULT_INTERRUPT_CHECK_MS;
+    opts->wait_replicas_timeout_ms = DEFAULT_WAIT_REPLICAS_TIMEOUT_MS;
 }
 
 int fairlock_seconds_to_ms(double seconds, int64_t *ms) {
@@ -55,8 +64,8 @@ int fairlock_seconds_to_ms(double seconds, int64_t *ms) {
     return FAIRLOCK_OK;
 }
 
-/* Checks a duration option: a value in [min, MAX_DURATION_MS], or one of
- * the sentinels the option allows. */
+/* Checks a duration: a value in [min, MAX_DURATION_MS], or one of the
+ * sentinels the option allows. */
 static int check_duration(fairlock *lock, const char *what, int64_t value,
                           int64_t min, int allow_forever, int allow_default) {
     if ((allow_forever && value == FAIRLOCK_FOREVER) ||
@@ -82,8 +91,18 @@ static int check_options(fairlock *lock, const fairlock_options *o) {
         (rc = check_duration(lock, "io_timeout_ms", o->io_timeout_ms, 1, 0,
                              0)) ||
         (rc = check_duration(lock, "interrupt_check_ms",
-                             o->interrupt_check_ms, 1, 0, 0)))
+                             o->interrupt_check_ms, 1, 0, 0)) ||
+        (rc = check_duration(lock, "wait_replicas_timeout_ms",
+                             o->wait_replicas_timeout_ms, 0, 0, 0)))
         return rc;
+    if (o->wait_replicas < 0)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "wait_replicas is %d; it must be 0 or more",
+                              o->wait_replicas);
+    if (o->auto_renew && o->ttl_ms == FAIRLOCK_FOREVER)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "auto_renew needs a finite lease, but ttl_ms is "
+                              "FAIRLOCK_FOREVER");
     return FAIRLOCK_OK;
 }
 
@@ -96,18 +115,45 @@ static int copy_name_and_keys(fairlock *lock, const char *name, size_t len) {
     lock->name_len = len;
     for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++) {
         size_t suffix_len = strlen(key_suffixes[i]);
-        lock->keys[i] = malloc(len + suffix_len + 1);
-        if (lock->keys[i] == NULL)
+        lock->keys.names[i] = malloc(len + suffix_len + 1);
+        if (lock->keys.names[i] == NULL)
             return FAIRLOCK_NOMEM;
-        memcpy(lock->keys[i], name, len);
-        memcpy(lock->keys[i] + len, key_suffixes[i], suffix_len + 1);
-        lock->key_lens[i] = len + suffix_len;
+        memcpy(lock->keys.names[i], name, len);
+        memcpy(lock->keys.names[i] + len, key_suffixes[i], suffix_len + 1);
+        lock->keys.lens[i] = len + suffix_len;
     }
     lock->wake_key = malloc(len + sizeof wake_infix + FAIRLOCK_TOKEN_MAX);
     if (lock->wake_key == NULL)
         return FAIRLOCK_NOMEM;
     memcpy(lock->wake_key, name, len);
     memcpy(lock->wake_key + len, wake_infix, sizeof wake_infix);
+    return FAIRLOCK_OK;
+}
+
+/* Parses the URL from the option, $FAIRLOCK_URL, $REDIS_URL or the
+ * default, in that order.  A handle on a borrowed context parses one only
+ * when it was given explicitly (the renewal thread needs it). */
+static int resolve_url(fairlock *lock, const fairlock_options *opts) {
+    const char *url = opts->url, *source = "the url option";
+    if (url == NULL && opts->redis != NULL)
+        return FAIRLOCK_OK;
+    if (url == NULL) {
+        source = "$FAIRLOCK_URL";
+        url = getenv("FAIRLOCK_URL");
+    }
+    if (url == NULL || *url == '\0') {
+        source = "$REDIS_URL";
+        url = getenv("REDIS_URL");
+    }
+    if (url == NULL || *url == '\0') {
+        source = "the default URL";
+        url = DEFAULT_URL;
+    }
+    char why[160];
+    int rc = fairlock__url_parse(url, &lock->url, why, sizeof why);
+    if (rc != FAIRLOCK_OK)
+        return fairlock__fail(lock, rc, "%s: %s", source, why);
+    lock->has_url = 1;
     return FAIRLOCK_OK;
 }
 
@@ -132,13 +178,22 @@ int fairlock_create(const fairlock_options *opts, fairlock **out) {
                               "%d",
                               len, FAIRLOCK_NAME_MAX);
     int rc = check_options(lock, opts);
-    if (rc != FAIRLOCK_OK)
-        return rc;
-    if (copy_name_and_keys(lock, opts->name, len) != FAIRLOCK_OK) {
+    if (rc == FAIRLOCK_OK && opts->auto_renew && opts->redis != NULL &&
+        opts->url == NULL)
+        rc = fairlock__fail(lock, FAIRLOCK_INVALID,
+                            "auto_renew with a borrowed connection also needs "
+                            "the url option: the renewal thread opens its "
+                            "own connection");
+    if (rc == FAIRLOCK_OK)
+        rc = resolve_url(lock, opts);
+    if (rc == FAIRLOCK_OK && copy_name_and_keys(lock, opts->name, len) != 0)
+        rc = FAIRLOCK_NOMEM;
+    if (rc == FAIRLOCK_NOMEM) {
         fairlock_free(lock);
         *out = NULL;
-        return FAIRLOCK_NOMEM;
     }
+    if (rc != FAIRLOCK_OK)
+        return rc;
     lock->timeout_ms = opts->timeout_ms;
     lock->ttl_ms = opts->ttl_ms;
     lock->blocking = opts->blocking != 0;
@@ -148,23 +203,42 @@ int fairlock_create(const fairlock_options *opts, fairlock **out) {
     lock->interrupt = opts->interrupt;
     lock->interrupt_arg = opts->interrupt_arg;
     lock->interrupt_check_ms = opts->interrupt_check_ms;
-    rc = fairlock__conn_init(lock, opts->redis, opts->url,
-                             opts->io_timeout_ms);
-    if (rc == FAIRLOCK_NOMEM) {
-        fairlock_free(lock);
-        *out = NULL;
+    lock->auto_renew = opts->auto_renew != 0;
+    lock->on_lost = opts->on_lost;
+    lock->on_lost_arg = opts->on_lost_arg;
+    lock->fencing = opts->fencing != 0;
+    lock->wait_replicas = opts->wait_replicas;
+    lock->wait_replicas_timeout_ms = opts->wait_replicas_timeout_ms;
+    lock->conn.io_timeout_ms = opts->io_timeout_ms;
+    if (opts->redis != NULL) {
+        lock->conn.ctx = opts->redis;
+        lock->conn.borrowed = 1;
+    } else {
+        lock->conn.url = &lock->url;
     }
-    if (rc != FAIRLOCK_OK)
-        return rc;
     lock->usable = 1;
     return fairlock__ok(lock);
+}
+
+/* Publishes the handle's state for fairlock_state(). */
+static void publish(fairlock *lock, int state, int64_t valid_until_ms) {
+    atomic_store(&lock->valid_until_ms, valid_until_ms);
+    atomic_store(&lock->state, state);
 }
 
 static void forget_request(fairlock *lock) {
     lock->held = 0;
     lock->pending = 0;
     lock->ticket = 0;
+    lock->fence = 0;
     lock->token[0] = '\0';
+    publish(lock, FAIRLOCK_STATE_IDLE, 0);
+}
+
+static void mark_pending(fairlock *lock) {
+    lock->held = 0;
+    lock->pending = 1;
+    publish(lock, FAIRLOCK_STATE_PENDING, 0);
 }
 
 static int resolve_pending(fairlock *lock, int *undone);
@@ -172,13 +246,15 @@ static int resolve_pending(fairlock *lock, int *undone);
 void fairlock_free(fairlock *lock) {
     if (lock == NULL)
         return;
-    if ((lock->held || lock->pending) && lock->conn.ctx != NULL) {
+    fairlock__renew_free(lock);
+    if (lock->usable && (lock->held || lock->pending)) {
         int undone;
         resolve_pending(lock, &undone);
     }
     fairlock__conn_close(&lock->conn);
+    fairlock__url_clear(&lock->url);
     for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++)
-        free(lock->keys[i]);
+        free(lock->keys.names[i]);
     free(lock->wake_key);
     free(lock->name);
     free(lock);
@@ -188,45 +264,60 @@ void fairlock_free(fairlock *lock) {
  * Script calls
  * ------------------------------------------------------------------------- */
 
-static void format_i64(char *buf, size_t len, int64_t v) {
-    snprintf(buf, len, "%" PRId64, v);
+static int ready(fairlock *lock) {
+    if (!lock->usable)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "the handle was not created successfully");
+    return fairlock__conn_ready(&lock->conn, &lock->err);
+}
+
+static int eval(fairlock *lock, const fairlock__script *script, int argc,
+                const char **argv, redisReply **out) {
+    return fairlock__conn_eval(&lock->conn, &lock->err, &lock->keys, script,
+                               argc, argv, out);
+}
+
+/* Runs a script whose reply is 0 or 1. */
+static int eval_flag(fairlock *lock, const fairlock__script *script, int argc,
+                     const char **argv, int *flag) {
+    redisReply *reply;
+    int rc = eval(lock, script, argc, argv, &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    *flag = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    freeReplyObject(reply);
+    return FAIRLOCK_OK;
 }
 
 /* Runs cancel.lua for the current token: removes our queue entry, undoes a
- * grant (also a held lock), and passes the lock on.  *undone is 1 when a
+ * grant (a held lock too), and passes the lock on.  *undone is 1 when a
  * grant was undone.  On success the request is forgotten. */
 static int resolve_pending(fairlock *lock, int *undone) {
     char ticket[24], live[24];
     format_i64(ticket, sizeof ticket, lock->ticket);
     format_i64(live, sizeof live, lock->foreign_live_ms);
     const char *argv[3] = {lock->token, ticket, live};
-    redisReply *reply;
     *undone = 0;
-    if (fairlock__conn_ready(lock) != FAIRLOCK_OK)
-        return lock->errcode;
-    int rc = fairlock__conn_eval(lock, &fairlock__script_cancel, 3, argv,
-                                 &reply);
-    if (rc != FAIRLOCK_OK)
-        return rc;
-    *undone = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    freeReplyObject(reply);
-    forget_request(lock);
-    return FAIRLOCK_OK;
+    int rc = ready(lock);
+    if (rc == FAIRLOCK_OK)
+        rc = eval_flag(lock, &fairlock__script_cancel, 3, argv, undone);
+    if (rc == FAIRLOCK_OK)
+        forget_request(lock);
+    return rc;
 }
 
-/* Leaves the queue after a failed wait, keeping the error being reported.
- * When that fails, the request stays pending for the next call. */
+/* Gives up the current request after a failure, keeping the error being
+ * reported.  When the cleanup cannot run (the connection is gone), the
+ * request stays pending for the next call: its queue entry would otherwise
+ * only go when it turns stale, and a grant only when its lease ends. */
 static int abandon_request(fairlock *lock, int code) {
-    int saved_code = lock->errcode;
-    char saved[FAIRLOCK__ERRMSG_SIZE];
-    memcpy(saved, lock->errmsg, sizeof saved);
-    lock->pending = 1;
-    lock->held = 0;
-    int undone;
-    if (lock->conn.ctx != NULL && !lock->conn.ctx->err)
+    fairlock__error saved = lock->err;
+    mark_pending(lock);
+    if (lock->conn.ctx != NULL && !lock->conn.ctx->err) {
+        int undone;
         resolve_pending(lock, &undone);
-    lock->errcode = saved_code;
-    memcpy(lock->errmsg, saved, sizeof saved);
+    }
+    lock->err = saved;
     return code;
 }
 
@@ -253,8 +344,9 @@ static int run_attempt(fairlock *lock, int try_once, int64_t nonfifo_wait_ms,
     }
     redisReply *reply;
     /* Until the reply is read, the server may have queued or granted us. */
-    lock->pending = 1;
-    int rc = fairlock__conn_eval(lock, script, argc, argv, &reply);
+    mark_pending(lock);
+    lock->last_sent_ms = fairlock__now_ms();
+    int rc = eval(lock, script, argc, argv, &reply);
     if (rc != FAIRLOCK_OK)
         return rc;
     char why[128];
@@ -273,30 +365,61 @@ static int run_extend(fairlock *lock, int64_t lease_ms, int *owned) {
     char px[24];
     format_i64(px, sizeof px, lease_ms);
     const char *argv[2] = {lock->token, px};
-    redisReply *reply;
-    int rc = fairlock__conn_eval(lock, &fairlock__script_extend, 2, argv,
-                                 &reply);
-    if (rc != FAIRLOCK_OK)
-        return rc;
-    *owned = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    freeReplyObject(reply);
-    return FAIRLOCK_OK;
+    return eval_flag(lock, &fairlock__script_extend, 2, argv, owned);
+}
+
+static int64_t validity(int64_t sent_ms, int64_t lease_ms) {
+    if (lease_ms == 0)
+        return INT64_MAX;
+    return sent_ms + lease_ms - fairlock__drift_ms(lease_ms);
 }
 
 /* ---------------------------------------------------------------------------
  * Acquire
  * ------------------------------------------------------------------------- */
 
+/* WAIT for the replicas the options ask for; too few means no grant. */
+static int wait_for_replicas(fairlock *lock) {
+    char replicas[16], timeout[24];
+    snprintf(replicas, sizeof replicas, "%d", lock->wait_replicas);
+    format_i64(timeout, sizeof timeout, lock->wait_replicas_timeout_ms);
+    const char *argv[3] = {"WAIT", replicas, timeout};
+    size_t lens[3] = {4, strlen(replicas), strlen(timeout)};
+    redisReply *reply = fairlock__conn_command(
+        &lock->conn, &lock->err, 3, argv, lens,
+        lock->wait_replicas_timeout_ms + 1);
+    if (reply == NULL)
+        return FAIRLOCK_REDIS;
+    long long acked = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+    if (reply->type == REDIS_REPLY_ERROR)
+        fairlock__fail(lock, FAIRLOCK_REDIS, "WAIT failed: %s", reply->str);
+    freeReplyObject(reply);
+    if (acked < 0)
+        return FAIRLOCK_REDIS;
+    if (acked < lock->wait_replicas)
+        return fairlock__fail(lock, FAIRLOCK_NOTREPLICATED,
+                              "only %lld of %d replicas acknowledged the "
+                              "grant within %" PRId64 " ms; released it",
+                              acked, lock->wait_replicas,
+                              lock->wait_replicas_timeout_ms);
+    return FAIRLOCK_OK;
+}
+
 /* The lock is ours.  A hand-off to a waiter is capped at the waiter's
  * liveness window (a dead waiter must not hold the lock long); now that we
- * are known to be alive, take the full lease. */
-static int take_grant(fairlock *lock, const fairlock__attempt *attempt) {
+ * are known to be alive, take the full lease.  granted_sent_ms is a time
+ * before the grant, from which the validity bound counts. */
+static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
+                      int64_t granted_sent_ms) {
     lock->held = 1;
     lock->pending = 0;
     if (attempt->ticket > 0)
         lock->ticket = attempt->ticket;
+    lock->fence = attempt->fence;
+    int64_t valid_until = validity(granted_sent_ms, attempt->lease_ms);
     if (attempt->lease_ms != lock->lease_ms) {
         int owned = 0;
+        int64_t sent = fairlock__now_ms();
         int rc = run_extend(lock, lock->lease_ms, &owned);
         if (rc != FAIRLOCK_OK)
             return abandon_request(lock, rc);
@@ -306,6 +429,19 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt) {
                                   "the lock was handed over but its lease "
                                   "ran out before it could be taken");
         }
+        valid_until = validity(sent, lock->lease_ms);
+    }
+    if (lock->wait_replicas > 0) {
+        int rc = wait_for_replicas(lock);
+        if (rc != FAIRLOCK_OK)
+            return abandon_request(lock, rc);
+    }
+    publish(lock, FAIRLOCK_STATE_HELD, valid_until);
+    if (lock->auto_renew) {
+        int rc = fairlock__renew_start(lock, lock->token, lock->lease_ms,
+                                       valid_until, &lock->err);
+        if (rc != FAIRLOCK_OK)
+            return abandon_request(lock, rc);
     }
     return fairlock__ok(lock);
 }
@@ -315,8 +451,7 @@ static int interrupted(fairlock *lock) {
 }
 
 /* Blocks on `key` until something is pushed to it or `until` (monotonic
- * ms) passes.  Sets *element to the popped value (caller frees the reply)
- * or NULL. */
+ * ms) passes.  Sets *popped to the BLPOP reply (caller frees it) or NULL. */
 static int wait_for_push(fairlock *lock, const char *key, size_t key_len,
                          int64_t until, redisReply **popped) {
     *popped = NULL;
@@ -331,8 +466,8 @@ static int wait_for_push(fairlock *lock, const char *key, size_t key_len,
                  slice / 1000, slice % 1000);
         const char *argv[3] = {"BLPOP", key, seconds};
         size_t lens[3] = {5, key_len, strlen(seconds)};
-        redisReply *reply =
-            fairlock__conn_command(lock, 3, argv, lens, slice);
+        redisReply *reply = fairlock__conn_command(&lock->conn, &lock->err, 3,
+                                                   argv, lens, slice);
         if (reply == NULL)
             return FAIRLOCK_REDIS;
         if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
@@ -355,8 +490,6 @@ static int wait_for_push(fairlock *lock, const char *key, size_t key_len,
     }
 }
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
 /* The wait loop.  FIFO waiters block on their own wake list, which the
  * script that frees the lock pushes to when it hands them the lock; they
  * wake up by themselves only to refresh their entry (every third of their
@@ -370,8 +503,8 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
         timeout_ms == FAIRLOCK_FOREVER ? INT64_MAX : start + timeout_ms;
     int64_t heartbeat_ms = live_ms / 3 > 0 ? live_ms / 3 : 1;
     int64_t nonfifo_wait_ms = 2 * check_ms + 100;
-    const char *wake = lock->fifo ? lock->wake_key : lock->keys[4];
-    size_t wake_len = lock->fifo ? lock->wake_key_len : lock->key_lens[4];
+    const char *wake = lock->fifo ? lock->wake_key : lock->keys.names[4];
+    size_t wake_len = lock->fifo ? lock->wake_key_len : lock->keys.lens[4];
     fairlock__attempt attempt;
 
     int rc = run_attempt(lock, try_once, nonfifo_wait_ms, &attempt);
@@ -379,7 +512,7 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
         if (rc != FAIRLOCK_OK)
             return abandon_request(lock, rc);
         if (attempt.granted)
-            return take_grant(lock, &attempt);
+            return take_grant(lock, &attempt, lock->last_sent_ms);
         if (try_once) {
             forget_request(lock);
             return fairlock__fail(lock, FAIRLOCK_TIMEOUT,
@@ -402,15 +535,13 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
             return abandon_request(lock, rc);
         if (popped != NULL && lock->fifo) {
             const redisReply *e = popped->element[1];
-            int bad = fairlock__decode_handoff(e->str, e->len,
-                                               &attempt.ticket,
-                                               &attempt.lease_ms);
+            int bad = fairlock__decode_handoff(e->str, e->len, &attempt);
             freeReplyObject(popped);
             if (bad)
                 return abandon_request(
                     lock, fairlock__fail(lock, FAIRLOCK_REDIS,
                                          "malformed hand-off message"));
-            return take_grant(lock, &attempt);
+            return take_grant(lock, &attempt, lock->last_sent_ms);
         }
         freeReplyObject(popped);
         if (fairlock__now_ms() >= deadline) {
@@ -457,6 +588,10 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "a timeout of 0 cannot also be the lease; set "
                               "ttl_ms");
+    if (lease == FAIRLOCK_FOREVER && lock->auto_renew)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "auto_renew needs a finite lease: set ttl_ms "
+                              "or a timeout");
     lease = lease == FAIRLOCK_FOREVER ? 0 : lease;
 
     int64_t stale = lock->stale_timeout_ms;
@@ -467,23 +602,24 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
     int64_t live = stale < FAIRLOCK_MIN_LIVENESS_MS ? FAIRLOCK_MIN_LIVENESS_MS
                                                     : stale;
 
-    if ((rc = fairlock__conn_ready(lock)) != FAIRLOCK_OK)
+    if ((rc = ready(lock)) != FAIRLOCK_OK)
         return rc;
     if (lock->pending) {
         int undone;
         if ((rc = resolve_pending(lock, &undone)) != FAIRLOCK_OK)
             return rc;
     }
-    if (fairlock__token_new(lock->token, lease, live) != 0)
+    if (fairlock__token_new(lock->token, lease, live, lock->fencing) != 0)
         return fairlock__fail(lock, FAIRLOCK_REDIS,
                               "getrandom failed; no token could be made");
     lock->ticket = 0;
+    lock->fence = 0;
     lock->lease_ms = lease;
     lock->foreign_live_ms = stale;
     size_t token_len = strlen(lock->token);
-    memcpy(lock->wake_key + lock->name_len + sizeof wake_infix - 1,
-           lock->token, token_len + 1);
-    lock->wake_key_len = lock->name_len + sizeof wake_infix - 1 + token_len;
+    size_t prefix = lock->name_len + sizeof wake_infix - 1;
+    memcpy(lock->wake_key + prefix, lock->token, token_len + 1);
+    lock->wake_key_len = prefix + token_len;
 
     int try_once = !blocking || timeout_ms == 0;
     return acquire_loop(lock, timeout_ms, try_once, check_interval_ms, live);
@@ -497,41 +633,70 @@ int fairlock_acquire(fairlock *lock) {
  * Release, extend, queries
  * ------------------------------------------------------------------------- */
 
+static int run_release(fairlock *lock, const char *token, int *released) {
+    char live[24];
+    format_i64(live, sizeof live, lock->foreign_live_ms);
+    const char *argv[2] = {token, live};
+    return eval_flag(lock, &fairlock__script_release, 2, argv, released);
+}
+
 int fairlock_release(fairlock *lock) {
     if (lock == NULL)
         return FAIRLOCK_INVALID;
     if (!lock->held && !lock->pending)
         return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
                               "the lock is not held by this handle");
-    int rc = fairlock__conn_ready(lock);
-    if (rc != FAIRLOCK_OK)
+    /* The renewer goes quiet before the release is sent. */
+    fairlock__error lost;
+    int was_lost = fairlock__renew_stop(lock, &lost);
+    int rc = ready(lock);
+    if (rc != FAIRLOCK_OK) {
+        mark_pending(lock);
         return rc;
+    }
+    int released = 0;
     if (lock->pending) {
-        int undone;
-        if ((rc = resolve_pending(lock, &undone)) != FAIRLOCK_OK)
+        if ((rc = resolve_pending(lock, &released)) != FAIRLOCK_OK)
             return rc;
-        if (!undone)
+        if (!released)
             return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
                                   "the lock is not held by this handle (an "
                                   "earlier release may have succeeded)");
         return fairlock__ok(lock);
     }
-    char live[24];
-    format_i64(live, sizeof live, lock->foreign_live_ms);
-    const char *argv[2] = {lock->token, live};
-    redisReply *reply;
-    lock->held = 0;
-    lock->pending = 1;
-    rc = fairlock__conn_eval(lock, &fairlock__script_release, 2, argv, &reply);
-    if (rc != FAIRLOCK_OK)
+    mark_pending(lock);
+    if ((rc = run_release(lock, lock->token, &released)) != FAIRLOCK_OK)
         return rc;
-    int released = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    freeReplyObject(reply);
     forget_request(lock);
+    if (was_lost) {
+        lock->err = lost;
+        return FAIRLOCK_NOTOWNED;
+    }
     if (!released)
         return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
-                              "the lease ran out before the release: the "
-                              "lock was free or someone else's");
+                              "lease lost: it ran out before the release, "
+                              "and the lock was free or someone else's");
+    return fairlock__ok(lock);
+}
+
+int fairlock_release_token(fairlock *lock, const char *token) {
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (token == NULL || *token == '\0')
+        return fairlock__fail(lock, FAIRLOCK_INVALID, "the token is empty");
+    int rc = ready(lock);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    int released = 0;
+    if (lock->foreign_live_ms == 0)
+        lock->foreign_live_ms = lock->stale_timeout_ms > 0
+                                    ? lock->stale_timeout_ms
+                                    : FAIRLOCK_DEFAULT_LIVENESS_MS;
+    if ((rc = run_release(lock, token, &released)) != FAIRLOCK_OK)
+        return rc;
+    if (!released)
+        return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                              "that token does not hold the lock");
     return fairlock__ok(lock);
 }
 
@@ -544,31 +709,40 @@ int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
     if (!lock->held)
         return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
                               "the lock is not held by this handle");
-    if ((rc = fairlock__conn_ready(lock)) != FAIRLOCK_OK)
+    if (lock->auto_renew && ttl_ms == FAIRLOCK_FOREVER)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "auto_renew needs a finite lease");
+    if ((rc = ready(lock)) != FAIRLOCK_OK)
         return rc;
     int owned = 0;
     int64_t lease = ttl_ms == FAIRLOCK_FOREVER ? 0 : ttl_ms;
+    int64_t sent = fairlock__now_ms();
     if ((rc = run_extend(lock, lease, &owned)) != FAIRLOCK_OK)
         return rc;
     if (!owned) {
+        fairlock__error lost;
+        fairlock__renew_stop(lock, &lost);
         forget_request(lock);
         return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
-                              "the lease ran out: the lock is free or "
-                              "someone else's");
+                              "lease lost: the lock is free or someone "
+                              "else's");
     }
     lock->lease_ms = lease;
+    publish(lock, FAIRLOCK_STATE_HELD, validity(sent, lease));
+    fairlock__renew_update(lock, lease, validity(sent, lease));
     return fairlock__ok(lock);
 }
 
 /* GET or EXISTS on the lock key. */
 static int query_lock_key(fairlock *lock, const char *command,
                           redisReply **out) {
-    int rc = fairlock__conn_ready(lock);
+    int rc = ready(lock);
     if (rc != FAIRLOCK_OK)
         return rc;
-    const char *argv[2] = {command, lock->keys[0]};
-    size_t lens[2] = {strlen(command), lock->key_lens[0]};
-    redisReply *reply = fairlock__conn_command(lock, 2, argv, lens, 0);
+    const char *argv[2] = {command, lock->keys.names[0]};
+    size_t lens[2] = {strlen(command), lock->keys.lens[0]};
+    redisReply *reply =
+        fairlock__conn_command(&lock->conn, &lock->err, 2, argv, lens, 0);
     if (reply == NULL)
         return FAIRLOCK_REDIS;
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -582,9 +756,10 @@ static int query_lock_key(fairlock *lock, const char *command,
 }
 
 int fairlock_owned(fairlock *lock, int *owned) {
-    if (lock == NULL || owned == NULL)
-        return lock ? fairlock__fail(lock, FAIRLOCK_INVALID, "owned is NULL")
-                    : FAIRLOCK_INVALID;
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (owned == NULL)
+        return fairlock__fail(lock, FAIRLOCK_INVALID, "owned is NULL");
     *owned = 0;
     if (lock->token[0] == '\0')
         return fairlock__ok(lock);
@@ -599,9 +774,10 @@ int fairlock_owned(fairlock *lock, int *owned) {
 }
 
 int fairlock_locked(fairlock *lock, int *locked) {
-    if (lock == NULL || locked == NULL)
-        return lock ? fairlock__fail(lock, FAIRLOCK_INVALID, "locked is NULL")
-                    : FAIRLOCK_INVALID;
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (locked == NULL)
+        return fairlock__fail(lock, FAIRLOCK_INVALID, "locked is NULL");
     *locked = 0;
     redisReply *reply;
     int rc = query_lock_key(lock, "EXISTS", &reply);
@@ -611,6 +787,34 @@ int fairlock_locked(fairlock *lock, int *locked) {
     freeReplyObject(reply);
     return fairlock__ok(lock);
 }
+
+int fairlock_status_get(fairlock *lock, size_t max_waiters,
+                        fairlock_status **out) {
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (out == NULL)
+        return fairlock__fail(lock, FAIRLOCK_INVALID, "out is NULL");
+    *out = NULL;
+    int rc = ready(lock);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    char limit[24];
+    format_i64(limit, sizeof limit,
+               max_waiters > 1000000 ? 1000000 : (int64_t)max_waiters);
+    const char *argv[1] = {limit};
+    redisReply *reply;
+    if ((rc = eval(lock, &fairlock__script_status, 1, argv, &reply)) != 0)
+        return rc;
+    char why[128];
+    rc = fairlock__decode_status(reply, out, why, sizeof why);
+    freeReplyObject(reply);
+    if (rc != FAIRLOCK_OK)
+        return fairlock__fail(lock, rc, "%s",
+                              rc == FAIRLOCK_NOMEM ? "out of memory" : why);
+    return fairlock__ok(lock);
+}
+
+void fairlock_status_free(fairlock_status *status) { free(status); }
 
 int fairlock_with(fairlock *lock, fairlock_body_fn body, void *arg,
                   int *body_result) {
@@ -627,8 +831,20 @@ int fairlock_with(fairlock *lock, fairlock_body_fn body, void *arg,
     return fairlock_release(lock);
 }
 
+int fairlock_state(fairlock *lock) {
+    return lock == NULL ? FAIRLOCK_STATE_IDLE : atomic_load(&lock->state);
+}
+
+int64_t fairlock_valid_until_ms(fairlock *lock) {
+    return lock == NULL ? 0 : atomic_load(&lock->valid_until_ms);
+}
+
 int64_t fairlock_ticket(const fairlock *lock) {
     return lock != NULL && lock->held ? lock->ticket : 0;
+}
+
+int64_t fairlock_fence(const fairlock *lock) {
+    return lock != NULL && lock->held ? lock->fence : 0;
 }
 
 const char *fairlock_token(const fairlock *lock) {

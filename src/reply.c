@@ -1,20 +1,21 @@
 /* reply.c -- decoding of script replies; no I/O, so it can be fuzzed. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
+#define ATTEMPT_FIELDS 6
+
 int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
                              char *err, size_t errlen) {
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-        reply->elements != 5) {
+        reply->elements != ATTEMPT_FIELDS) {
         snprintf(err, errlen, "unexpected reply to the acquire script");
         return -1;
     }
-    long long values[5];
-    for (size_t i = 0; i < 5; i++) {
+    long long v[ATTEMPT_FIELDS];
+    for (size_t i = 0; i < ATTEMPT_FIELDS; i++) {
         const redisReply *e = reply->element[i];
         if (e == NULL || e->type != REDIS_REPLY_INTEGER) {
             snprintf(err, errlen,
@@ -22,42 +23,172 @@ int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
                      i);
             return -1;
         }
-        values[i] = e->integer;
+        v[i] = e->integer;
     }
-    if ((values[0] != 0 && values[0] != 1) || values[1] < 0 ||
-        values[2] < 0 || values[4] < 0) {
+    if ((v[0] != 0 && v[0] != 1) || v[1] < 0 || v[2] < 0 || v[4] < 0 ||
+        v[5] < 0) {
         snprintf(err, errlen, "out-of-range value in the acquire reply");
         return -1;
     }
-    out->granted = (int)values[0];
-    out->ticket = values[1];
-    out->rank = values[2];
-    out->pttl_ms = values[3];
-    out->lease_ms = values[4];
+    out->granted = (int)v[0];
+    out->ticket = v[1];
+    out->rank = v[2];
+    out->pttl_ms = v[3];
+    out->lease_ms = v[4];
+    out->fence = v[5];
     return 0;
 }
 
-static int parse_nonneg(const char *s, size_t len, int64_t *out) {
-    if (len == 0 || len > 18)
-        return -1;
+/* Parses a decimal number of at most 18 digits from [*s, end) up to `stop`
+ * (or end when stop is '\0'); advances *s past the stop character. */
+static int parse_field(const char **s, const char *end, char stop,
+                       int64_t *out) {
+    const char *p = *s;
     int64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
+    int digits = 0;
+    while (p < end && *p != stop) {
+        if (*p < '0' || *p > '9' || ++digits > 18)
             return -1;
-        v = v * 10 + (s[i] - '0');
+        v = v * 10 + (*p - '0');
+        p++;
     }
+    if (digits == 0 || (stop != '\0' && p == end))
+        return -1;
     *out = v;
+    *s = p < end ? p + 1 : p;
     return 0;
 }
 
-int fairlock__decode_handoff(const char *s, size_t len, int64_t *ticket,
-                             int64_t *lease_ms) {
-    const char *colon = s ? memchr(s, ':', len) : NULL;
-    if (colon == NULL)
+int fairlock__decode_handoff(const char *s, size_t len,
+                             fairlock__attempt *out) {
+    if (s == NULL)
         return -1;
-    size_t head = (size_t)(colon - s);
-    if (parse_nonneg(s, head, ticket) != 0 ||
-        parse_nonneg(colon + 1, len - head - 1, lease_ms) != 0)
+    const char *end = s + len;
+    int64_t ticket, lease, fence;
+    if (parse_field(&s, end, ':', &ticket) != 0 ||
+        parse_field(&s, end, ':', &lease) != 0 ||
+        parse_field(&s, end, '\0', &fence) != 0 || s != end)
         return -1;
+    out->ticket = ticket;
+    out->lease_ms = lease;
+    out->fence = fence;
     return 0;
+}
+
+static int64_t to_int(const redisReply *e, int *bad) {
+    if (e->type == REDIS_REPLY_INTEGER)
+        return e->integer;
+    if (e->type == REDIS_REPLY_NIL)
+        return 0;
+    if (e->type == REDIS_REPLY_STRING) {
+        const char *p = e->str;
+        int64_t v;
+        if (parse_field(&p, e->str + e->len, '\0', &v) == 0)
+            return v;
+    }
+    *bad = 1;
+    return 0;
+}
+
+/* Splits "ticket:token:ts" (token may hold ':') without copying. */
+static int split_member(const redisReply *m, int64_t *ticket,
+                        const char **token, size_t *token_len, int64_t *ts) {
+    const char *first = memchr(m->str, ':', m->len);
+    const char *last = NULL;
+    for (const char *p = m->str + m->len; p > m->str; p--)
+        if (p[-1] == ':') {
+            last = p - 1;
+            break;
+        }
+    if (first == NULL || last == first)
+        return -1;
+    const char *p = m->str;
+    if (parse_field(&p, first + 1, ':', ticket) != 0)
+        return -1;
+    p = last + 1;
+    if (parse_field(&p, m->str + m->len, '\0', ts) != 0)
+        return -1;
+    *token = first + 1;
+    *token_len = (size_t)(last - first - 1);
+    return 0;
+}
+
+/* The liveness window our tokens carry: "<hex>.<lease>.<live>[.f]". */
+static int64_t token_liveness(const char *token, size_t len) {
+    const char *dot1 = memchr(token, '.', len);
+    if (dot1 == NULL)
+        return 0;
+    const char *rest = dot1 + 1, *end = token + len;
+    const char *dot2 = memchr(rest, '.', (size_t)(end - rest));
+    if (dot2 == NULL)
+        return 0;
+    const char *p = dot2 + 1;
+    int64_t live;
+    const char *dot3 = memchr(p, '.', (size_t)(end - p));
+    if (parse_field(&p, dot3 ? dot3 : end, '\0', &live) != 0)
+        return 0;
+    return live;
+}
+
+int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
+                            char *err, size_t errlen) {
+    *out = NULL;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements < 5) {
+        snprintf(err, errlen, "unexpected reply to the status script");
+        return FAIRLOCK_REDIS;
+    }
+    size_t count = reply->elements - 5;
+    const redisReply *holder = reply->element[1];
+    /* One block: the struct, the waiters, then the strings. */
+    size_t size = sizeof(fairlock_status) + count * sizeof(fairlock_waiter);
+    if (holder->type == REDIS_REPLY_STRING)
+        size += holder->len + 1;
+    for (size_t i = 0; i < count; i++) {
+        const redisReply *m = reply->element[5 + i];
+        if (m->type != REDIS_REPLY_STRING) {
+            snprintf(err, errlen, "unexpected queue member in the status");
+            return FAIRLOCK_REDIS;
+        }
+        size += m->len + 1;
+    }
+    fairlock_status *st = calloc(1, size);
+    if (st == NULL)
+        return FAIRLOCK_NOMEM;
+    st->waiters = (fairlock_waiter *)(st + 1);
+    char *strings = (char *)(st->waiters + count);
+    int bad = 0;
+    st->server_time_ms = to_int(reply->element[0], &bad);
+    st->holder_pttl_ms = to_int(reply->element[2], &bad);
+    st->fence = to_int(reply->element[3], &bad);
+    st->total_waiters = (size_t)to_int(reply->element[4], &bad);
+    if (holder->type == REDIS_REPLY_STRING) {
+        memcpy(strings, holder->str, holder->len);
+        st->holder = strings;
+        strings += holder->len + 1;
+    } else if (holder->type != REDIS_REPLY_NIL) {
+        bad = 1;
+    }
+    for (size_t i = 0; i < count && !bad; i++) {
+        const redisReply *m = reply->element[5 + i];
+        fairlock_waiter *w = &st->waiters[st->waiter_count];
+        const char *token;
+        size_t token_len;
+        int64_t ts;
+        if (split_member(m, &w->ticket, &token, &token_len, &ts) != 0)
+            continue; /* malformed members are shown by nobody */
+        memcpy(strings, token, token_len);
+        w->token = strings;
+        strings += token_len + 1;
+        w->idle_ms = st->server_time_ms - ts;
+        w->liveness_ms = token_liveness(token, token_len);
+        st->waiter_count++;
+    }
+    if (bad) {
+        free(st);
+        snprintf(err, errlen, "unexpected value in the status reply");
+        return FAIRLOCK_REDIS;
+    }
+    *out = st;
+    return FAIRLOCK_OK;
 }

@@ -12,7 +12,7 @@
  * ride along so that whichever script hands the lock over knows the
  * waiter's terms. */
 int fairlock__token_new(char out[FAIRLOCK_TOKEN_MAX], int64_t lease_ms,
-                        int64_t live_ms) {
+                        int64_t live_ms, int fencing) {
     unsigned char random_bytes[16];
     size_t got = 0;
     while (got < sizeof random_bytes) {
@@ -30,8 +30,8 @@ int fairlock__token_new(char out[FAIRLOCK_TOKEN_MAX], int64_t lease_ms,
         out[pos++] = hex[random_bytes[i] >> 4];
         out[pos++] = hex[random_bytes[i] & 15];
     }
-    snprintf(out + pos, FAIRLOCK_TOKEN_MAX - pos, ".%" PRId64 ".%" PRId64,
-             lease_ms, live_ms);
+    snprintf(out + pos, FAIRLOCK_TOKEN_MAX - pos, ".%" PRId64 ".%" PRId64 "%s",
+             lease_ms, live_ms, fencing ? ".f" : "");
     return 0;
 }
 

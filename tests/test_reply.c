@@ -28,57 +28,116 @@ static int decode(const char *wire, fairlock__attempt *a) {
 
 static void attempt_replies(void) {
     fairlock__attempt a;
-    CHECK_INT(decode("*5\r\n:1\r\n:7\r\n:0\r\n:0\r\n:30000\r\n", &a), ==, 0);
+    CHECK_INT(decode("*6\r\n:1\r\n:7\r\n:0\r\n:0\r\n:30000\r\n:9\r\n", &a),
+              ==, 0);
     CHECK_INT(a.granted, ==, 1);
     CHECK_INT(a.ticket, ==, 7);
     CHECK_INT(a.lease_ms, ==, 30000);
-    CHECK_INT(decode("*5\r\n:0\r\n:9\r\n:3\r\n:-1\r\n:0\r\n", &a), ==, 0);
+    CHECK_INT(a.fence, ==, 9);
+    CHECK_INT(decode("*6\r\n:0\r\n:9\r\n:3\r\n:-1\r\n:0\r\n:0\r\n", &a),
+              ==, 0);
     CHECK_INT(a.granted, ==, 0);
     CHECK_INT(a.rank, ==, 3);
     CHECK_INT(a.pttl_ms, ==, -1);
 
     CHECK_INT(decode("$2\r\nOK\r\n", &a), ==, -1);
-    CHECK_INT(decode("*4\r\n:1\r\n:7\r\n:0\r\n:0\r\n", &a), ==, -1);
-    CHECK_INT(decode("*5\r\n:2\r\n:7\r\n:0\r\n:0\r\n:0\r\n", &a), ==, -1);
-    CHECK_INT(decode("*5\r\n:1\r\n:-7\r\n:0\r\n:0\r\n:0\r\n", &a), ==, -1);
-    CHECK_INT(decode("*5\r\n:1\r\n$1\r\n7\r\n:0\r\n:0\r\n:0\r\n", &a), ==, -1);
-    CHECK_INT(decode("*5\r\n:1\r\n:7\r\n*0\r\n:0\r\n:0\r\n", &a), ==, -1);
+    CHECK_INT(decode("*5\r\n:1\r\n:7\r\n:0\r\n:0\r\n:0\r\n", &a), ==, -1);
+    CHECK_INT(decode("*6\r\n:2\r\n:7\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a),
+              ==, -1);
+    CHECK_INT(decode("*6\r\n:1\r\n:-7\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a),
+              ==, -1);
+    CHECK_INT(decode("*6\r\n:1\r\n$1\r\n7\r\n:0\r\n:0\r\n:0\r\n:0\r\n",
+                     &a),
+              ==, -1);
+    CHECK_INT(decode("*6\r\n:1\r\n:7\r\n*0\r\n:0\r\n:0\r\n:0\r\n", &a),
+              ==, -1);
     CHECK_INT(decode("-ERR boom\r\n", &a), ==, -1);
     CHECK_INT(fairlock__decode_attempt(NULL, &a, (char[8]){0}, 8), ==, -1);
 }
 
+static int handoff(const char *s, fairlock__attempt *a) {
+    return fairlock__decode_handoff(s, s ? strlen(s) : 0, a);
+}
+
 static void handoff_messages(void) {
-    int64_t ticket, lease;
-    CHECK_INT(fairlock__decode_handoff("12:3000", 7, &ticket, &lease), ==, 0);
-    CHECK_INT(ticket, ==, 12);
-    CHECK_INT(lease, ==, 3000);
-    CHECK_INT(fairlock__decode_handoff("12:", 3, &ticket, &lease), ==, -1);
-    CHECK_INT(fairlock__decode_handoff(":5", 2, &ticket, &lease), ==, -1);
-    CHECK_INT(fairlock__decode_handoff("1", 1, &ticket, &lease), ==, -1);
-    CHECK_INT(fairlock__decode_handoff("1:2:3", 5, &ticket, &lease), ==, -1);
-    CHECK_INT(fairlock__decode_handoff("-1:2", 4, &ticket, &lease), ==, -1);
-    CHECK_INT(fairlock__decode_handoff("1:99999999999999999999", 22, &ticket,
-                                       &lease),
-              ==, -1);
-    CHECK_INT(fairlock__decode_handoff(NULL, 0, &ticket, &lease), ==, -1);
+    fairlock__attempt a;
+    CHECK_INT(handoff("12:3000:0", &a), ==, 0);
+    CHECK_INT(a.ticket, ==, 12);
+    CHECK_INT(a.lease_ms, ==, 3000);
+    CHECK_INT(a.fence, ==, 0);
+    CHECK_INT(handoff("1:2:77", &a), ==, 0);
+    CHECK_INT(a.fence, ==, 77);
+    const char *bad[] = {"12:3000", "12::1", ":5:1", "1", "1:2:3:4", "-1:2:3",
+                         "1:99999999999999999999:1", "1:2:", "1:2:x", "",
+                         "a:b:c"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_INT(handoff(bad[i], &a), ==, -1);
+    CHECK_INT(handoff(NULL, &a), ==, -1);
+}
+
+static void status_replies(void) {
+    /* now, holder, pttl, fence, total, then members */
+    redisReply *r = read_reply(
+        "*8\r\n:100000\r\n$5\r\nowner\r\n:2500\r\n$2\r\n42\r\n:4\r\n"
+        "$27\r\n3:0123abcd.30000.9000:99000\r\n"
+        "$14\r\n4:a:b:c:100000\r\n"
+        "$7\r\ngarbage\r\n");
+    fairlock_status *st = NULL;
+    char err[128];
+    CHECK_INT(fairlock__decode_status(r, &st, err, sizeof err), ==,
+              FAIRLOCK_OK);
+    freeReplyObject(r);
+    CHECK_INT(st->server_time_ms, ==, 100000);
+    CHECK_STR(st->holder, "owner");
+    CHECK_INT(st->holder_pttl_ms, ==, 2500);
+    CHECK_INT(st->fence, ==, 42);
+    CHECK_INT(st->total_waiters, ==, 4);
+    CHECK_INT(st->waiter_count, ==, 2); /* the malformed one is skipped */
+    CHECK_INT(st->waiters[0].ticket, ==, 3);
+    CHECK_STR(st->waiters[0].token, "0123abcd.30000.9000");
+    CHECK_INT(st->waiters[0].idle_ms, ==, 1000);
+    CHECK_INT(st->waiters[0].liveness_ms, ==, 9000);
+    CHECK_STR(st->waiters[1].token, "a:b:c");
+    CHECK_INT(st->waiters[1].liveness_ms, ==, 0);
+    fairlock_status_free(st);
+
+    r = read_reply("*5\r\n:1\r\n$-1\r\n:-2\r\n$-1\r\n:0\r\n");
+    CHECK_INT(fairlock__decode_status(r, &st, err, sizeof err), ==,
+              FAIRLOCK_OK);
+    freeReplyObject(r);
+    CHECK(st->holder == NULL);
+    CHECK_INT(st->holder_pttl_ms, ==, -2);
+    CHECK_INT(st->waiter_count, ==, 0);
+    fairlock_status_free(st);
+
+    r = read_reply("*4\r\n:1\r\n$-1\r\n:-2\r\n$-1\r\n");
+    CHECK_INT(fairlock__decode_status(r, &st, err, sizeof err), ==,
+              FAIRLOCK_REDIS);
+    freeReplyObject(r);
+    CHECK(st == NULL);
+    r = read_reply("*6\r\n:1\r\n$-1\r\n:-2\r\n$-1\r\n:0\r\n:5\r\n");
+    CHECK_INT(fairlock__decode_status(r, &st, err, sizeof err), ==,
+              FAIRLOCK_REDIS);
+    freeReplyObject(r);
 }
 
 static void tokens(void) {
     char a[FAIRLOCK_TOKEN_MAX], b[FAIRLOCK_TOKEN_MAX];
-    CHECK_INT(fairlock__token_new(a, 30000, 10000), ==, 0);
-    CHECK_INT(fairlock__token_new(b, 30000, 10000), ==, 0);
+    CHECK_INT(fairlock__token_new(a, 30000, 10000, 0), ==, 0);
+    CHECK_INT(fairlock__token_new(b, 30000, 10000, 0), ==, 0);
     CHECK(strcmp(a, b) != 0);
     CHECK_INT(strlen(a), ==, 32 + strlen(".30000.10000"));
     CHECK(strcmp(a + 32, ".30000.10000") == 0);
     for (int i = 0; i < 32; i++)
         CHECK(strchr("0123456789abcdef", a[i]) != NULL);
-    CHECK_INT(fairlock__token_new(a, 0, 100), ==, 0);
-    CHECK(strcmp(a + 32, ".0.100") == 0);
+    CHECK_INT(fairlock__token_new(a, 0, 100, 1), ==, 0);
+    CHECK(strcmp(a + 32, ".0.100.f") == 0);
 }
 
 int main(void) {
     RUN_TEST(attempt_replies);
     RUN_TEST(handoff_messages);
+    RUN_TEST(status_replies);
     RUN_TEST(tokens);
     return 0;
 }

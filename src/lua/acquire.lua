@@ -4,9 +4,10 @@
 -- ARGV[3] liveness window (ms) applied to entries of other clients
 -- ARGV[4] 1 to leave the queue at once if the lock is not granted
 --
--- Reply {granted, ticket, rank, pttl, lease_px}: granted is 1 when the
--- caller holds the lock (lease_px is the lease it was given, 0 = none), 0
--- when it waits at 0-based `rank` while the holder has `pttl` ms left.
+-- Reply {granted, ticket, rank, pttl, lease_px, fence}: granted is 1 when
+-- the caller holds the lock (lease_px is the lease it was given, 0 = none;
+-- fence its fencing token or 0), 0 when it waits at 0-based `rank` while
+-- the holder has `pttl` ms left.
 
 local token, ticket = ARGV[1], tonumber(ARGV[2])
 local foreign_live, try_once = tonumber(ARGV[3]), ARGV[4] == '1'
@@ -21,7 +22,7 @@ if holder == token then
     -- Handed over by another script since our last call.
     redis.call('DEL', wake_key(token))
     local pttl = redis.call('PTTL', lock_key)
-    return {1, ticket, 0, pttl, pttl > 0 and pttl or 0}
+    return {1, ticket, 0, pttl, pttl > 0 and pttl or 0, current_fence()}
 end
 
 local member = nil
@@ -46,9 +47,9 @@ if redis.call('PTTL', queue_key) < keep then
 end
 
 if not holder then
-    local granted = grant_to_head(now, token, lease, foreign_live)
+    local granted, fence = grant_to_head(now, token, lease, foreign_live)
     if granted then
-        return {1, granted, 0, 0, lease}
+        return {1, granted, 0, 0, lease, fence}
     end
 end
 
@@ -57,4 +58,4 @@ if try_once then
     redis.call('ZREM', queue_key, member)
     drop_queue_if_empty()
 end
-return {0, ticket, rank, redis.call('PTTL', lock_key), 0}
+return {0, ticket, rank, redis.call('PTTL', lock_key), 0, 0}

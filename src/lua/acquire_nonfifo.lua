@@ -12,13 +12,13 @@ if not lease then
 end
 local holder = redis.call('GET', lock_key)
 if holder == token then
-    return {1, 0, 0, redis.call('PTTL', lock_key), lease}
+    local pttl = redis.call('PTTL', lock_key)
+    return {1, 0, 0, pttl, pttl > 0 and pttl or 0, current_fence()}
 end
 if not holder then
-    set_owner(token, lease)
-    return {1, 0, 0, 0, lease}
+    return {1, 0, 0, 0, lease, set_owner(token, lease)}
 end
 if waiting > 0 and redis.call('PTTL', nf_wait_key) < waiting then
     redis.call('SET', nf_wait_key, '1', 'PX', waiting)
 end
-return {0, 0, 0, redis.call('PTTL', lock_key), 0}
+return {0, 0, 0, redis.call('PTTL', lock_key), 0, 0}

@@ -8,6 +8,8 @@
 --   KEYS[3] NAME:seq        ticket counter (INCR)
 --   KEYS[4] NAME:nfwait     present while non-FIFO waiters wait
 --   KEYS[5] NAME:nfwake     list a releaser pushes to wake one non-FIFO waiter
+--   KEYS[6] NAME:fence      fencing counter; exists only once a client asked
+--                           for fencing, and then counts every grant
 -- Per-waiter wake lists are NAME:wake:TOKEN.  Only a waiter that has been
 -- handed the lock has one, and it expires within that waiter's liveness
 -- window, so nothing outlives its owner.
@@ -16,7 +18,7 @@
 -- Every loop is bounded by MAX_EVICTIONS.
 
 local lock_key, queue_key, seq_key = KEYS[1], KEYS[2], KEYS[3]
-local nf_wait_key, nf_wake_key = KEYS[4], KEYS[5]
+local nf_wait_key, nf_wake_key, fence_key = KEYS[4], KEYS[5], KEYS[6]
 local MAX_EVICTIONS = 64
 
 local function server_now_ms()
@@ -24,11 +26,15 @@ local function server_now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- fairlock tokens read "<hex>.<lease ms>.<liveness ms>" (lease 0: no
--- expiry), so any script can hand the lock to a waiter on its terms.  A
--- token of another client (the reference implementation) does not match.
+-- fairlock tokens read "<hex>.<lease ms>.<liveness ms>[.f]" (lease 0: no
+-- expiry; .f: wants a fencing token), so any script can hand the lock to a
+-- waiter on its terms.  Tokens of other clients (the reference
+-- implementation) do not match.
 local function token_terms(token)
     local lease, live = string.match(token, '^%x+%.(%d+)%.(%d+)$')
+    if not lease then
+        lease, live = string.match(token, '^%x+%.(%d+)%.(%d+)%.f$')
+    end
     if lease then
         return tonumber(lease), tonumber(live)
     end
@@ -52,12 +58,22 @@ local function wake_key(token)
     return lock_key .. ':wake:' .. token
 end
 
+-- Makes `token` the holder; returns the grant's fencing token, or 0.
 local function set_owner(token, px)
     if px > 0 then
         redis.call('SET', lock_key, token, 'PX', px)
     else
         redis.call('SET', lock_key, token)
     end
+    if string.sub(token, -2) == '.f' or
+        redis.call('EXISTS', fence_key) == 1 then
+        return redis.call('INCR', fence_key)
+    end
+    return 0
+end
+
+local function current_fence()
+    return tonumber(redis.call('GET', fence_key) or '0')
 end
 
 -- The member of `token` with score `ticket`, or nil if it was evicted.
@@ -111,21 +127,21 @@ end
 -- with SET NX).  A head other than the caller gets a lease no longer than
 -- its liveness window, so a head that died since its last heartbeat holds
 -- the lock no longer than a dead waiter would hold the queue.  Returns the
--- ticket when the caller itself was granted.
+-- ticket and fence when the caller itself was granted.
 local function grant_to_head(now, caller, caller_lease, foreign_live)
     local head, ticket, token, lease, live = live_head(now, foreign_live)
-    local granted = nil
+    local granted, fence = nil, 0
     if head and token == caller then
-        set_owner(token, caller_lease)
+        fence = set_owner(token, caller_lease)
         granted = ticket
     elseif head and lease then
         local px = lease
         if px == 0 or px > live then
             px = live
         end
-        set_owner(token, px)
         local wake = wake_key(token)
-        redis.call('RPUSH', wake, string.format('%d:%d', ticket, px))
+        redis.call('RPUSH', wake, string.format('%d:%d:%d', ticket, px,
+                                                set_owner(token, px)))
         redis.call('PEXPIRE', wake, live)
     else
         drop_queue_if_empty()
@@ -134,7 +150,7 @@ local function grant_to_head(now, caller, caller_lease, foreign_live)
     redis.call('ZREM', queue_key, head)
     live_head(now, foreign_live)
     drop_queue_if_empty()
-    return granted
+    return granted, fence
 end
 
 -- After a release: if no FIFO waiter took the lock, wake one non-FIFO
