@@ -179,6 +179,14 @@ typedef struct fairlock_options {
      * at the wrong moment can still lose a grant. */
     int wait_replicas;
     int64_t wait_replicas_timeout_ms;
+
+    /* Non-zero to store the lock under "{NAME}" instead of "NAME", so that
+     * all its keys share one Redis Cluster hash slot.  With a
+     * redis+cluster:// URL, a name must either contain a hash tag ("{...}"
+     * with something inside) or set this; otherwise fairlock_create()
+     * refuses it rather than let Redis answer CROSSSLOT.  Clients of the
+     * reference implementation must then use the name "{NAME}". */
+    int hash_tag;
 } fairlock_options;
 
 /* Fill *opts with the reference's defaults.

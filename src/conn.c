@@ -31,67 +31,179 @@ void fairlock__conn_close(fairlock__conn *conn) {
     conn->ctx = NULL;
 }
 
-static const char *where(const fairlock__url *url, char *buf, size_t len) {
-    if (url->kind == FAIRLOCK__URL_UNIX)
-        snprintf(buf, len, "unix socket %s", url->path);
-    else
-        snprintf(buf, len, "%s:%d", url->host, url->port);
-    return buf;
-}
-
-/* Runs a setup command on a fresh connection; the reply text of a failure
- * goes into the message (Redis never echoes the password back). */
-static int setup_command(fairlock__conn *conn, fairlock__error *err,
-                         const char *what, int argc, const char **argv) {
-    redisReply *r = redisCommandArgv(conn->ctx, argc, argv, NULL);
+/* Runs a setup command; the reply text of a failure goes into the message
+ * (Redis never echoes the password back).  *reply_out, when given,
+ * receives a successful reply. */
+static int setup_command(redisContext *ctx, fairlock__error *err,
+                         const char *what, int argc, const char **argv,
+                         redisReply **reply_out) {
+    redisReply *r = redisCommandArgv(ctx, argc, argv, NULL);
     int rc = FAIRLOCK_OK;
     if (r == NULL)
         rc = fairlock__error_set(err, FAIRLOCK_REDIS, "%s failed: %s", what,
-                                 conn->ctx->errstr);
+                                 ctx->errstr);
     else if (r->type == REDIS_REPLY_ERROR)
         rc = fairlock__error_set(err, FAIRLOCK_REDIS, "%s failed: %s", what,
                                  r->str);
-    freeReplyObject(r);
+    if (rc == FAIRLOCK_OK && reply_out != NULL)
+        *reply_out = r;
+    else
+        freeReplyObject(r);
     return rc;
+}
+
+/* Opens a connection with the I/O timeout, authenticates and selects the
+ * database.  Returns NULL with err set. */
+static redisContext *open_node(const fairlock__conn *conn, const char *host,
+                               int port, int authenticate,
+                               fairlock__error *err) {
+    const fairlock__url *url = conn->url;
+    struct timeval tv = ms_to_timeval(conn->io_timeout_ms);
+    redisContext *ctx = host == NULL
+                            ? redisConnectUnixWithTimeout(url->path, tv)
+                            : redisConnectWithTimeout(host, port, tv);
+    if (ctx == NULL) {
+        fairlock__error_set(err, FAIRLOCK_NOMEM,
+                            "cannot allocate a Redis connection");
+        return NULL;
+    }
+    if (ctx->err) {
+        if (host == NULL)
+            fairlock__error_set(err, FAIRLOCK_REDIS,
+                                "cannot connect to unix socket %s: %s",
+                                url->path, ctx->errstr);
+        else
+            fairlock__error_set(err, FAIRLOCK_REDIS,
+                                "cannot connect to %s:%d: %s", host, port,
+                                ctx->errstr);
+        redisFree(ctx);
+        return NULL;
+    }
+    redisSetTimeout(ctx, tv);
+    int rc = FAIRLOCK_OK;
+    if (authenticate && url->password != NULL) {
+        const char *argv[3] = {"AUTH", url->user ? url->user : url->password,
+                               url->password};
+        rc = setup_command(ctx, err, "authentication", url->user ? 3 : 2,
+                           argv, NULL);
+    }
+    if (authenticate && rc == FAIRLOCK_OK && url->db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", url->db);
+        const char *argv[2] = {"SELECT", db};
+        rc = setup_command(ctx, err, "SELECT of the database", 2, argv, NULL);
+    }
+    if (rc != FAIRLOCK_OK) {
+        redisFree(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* Asks the sentinels, in turn, where the master is, and connects to it
+ * only if it confirms it is a master (a sentinel may lag a failover). */
+static redisContext *open_sentinel_master(fairlock__conn *conn,
+                                          fairlock__error *err) {
+    const fairlock__url *url = conn->url;
+    char last[FAIRLOCK__ERRMSG_SIZE] = "no sentinel answered";
+    for (size_t i = 0; i < url->node_count; i++) {
+        size_t n = (conn->sentinel_first + i) % url->node_count;
+        const fairlock__endpoint *s = &url->nodes[n];
+        redisContext *sentinel = open_node(conn, s->host, s->port, 0, err);
+        if (sentinel == NULL) {
+            snprintf(last, sizeof last, "%s", err->msg);
+            continue;
+        }
+        const char *ask[3] = {"SENTINEL", "get-master-addr-by-name",
+                              url->master};
+        redisReply *addr = NULL;
+        int rc = setup_command(sentinel, err, "SENTINEL get-master-addr", 3,
+                               ask, &addr);
+        redisFree(sentinel);
+        if (rc != FAIRLOCK_OK) {
+            snprintf(last, sizeof last, "%s", err->msg);
+            continue;
+        }
+        if (addr->type != REDIS_REPLY_ARRAY || addr->elements != 2 ||
+            addr->element[0]->type != REDIS_REPLY_STRING ||
+            addr->element[1]->type != REDIS_REPLY_STRING) {
+            snprintf(last, sizeof last,
+                     "sentinel %.64s:%d does not know master '%.64s'", s->host,
+                     s->port, url->master);
+            freeReplyObject(addr);
+            continue;
+        }
+        char host[256];
+        snprintf(host, sizeof host, "%s", addr->element[0]->str);
+        int port = atoi(addr->element[1]->str);
+        freeReplyObject(addr);
+        redisContext *master = open_node(conn, host, port, 1, err);
+        if (master == NULL) {
+            snprintf(last, sizeof last, "%s", err->msg);
+            continue;
+        }
+        const char *role_cmd[1] = {"ROLE"};
+        redisReply *role = NULL;
+        if (setup_command(master, err, "ROLE", 1, role_cmd, &role) ==
+                FAIRLOCK_OK &&
+            role->type == REDIS_REPLY_ARRAY && role->elements > 0 &&
+            role->element[0]->type == REDIS_REPLY_STRING &&
+            strcmp(role->element[0]->str, "master") == 0) {
+            freeReplyObject(role);
+            conn->sentinel_first = n;
+            return master;
+        }
+        freeReplyObject(role);
+        redisFree(master);
+        snprintf(last, sizeof last,
+                 "sentinel %.64s:%d named %.64s:%d, which is not a master",
+                 s->host, s->port, host, port);
+    }
+    fairlock__error_set(err, FAIRLOCK_REDIS,
+                        "no master '%.64s' found through %zu sentinel(s): %.150s",
+                        url->master, url->node_count, last);
+    return NULL;
+}
+
+/* The node of the lock's slot if a redirect named it, else the seeds. */
+static redisContext *open_cluster_node(fairlock__conn *conn,
+                                       fairlock__error *err) {
+    const fairlock__url *url = conn->url;
+    if (conn->node_host[0] != '\0') {
+        redisContext *ctx =
+            open_node(conn, conn->node_host, conn->node_port, 1, err);
+        if (ctx != NULL)
+            return ctx;
+        conn->node_host[0] = '\0';
+    }
+    for (size_t i = 0; i < url->node_count; i++) {
+        redisContext *ctx =
+            open_node(conn, url->nodes[i].host, url->nodes[i].port, 1, err);
+        if (ctx != NULL)
+            return ctx;
+    }
+    return NULL;
 }
 
 static int connect_owned(fairlock__conn *conn, fairlock__error *err) {
     const fairlock__url *url = conn->url;
-    struct timeval tv = ms_to_timeval(conn->io_timeout_ms);
-    char place[300];
-    if (url->kind == FAIRLOCK__URL_UNIX)
-        conn->ctx = redisConnectUnixWithTimeout(url->path, tv);
-    else
-        conn->ctx = redisConnectWithTimeout(url->host, url->port, tv);
+    switch (url->kind) {
+    case FAIRLOCK__URL_UNIX:
+        conn->ctx = open_node(conn, NULL, 0, 1, err);
+        break;
+    case FAIRLOCK__URL_TCP:
+        conn->ctx = open_node(conn, url->host, url->port, 1, err);
+        break;
+    case FAIRLOCK__URL_SENTINEL:
+        conn->ctx = open_sentinel_master(conn, err);
+        break;
+    case FAIRLOCK__URL_CLUSTER:
+        conn->ctx = open_cluster_node(conn, err);
+        break;
+    }
     conn->owned = 1;
     conn->pid = getpid();
-    if (conn->ctx == NULL)
-        return fairlock__error_set(err, FAIRLOCK_NOMEM,
-                                   "cannot allocate a Redis connection");
-    if (conn->ctx->err) {
-        fairlock__error_set(err, FAIRLOCK_REDIS, "cannot connect to %s: %s",
-                            where(url, place, sizeof place),
-                            conn->ctx->errstr);
-        drop_owned(conn);
-        return FAIRLOCK_REDIS;
-    }
-    redisSetTimeout(conn->ctx, tv);
-    int rc = FAIRLOCK_OK;
-    if (url->password != NULL) {
-        const char *argv[3] = {"AUTH", url->user ? url->user : url->password,
-                               url->password};
-        rc = setup_command(conn, err, "authentication", url->user ? 3 : 2,
-                           argv);
-    }
-    if (rc == FAIRLOCK_OK && url->db != 0) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", url->db);
-        const char *argv[2] = {"SELECT", db};
-        rc = setup_command(conn, err, "SELECT of the database", 2, argv);
-    }
-    if (rc != FAIRLOCK_OK)
-        drop_owned(conn);
-    return rc;
+    return conn->ctx != NULL ? FAIRLOCK_OK : err->code;
 }
 
 int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err) {
@@ -111,29 +223,123 @@ int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err) {
     return connect_owned(conn, err);
 }
 
-redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
-                                   int argc, const char **argv,
-                                   const size_t *lens, int64_t block_ms) {
-    redisContext *ctx = conn->ctx;
+/* Splits the "host:port" of a MOVED or ASK reply ("MOVED 3999 h:6381");
+ * an empty host means the node we asked. */
+static int parse_redirect(const redisContext *ctx, const char *reply,
+                          char *host, size_t host_len, int *port) {
+    const char *addr = strrchr(reply, ' ');
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    if (colon == NULL || (*port = atoi(colon + 1)) <= 0)
+        return -1;
+    size_t len = (size_t)(colon - addr - 1);
+    if (len == 0 && ctx->tcp.host != NULL)
+        snprintf(host, host_len, "%s", ctx->tcp.host);
+    else if (len > 0 && len < host_len)
+        snprintf(host, host_len, "%.*s", (int)len, addr + 1);
+    else
+        return -1;
+    return 0;
+}
+
+/* One command on ctx; block_ms lengthens the socket timeout meanwhile and
+ * the context's previous timeout is put back (a borrowed context keeps its
+ * owner's setting). */
+static redisReply *send_on(redisContext *ctx, const fairlock__conn *conn,
+                           int argc, const char **argv, const size_t *lens,
+                           int64_t block_ms) {
     struct timeval saved = {0, 0};
     socklen_t saved_len = sizeof saved;
     int restore = 0;
     if (block_ms > 0) {
-        /* The caller's own timeout of a borrowed context is put back. */
         restore = getsockopt(ctx->fd, SOL_SOCKET, SO_RCVTIMEO, &saved,
                              &saved_len) == 0;
         redisSetTimeout(ctx, ms_to_timeval(conn->io_timeout_ms + block_ms));
     }
     redisReply *reply = redisCommandArgv(ctx, argc, argv, lens);
-    if (reply == NULL) {
-        fairlock__error_set(err, FAIRLOCK_REDIS, "Redis I/O error: %s",
-                            ctx->errstr[0] ? ctx->errstr : "connection lost");
-        drop_owned(conn);
-        return NULL;
-    }
-    if (restore)
+    if (reply != NULL && restore)
         redisSetTimeout(ctx, saved);
     return reply;
+}
+
+/* A cluster ASK redirect: the one command goes to the importing node,
+ * preceded by ASKING, on a connection made for it. */
+static redisReply *send_asking(fairlock__conn *conn, fairlock__error *err,
+                               const char *host, int port, int argc,
+                               const char **argv, const size_t *lens,
+                               int64_t block_ms) {
+    redisContext *ctx = open_node(conn, host, port, 1, err);
+    if (ctx == NULL)
+        return NULL;
+    const char *asking[1] = {"ASKING"};
+    redisReply *reply = NULL;
+    if (setup_command(ctx, err, "ASKING", 1, asking, NULL) == FAIRLOCK_OK) {
+        reply = send_on(ctx, conn, argc, argv, lens, block_ms);
+        if (reply == NULL)
+            fairlock__error_set(err, FAIRLOCK_REDIS, "Redis I/O error: %s",
+                                ctx->errstr);
+    }
+    redisFree(ctx);
+    return reply;
+}
+
+static int starts_with(const redisReply *r, const char *prefix) {
+    return r->type == REDIS_REPLY_ERROR &&
+           strncmp(r->str, prefix, strlen(prefix)) == 0;
+}
+
+redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
+                                   int argc, const char **argv,
+                                   const size_t *lens, int64_t block_ms) {
+    /* Redirects and transient cluster states are retried a few times; a
+     * command that fails on I/O is never resent, because its outcome is
+     * unknown: the caller resolves that. */
+    enum { MAX_TRIES = 8 };
+    fairlock__url_kind kind = conn->borrowed ? FAIRLOCK__URL_TCP
+                                             : conn->url->kind;
+    for (int tries = 1;; tries++) {
+        redisContext *ctx = conn->ctx;
+        redisReply *reply = send_on(ctx, conn, argc, argv, lens, block_ms);
+        if (reply == NULL) {
+            fairlock__error_set(err, FAIRLOCK_REDIS, "Redis I/O error: %s",
+                                ctx->errstr[0] ? ctx->errstr
+                                               : "connection lost");
+            drop_owned(conn);
+            return NULL;
+        }
+        if (tries >= MAX_TRIES || reply->type != REDIS_REPLY_ERROR)
+            return reply;
+        char host[256];
+        int port;
+        if (kind == FAIRLOCK__URL_CLUSTER && starts_with(reply, "MOVED ") &&
+            parse_redirect(ctx, reply->str, host, sizeof host, &port) == 0) {
+            freeReplyObject(reply);
+            snprintf(conn->node_host, sizeof conn->node_host, "%s", host);
+            conn->node_port = port;
+            drop_owned(conn);
+        } else if (kind == FAIRLOCK__URL_CLUSTER &&
+                   starts_with(reply, "ASK ") &&
+                   parse_redirect(ctx, reply->str, host, sizeof host,
+                                  &port) == 0) {
+            freeReplyObject(reply);
+            return send_asking(conn, err, host, port, argc, argv, lens,
+                               block_ms);
+        } else if (kind == FAIRLOCK__URL_CLUSTER &&
+                   (starts_with(reply, "TRYAGAIN") ||
+                    starts_with(reply, "CLUSTERDOWN"))) {
+            /* A slot in migration or a failover in progress. */
+            freeReplyObject(reply);
+            usleep(20000 * (useconds_t)tries);
+        } else if (kind == FAIRLOCK__URL_SENTINEL &&
+                   starts_with(reply, "READONLY")) {
+            /* The master we knew was demoted: ask the sentinels again. */
+            freeReplyObject(reply);
+            drop_owned(conn);
+        } else {
+            return reply;
+        }
+        if (conn->ctx == NULL && connect_owned(conn, err) != FAIRLOCK_OK)
+            return NULL;
+    }
 }
 
 int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,

@@ -17,12 +17,27 @@
 
 /* ---- URL parsing (url.c): pure, no I/O, fuzzable. ---- */
 
-typedef enum { FAIRLOCK__URL_TCP, FAIRLOCK__URL_UNIX } fairlock__url_kind;
+typedef enum {
+    FAIRLOCK__URL_TCP,
+    FAIRLOCK__URL_UNIX,
+    FAIRLOCK__URL_SENTINEL, /* nodes are sentinels; master names the set */
+    FAIRLOCK__URL_CLUSTER   /* nodes are seed nodes of the cluster */
+} fairlock__url_kind;
+
+#define FAIRLOCK__URL_MAX_NODES 64
+
+typedef struct fairlock__endpoint {
+    char *host; /* without IPv6 brackets */
+    int port;
+} fairlock__endpoint;
 
 typedef struct fairlock__url {
     fairlock__url_kind kind;
     char *host; /* TCP: host name or address, without IPv6 brackets */
     int port;
+    fairlock__endpoint *nodes; /* SENTINEL and CLUSTER */
+    size_t node_count;
+    char *master; /* SENTINEL */
     char *path; /* UNIX: socket path */
     char *user; /* NULL when absent; percent-decoded */
     char *password;
@@ -122,6 +137,12 @@ typedef struct fairlock__conn {
     pid_t pid;                /* process that made an owned connection */
     const fairlock__url *url; /* where to connect when not borrowed */
     int64_t io_timeout_ms;
+    /* Cluster: the node that answered for the lock's slot last (from a
+     * MOVED redirect), tried before the seeds. */
+    char node_host[256];
+    int node_port;
+    /* Sentinel: the sentinel that answered last, asked first next time. */
+    size_t sentinel_first;
 } fairlock__conn;
 
 /* Connects lazily (owned) or checks the borrowed context.  Returns
@@ -171,7 +192,8 @@ struct fairlock {
     char *name;
     size_t name_len;
     fairlock__keys keys;
-    char *wake_key; /* NAME:wake:TOKEN of the current request */
+    size_t key_base_len; /* NAME, or {NAME} with hash_tag */
+    char *wake_key;      /* NAME:wake:TOKEN of the current request */
     size_t wake_key_len;
 
     fairlock__url url; /* parsed when given or needed */

@@ -106,27 +106,49 @@ static int check_options(fairlock *lock, const fairlock_options *o) {
     return FAIRLOCK_OK;
 }
 
-static int copy_name_and_keys(fairlock *lock, const char *name, size_t len) {
+/* Redis Cluster hashes only the part between the first '{' and the next
+ * '}' when it is not empty, so such a name keeps all its keys together. */
+static int has_hash_tag(const char *name, size_t len) {
+    const char *open = memchr(name, '{', len);
+    if (open == NULL)
+        return 0;
+    const char *close =
+        memchr(open + 1, '}', len - (size_t)(open + 1 - name));
+    return close != NULL && close > open + 1;
+}
+
+/* Copies the name and derives the keys: "NAME..." or, with hash_tag,
+ * "{NAME}...". */
+static int copy_name_and_keys(fairlock *lock, const char *name, size_t len,
+                              int hash_tag) {
     lock->name = malloc(len + 1);
     if (lock->name == NULL)
         return FAIRLOCK_NOMEM;
     memcpy(lock->name, name, len);
     lock->name[len] = '\0';
     lock->name_len = len;
+    size_t base_len = len + (hash_tag ? 2 : 0);
     for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++) {
         size_t suffix_len = strlen(key_suffixes[i]);
-        lock->keys.names[i] = malloc(len + suffix_len + 1);
-        if (lock->keys.names[i] == NULL)
+        char *key = malloc(base_len + suffix_len + 1);
+        if (key == NULL)
             return FAIRLOCK_NOMEM;
-        memcpy(lock->keys.names[i], name, len);
-        memcpy(lock->keys.names[i] + len, key_suffixes[i], suffix_len + 1);
-        lock->keys.lens[i] = len + suffix_len;
+        lock->keys.names[i] = key;
+        lock->keys.lens[i] = base_len + suffix_len;
+        if (hash_tag)
+            *key++ = '{';
+        memcpy(key, name, len);
+        key += len;
+        if (hash_tag)
+            *key++ = '}';
+        memcpy(key, key_suffixes[i], suffix_len + 1);
     }
-    lock->wake_key = malloc(len + sizeof wake_infix + FAIRLOCK_TOKEN_MAX);
+    lock->wake_key = malloc(base_len + sizeof wake_infix + FAIRLOCK_TOKEN_MAX);
     if (lock->wake_key == NULL)
         return FAIRLOCK_NOMEM;
-    memcpy(lock->wake_key, name, len);
-    memcpy(lock->wake_key + len, wake_infix, sizeof wake_infix);
+    memcpy(lock->wake_key, lock->keys.names[0], base_len);
+    memcpy(lock->wake_key + base_len, wake_infix, sizeof wake_infix);
+    lock->key_base_len = base_len;
     return FAIRLOCK_OK;
 }
 
@@ -186,7 +208,15 @@ int fairlock_create(const fairlock_options *opts, fairlock **out) {
                             "own connection");
     if (rc == FAIRLOCK_OK)
         rc = resolve_url(lock, opts);
-    if (rc == FAIRLOCK_OK && copy_name_and_keys(lock, opts->name, len) != 0)
+    if (rc == FAIRLOCK_OK && lock->has_url &&
+        lock->url.kind == FAIRLOCK__URL_CLUSTER && !opts->hash_tag &&
+        !has_hash_tag(opts->name, len))
+        rc = fairlock__fail(lock, FAIRLOCK_INVALID,
+                            "in Redis Cluster the lock's keys must share a "
+                            "hash slot: use a name with a hash tag such as "
+                            "\"{orders}:42\", or set the hash_tag option");
+    if (rc == FAIRLOCK_OK &&
+        copy_name_and_keys(lock, opts->name, len, opts->hash_tag != 0) != 0)
         rc = FAIRLOCK_NOMEM;
     if (rc == FAIRLOCK_NOMEM) {
         fairlock_free(lock);
@@ -475,6 +505,14 @@ static int wait_for_push(fairlock *lock, const char *key, size_t key_len,
             *popped = reply;
             return FAIRLOCK_OK;
         }
+        /* A failover or slot move unblocks waiters with an error; the
+         * wait loop then re-runs its (idempotent) attempt on the new
+         * node, which is the same as a wake-up without a push. */
+        if (reply->type == REDIS_REPLY_ERROR &&
+            strncmp(reply->str, "UNBLOCKED", 9) == 0) {
+            freeReplyObject(reply);
+            return FAIRLOCK_OK;
+        }
         int unexpected = reply->type != REDIS_REPLY_NIL;
         if (unexpected)
             fairlock__fail(lock, FAIRLOCK_REDIS, "BLPOP failed: %s",
@@ -617,7 +655,7 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
     lock->lease_ms = lease;
     lock->foreign_live_ms = stale;
     size_t token_len = strlen(lock->token);
-    size_t prefix = lock->name_len + sizeof wake_infix - 1;
+    size_t prefix = lock->key_base_len + sizeof wake_infix - 1;
     memcpy(lock->wake_key + prefix, lock->token, token_len + 1);
     lock->wake_key_len = prefix + token_len;
 

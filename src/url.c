@@ -2,6 +2,8 @@
  *
  *   redis://[[user]:password@]host[:port][/db]
  *   unix://[[user]:password@]/path/to.sock[?db=N]
+ *   redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]
+ *   redis+cluster://[[user]:password@]host[:port][,host[:port]...]
  *
  * User and password may be percent-encoded.  Error messages describe the
  * part that is wrong without repeating the URL, which may hold a password.
@@ -14,6 +16,7 @@
 #include "internal.h"
 
 #define DEFAULT_PORT 6379
+#define DEFAULT_SENTINEL_PORT 26379
 
 static int hex_value(char c) {
     if (c >= '0' && c <= '9')
@@ -113,38 +116,30 @@ nomem_or_bad:
     return fail(url, err, errlen, FAIRLOCK_NOMEM, "out of memory");
 }
 
-static int parse_tcp(const char *p, fairlock__url *url, char *err,
-                     size_t errlen) {
-    const char *end = p + strlen(p);
-    const char *slash = strchr(p, '/');
-    const char *query = strchr(p, '?');
-    if (query != NULL)
-        return fail(url, err, errlen, FAIRLOCK_INVALID,
-                    "malformed URL: query parameters are not supported in "
-                    "redis:// URLs (give the database as /N)");
-    const char *auth_end = slash ? slash : end;
-    int rc = parse_userinfo(&p, auth_end, url, err, errlen);
-    if (rc != FAIRLOCK_OK)
-        return rc;
+/* Parses one "host[:port]" or "[v6]:port" in [p, end) into an endpoint.
+ * An empty host means the local machine. */
+static int parse_endpoint(const char *p, const char *end, int default_port,
+                          fairlock__endpoint *out, fairlock__url *url,
+                          char *err, size_t errlen) {
     const char *host = p, *host_end, *port = NULL;
-    if (*p == '[') {
+    if (p < end && *p == '[') {
         host = p + 1;
-        host_end = memchr(host, ']', (size_t)(auth_end - host));
+        host_end = memchr(host, ']', (size_t)(end - host));
         if (host_end == NULL)
             return fail(url, err, errlen, FAIRLOCK_INVALID,
                         "malformed URL: unterminated '[' in the host");
-        if (host_end + 1 < auth_end) {
+        if (host_end + 1 < end) {
             if (host_end[1] != ':')
                 return fail(url, err, errlen, FAIRLOCK_INVALID,
                             "malformed URL: junk after the IPv6 address");
             port = host_end + 2;
         }
     } else {
-        host_end = memchr(host, ':', (size_t)(auth_end - host));
+        host_end = memchr(host, ':', (size_t)(end - host));
         if (host_end != NULL)
             port = host_end + 1;
         else
-            host_end = auth_end;
+            host_end = end;
     }
     size_t host_len = (size_t)(host_end - host);
     if (host_len == 0) {
@@ -153,24 +148,102 @@ static int parse_tcp(const char *p, fairlock__url *url, char *err,
     }
     for (size_t i = 0; i < host_len; i++)
         if (host[i] == '@' || host[i] == '/' || host[i] == ' ' ||
-            host[i] == '[' || host[i] == ']')
+            host[i] == '[' || host[i] == ']' || host[i] == ',')
             return fail(url, err, errlen, FAIRLOCK_INVALID,
                         "malformed URL: invalid character in the host");
-    url->host = strndup(host, host_len);
-    if (url->host == NULL)
-        return fail(url, err, errlen, FAIRLOCK_NOMEM, "out of memory");
-    url->port = DEFAULT_PORT;
+    out->port = default_port;
     if (port != NULL &&
-        parse_int(port, (size_t)(auth_end - port), 1, 65535, &url->port) != 0)
+        parse_int(port, (size_t)(end - port), 1, 65535, &out->port) != 0)
         return fail(url, err, errlen, FAIRLOCK_INVALID,
                     "malformed URL: the port must be a number from 1 to "
                     "65535");
-    if (slash != NULL && slash + 1 < end &&
-        parse_int(slash + 1, (size_t)(end - slash - 1), 0, INT_MAX,
-                  &url->db) != 0)
+    out->host = strndup(host, host_len);
+    if (out->host == NULL)
+        return fail(url, err, errlen, FAIRLOCK_NOMEM, "out of memory");
+    return FAIRLOCK_OK;
+}
+
+/* Parses "h1:p1,h2:p2,..." in [p, end) into url->nodes. */
+static int parse_endpoint_list(const char *p, const char *end,
+                               int default_port, fairlock__url *url, char *err,
+                               size_t errlen) {
+    size_t count = 1;
+    for (const char *q = p; q < end; q++)
+        count += *q == ',';
+    if (count > FAIRLOCK__URL_MAX_NODES)
+        return fail(url, err, errlen, FAIRLOCK_INVALID,
+                    "malformed URL: too many hosts");
+    url->nodes = calloc(count, sizeof *url->nodes);
+    if (url->nodes == NULL)
+        return fail(url, err, errlen, FAIRLOCK_NOMEM, "out of memory");
+    while (url->node_count < count) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *item_end = comma ? comma : end;
+        if (item_end == p)
+            return fail(url, err, errlen, FAIRLOCK_INVALID,
+                        "malformed URL: empty host in the list");
+        int rc = parse_endpoint(p, item_end, default_port,
+                                &url->nodes[url->node_count], url, err,
+                                errlen);
+        if (rc != FAIRLOCK_OK)
+            return rc;
+        url->node_count++;
+        p = item_end + 1;
+    }
+    return FAIRLOCK_OK;
+}
+
+/* redis://, redis+sentinel:// and redis+cluster:// share the authority
+ * syntax; they differ in how many hosts they take and in the path. */
+static int parse_network(const char *p, fairlock__url *url, char *err,
+                         size_t errlen) {
+    const char *end = p + strlen(p);
+    const char *slash = strchr(p, '/');
+    if (strchr(p, '?') != NULL)
+        return fail(url, err, errlen, FAIRLOCK_INVALID,
+                    "malformed URL: query parameters are not supported here "
+                    "(give the database as /N)");
+    const char *auth_end = slash ? slash : end;
+    int rc = parse_userinfo(&p, auth_end, url, err, errlen);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    const char *db = slash ? slash + 1 : end;
+    if (url->kind == FAIRLOCK__URL_TCP) {
+        fairlock__endpoint ep;
+        if ((rc = parse_endpoint(p, auth_end, DEFAULT_PORT, &ep, url, err,
+                                 errlen)) != FAIRLOCK_OK)
+            return rc;
+        url->host = ep.host;
+        url->port = ep.port;
+    } else {
+        int port = url->kind == FAIRLOCK__URL_SENTINEL ? DEFAULT_SENTINEL_PORT
+                                                       : DEFAULT_PORT;
+        if ((rc = parse_endpoint_list(p, auth_end, port, url, err, errlen)) !=
+            FAIRLOCK_OK)
+            return rc;
+    }
+    if (url->kind == FAIRLOCK__URL_SENTINEL) {
+        const char *name_end = slash ? strchr(db, '/') : NULL;
+        if (name_end == NULL)
+            name_end = end;
+        if (slash == NULL || name_end == db)
+            return fail(url, err, errlen, FAIRLOCK_INVALID,
+                        "malformed URL: redis+sentinel:// needs the master "
+                        "name after the hosts, as in "
+                        "redis+sentinel://h1:26379,h2:26379/mymaster");
+        url->master = strndup(db, (size_t)(name_end - db));
+        if (url->master == NULL)
+            return fail(url, err, errlen, FAIRLOCK_NOMEM, "out of memory");
+        db = name_end < end ? name_end + 1 : end;
+    }
+    if (db < end &&
+        parse_int(db, (size_t)(end - db), 0, INT_MAX, &url->db) != 0)
         return fail(url, err, errlen, FAIRLOCK_INVALID,
                     "malformed URL: the database after '/' must be a "
                     "non-negative number");
+    if (url->kind == FAIRLOCK__URL_CLUSTER && url->db != 0)
+        return fail(url, err, errlen, FAIRLOCK_INVALID,
+                    "malformed URL: Redis Cluster has only database 0");
     return FAIRLOCK_OK;
 }
 
@@ -219,7 +292,15 @@ int fairlock__url_parse(const char *text, fairlock__url *url, char *err,
                         "malformed URL: control character");
     if (strncmp(text, "redis://", 8) == 0) {
         url->kind = FAIRLOCK__URL_TCP;
-        return parse_tcp(text + 8, url, err, errlen);
+        return parse_network(text + 8, url, err, errlen);
+    }
+    if (strncmp(text, "redis+sentinel://", 17) == 0) {
+        url->kind = FAIRLOCK__URL_SENTINEL;
+        return parse_network(text + 17, url, err, errlen);
+    }
+    if (strncmp(text, "redis+cluster://", 16) == 0) {
+        url->kind = FAIRLOCK__URL_CLUSTER;
+        return parse_network(text + 16, url, err, errlen);
     }
     if (strncmp(text, "unix://", 7) == 0) {
         url->kind = FAIRLOCK__URL_UNIX;
@@ -229,10 +310,15 @@ int fairlock__url_parse(const char *text, fairlock__url *url, char *err,
         return fail(url, err, errlen, FAIRLOCK_INVALID,
                     "rediss:// (TLS) is not supported");
     return fail(url, err, errlen, FAIRLOCK_INVALID,
-                "malformed URL: it must start with redis:// or unix://");
+                "malformed URL: it must start with redis://, unix://, "
+                "redis+sentinel:// or redis+cluster://");
 }
 
 void fairlock__url_clear(fairlock__url *url) {
+    for (size_t i = 0; i < url->node_count; i++)
+        free(url->nodes[i].host);
+    free(url->nodes);
+    free(url->master);
     free(url->host);
     free(url->path);
     free(url->user);

@@ -103,6 +103,47 @@ static void unix_forms(void) {
     fairlock__url_clear(&u);
 }
 
+static void sentinel_and_cluster(void) {
+    fairlock__url u = parse_ok(
+        "redis+sentinel://:hunter2@s1:26380,[::1],s3/mymaster/4");
+    CHECK_INT(u.kind, ==, FAIRLOCK__URL_SENTINEL);
+    CHECK_INT(u.node_count, ==, 3);
+    CHECK_STR(u.nodes[0].host, "s1");
+    CHECK_INT(u.nodes[0].port, ==, 26380);
+    CHECK_STR(u.nodes[1].host, "::1");
+    CHECK_INT(u.nodes[1].port, ==, 26379);
+    CHECK_STR(u.nodes[2].host, "s3");
+    CHECK_STR(u.master, "mymaster");
+    CHECK_INT(u.db, ==, 4);
+    CHECK_STR(u.password, "hunter2");
+    fairlock__url_clear(&u);
+
+    u = parse_ok("redis+sentinel://s1/m");
+    CHECK_STR(u.master, "m");
+    CHECK_INT(u.db, ==, 0);
+    fairlock__url_clear(&u);
+
+    u = parse_ok("redis+cluster://a:7000,b:7001");
+    CHECK_INT(u.kind, ==, FAIRLOCK__URL_CLUSTER);
+    CHECK_INT(u.node_count, ==, 2);
+    CHECK_STR(u.nodes[1].host, "b");
+    CHECK_INT(u.nodes[1].port, ==, 7001);
+    fairlock__url_clear(&u);
+
+    u = parse_ok("redis+cluster://a");
+    CHECK_INT(u.nodes[0].port, ==, 6379);
+    fairlock__url_clear(&u);
+
+    parse_bad("redis+sentinel://s1", "master name");
+    parse_bad("redis+sentinel://s1/", "master name");
+    parse_bad("redis+sentinel://s1/m/x", "database");
+    parse_bad("redis+sentinel://s1,,s2/m", "empty host");
+    parse_bad("redis+cluster://a:7000/3", "only database 0");
+    parse_bad("redis+cluster://a:0", "port");
+    parse_bad("redis+cluster://a,", "empty host");
+    parse_bad("redis://a,b", "invalid character");
+}
+
 static void malformed(void) {
     parse_bad("", "empty");
     parse_bad("http://h", "must start with");
@@ -131,6 +172,7 @@ int main(void) {
     RUN_TEST(tcp_forms);
     RUN_TEST(credentials);
     RUN_TEST(unix_forms);
+    RUN_TEST(sentinel_and_cluster);
     RUN_TEST(malformed);
     return 0;
 }

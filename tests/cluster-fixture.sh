@@ -1,0 +1,89 @@
+#!/bin/sh
+# cluster-fixture.sh -- start or stop a private Redis Cluster for the tests.
+#
+#   cluster-fixture.sh start DIR   three masters and three replicas on free
+#                                  loopback ports; writes DIR/cluster.env
+#   cluster-fixture.sh stop DIR    stop them and remove DIR
+#
+# Nothing is persisted and nothing listens beyond 127.0.0.1.
+set -eu
+cmd=$1
+dir=$2
+nodes=6
+
+stop_all() {
+    for pidfile in "$dir"/node-*/redis.pid; do
+        [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    done
+}
+
+case "$cmd" in
+start)
+    stop_all 2>/dev/null || true
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    base=0
+    for try in 1 2 3 4 5 6 7 8; do
+        candidate=$(( 21000 + ($$ * 13 + try * 2371) % 28000 ))
+        ok=1
+        i=0
+        while [ $i -lt $nodes ]; do
+            if redis-cli -p $((candidate + i)) ping >/dev/null 2>&1; then ok=0; fi
+            i=$((i + 1))
+        done
+        if [ $ok = 1 ]; then base=$candidate; break; fi
+    done
+    [ "$base" != 0 ] || { echo "cluster-fixture: no free ports" >&2; exit 1; }
+    i=0
+    addrs=""
+    while [ $i -lt $nodes ]; do
+        port=$((base + i))
+        mkdir -p "$dir/node-$i"
+        redis-server --port $port --bind 127.0.0.1 --cluster-enabled yes \
+            --cluster-config-file "$dir/node-$i/nodes.conf" \
+            --cluster-node-timeout 2000 --daemonize yes \
+            --pidfile "$dir/node-$i/redis.pid" --logfile "$dir/node-$i/redis.log" \
+            --dir "$dir/node-$i" --save "" --appendonly no \
+            --enable-debug-command local >/dev/null
+        addrs="$addrs 127.0.0.1:$port"
+        i=$((i + 1))
+    done
+    i=0
+    while [ $i -lt $nodes ]; do
+        n=0
+        until redis-cli -p $((base + i)) ping >/dev/null 2>&1; do
+            n=$((n + 1)); [ $n -lt 100 ] || { echo "node $i did not start" >&2; exit 1; }
+            sleep 0.1
+        done
+        i=$((i + 1))
+    done
+    # shellcheck disable=SC2086
+    redis-cli --cluster create $addrs --cluster-replicas 1 --cluster-yes \
+        >"$dir/create.log" 2>&1 || { cat "$dir/create.log" >&2; exit 1; }
+    n=0
+    until [ "$(redis-cli -p $base cluster info | tr -d '\r' | sed -n 's/^cluster_state://p')" = ok ]; do
+        n=$((n + 1)); [ $n -lt 200 ] || { echo "cluster not ok" >&2; exit 1; }
+        sleep 0.1
+    done
+    # Replicas attach after the create command returns.
+    n=0
+    until [ "$(redis-cli -p $base cluster nodes | grep -c slave)" -ge 3 ]; do
+        n=$((n + 1)); [ $n -lt 300 ] || { echo "replicas did not attach" >&2; exit 1; }
+        sleep 0.1
+    done
+    {
+        echo "FAIRLOCK_CLUSTER_BASE_PORT=$base"
+        echo "FAIRLOCK_CLUSTER_NODES=$nodes"
+        echo "FAIRLOCK_CLUSTER_URL=redis+cluster://127.0.0.1:$base,127.0.0.1:$((base + 1))"
+        echo "FAIRLOCK_CLUSTER_DIR=$dir"
+    } >"$dir/cluster.env"
+    ;;
+stop)
+    stop_all
+    rm -rf "$dir"
+    ;;
+*)
+    echo "usage: $0 start|stop DIR" >&2
+    exit 2
+    ;;
+esac
