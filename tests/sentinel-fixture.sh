@@ -1,0 +1,96 @@
+#!/bin/sh
+# sentinel-fixture.sh -- start or stop a private Sentinel setup for tests.
+#
+#   sentinel-fixture.sh start DIR   a master, one replica and three
+#                                   sentinels (quorum 2) on free loopback
+#                                   ports; writes DIR/sentinel.env
+#   sentinel-fixture.sh stop DIR    stop them all and remove DIR
+set -eu
+cmd=$1
+dir=$2
+
+stop_all() {
+    for pidfile in "$dir"/*/redis.pid; do
+        [ -f "$pidfile" ] && kill -CONT "$(cat "$pidfile")" 2>/dev/null || true
+        [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    done
+}
+
+wait_ping() {
+    n=0
+    until redis-cli -p "$1" ping >/dev/null 2>&1; do
+        n=$((n + 1)); [ $n -lt 100 ] || { echo "port $1 did not start" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+
+case "$cmd" in
+start)
+    stop_all 2>/dev/null || true
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    base=0
+    for try in 1 2 3 4 5 6 7 8; do
+        candidate=$(( 20500 + ($$ * 17 + try * 1999) % 28000 ))
+        ok=1
+        for i in 0 1 2 3 4; do
+            if redis-cli -p $((candidate + i)) ping >/dev/null 2>&1; then ok=0; fi
+        done
+        if [ $ok = 1 ]; then base=$candidate; break; fi
+    done
+    [ "$base" != 0 ] || { echo "sentinel-fixture: no free ports" >&2; exit 1; }
+    master=$base
+    replica=$((base + 1))
+    for role in master replica; do
+        port=$master
+        extra=""
+        if [ $role = replica ]; then port=$replica; extra="--replicaof 127.0.0.1 $master"; fi
+        mkdir -p "$dir/$role"
+        # shellcheck disable=SC2086
+        redis-server --port $port --bind 127.0.0.1 --daemonize yes \
+            --pidfile "$dir/$role/redis.pid" --logfile "$dir/$role/redis.log" \
+            --dir "$dir/$role" --save "" --appendonly no $extra >/dev/null
+        wait_ping $port
+    done
+    for i in 0 1 2; do
+        port=$((base + 2 + i))
+        mkdir -p "$dir/sentinel-$i"
+        cat >"$dir/sentinel-$i/sentinel.conf" <<CONF
+port $port
+bind 127.0.0.1
+daemonize yes
+pidfile $dir/sentinel-$i/redis.pid
+logfile $dir/sentinel-$i/redis.log
+dir $dir/sentinel-$i
+sentinel monitor mymaster 127.0.0.1 $master 2
+sentinel down-after-milliseconds mymaster 1000
+sentinel failover-timeout mymaster 4000
+sentinel parallel-syncs mymaster 1
+CONF
+        redis-server "$dir/sentinel-$i/sentinel.conf" --sentinel >/dev/null
+        wait_ping $port
+    done
+    # Ready when the replica is in sync and every sentinel sees it.
+    n=0
+    until redis-cli -p $replica info replication | grep -q 'master_link_status:up' &&
+          [ "$(redis-cli -p $((base + 2)) sentinel replicas mymaster 2>/dev/null | grep -c "^$replica\$")" -ge 1 ]; do
+        n=$((n + 1)); [ $n -lt 300 ] || { echo "sentinel setup not ready" >&2; exit 1; }
+        sleep 0.1
+    done
+    {
+        echo "FAIRLOCK_SENTINEL_URL=redis+sentinel://127.0.0.1:$((base + 2)),127.0.0.1:$((base + 3)),127.0.0.1:$((base + 4))/mymaster"
+        echo "FAIRLOCK_SENTINEL_MASTER_PORT=$master"
+        echo "FAIRLOCK_SENTINEL_REPLICA_PORT=$replica"
+        echo "FAIRLOCK_SENTINEL_PORT=$((base + 2))"
+        echo "FAIRLOCK_SENTINEL_DIR=$dir"
+    } >"$dir/sentinel.env"
+    ;;
+stop)
+    stop_all
+    rm -rf "$dir"
+    ;;
+*)
+    echo "usage: $0 start|stop DIR" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,180 @@
+/* test_sentinel.c -- locks through Redis Sentinel, across a failover. */
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "support.h"
+
+static char sentinel_url[512], sentinel_dir[512];
+static int master_port, replica_port, sentinel_port;
+
+static void load_sentinel_env(void) {
+    const char *path = getenv("FAIRLOCK_TEST_SENTINEL_ENV");
+    CHECK(path != NULL);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    char line[600];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *eq = strchr(line, '=');
+        if (eq == NULL)
+            continue;
+        *eq = '\0';
+        if (strcmp(line, "FAIRLOCK_SENTINEL_URL") == 0)
+            snprintf(sentinel_url, sizeof sentinel_url, "%.500s", eq + 1);
+        else if (strcmp(line, "FAIRLOCK_SENTINEL_DIR") == 0)
+            snprintf(sentinel_dir, sizeof sentinel_dir, "%.500s", eq + 1);
+        else if (strcmp(line, "FAIRLOCK_SENTINEL_MASTER_PORT") == 0)
+            master_port = atoi(eq + 1);
+        else if (strcmp(line, "FAIRLOCK_SENTINEL_REPLICA_PORT") == 0)
+            replica_port = atoi(eq + 1);
+        else if (strcmp(line, "FAIRLOCK_SENTINEL_PORT") == 0)
+            sentinel_port = atoi(eq + 1);
+    }
+    fclose(f);
+    CHECK(sentinel_url[0] && master_port && replica_port && sentinel_port);
+}
+
+static fairlock *sentinel_lock(const char *name) {
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.url = sentinel_url;
+    opts.timeout_ms = 5000;
+    opts.io_timeout_ms = 1000;
+    fairlock *lock = NULL;
+    CHECK_INT(fairlock_create(&opts, &lock), ==, FAIRLOCK_OK);
+    return lock;
+}
+
+/* The master's port as the first sentinel reports it. */
+static int reported_master(void) {
+    redisContext *c = redisConnect("127.0.0.1", sentinel_port);
+    CHECK(c != NULL && !c->err);
+    redisReply *r =
+        redisCommand(c, "SENTINEL get-master-addr-by-name mymaster");
+    CHECK(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+    int port = atoi(r->element[1]->str);
+    freeReplyObject(r);
+    redisFree(c);
+    return port;
+}
+
+static long long exists_on(int port, const char *key) {
+    redisContext *c = redisConnect("127.0.0.1", port);
+    CHECK(c != NULL && !c->err);
+    long long n = test_int(c, "EXISTS %s", key);
+    redisFree(c);
+    return n;
+}
+
+static void lock_on_the_master(void) {
+    const char *name = "fltest:sentinel:basic";
+    fairlock *lock = sentinel_lock(name);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    CHECK_INT(exists_on(reported_master(), name), ==, 1);
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+    CHECK_INT(exists_on(reported_master(), name), ==, 0);
+    fairlock_free(lock);
+}
+
+typedef struct {
+    int64_t grants, errors, in_section, overlaps, counter;
+    int64_t grants_at_kill;
+    volatile int stop;
+} shared_run;
+
+static void worker(const char *name, shared_run *run) {
+    fairlock *lock = sentinel_lock(name);
+    while (!run->stop) {
+        if (fairlock_acquire(lock) != FAIRLOCK_OK) {
+            __atomic_add_fetch(&run->errors, 1, __ATOMIC_SEQ_CST);
+            test_sleep_ms(50);
+            continue;
+        }
+        if (__atomic_add_fetch(&run->in_section, 1, __ATOMIC_SEQ_CST) != 1)
+            __atomic_add_fetch(&run->overlaps, 1, __ATOMIC_SEQ_CST);
+        int64_t v = run->counter;
+        test_sleep_ms(1);
+        run->counter = v + 1;
+        __atomic_sub_fetch(&run->in_section, 1, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(&run->grants, 1, __ATOMIC_SEQ_CST);
+        if (fairlock_release(lock) != FAIRLOCK_OK)
+            __atomic_add_fetch(&run->errors, 1, __ATOMIC_SEQ_CST);
+    }
+    fairlock_free(lock);
+}
+
+static pid_t read_pid(const char *role) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s/redis.pid", sentinel_dir, role);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    long pid = 0;
+    CHECK(fscanf(f, "%ld", &pid) == 1);
+    fclose(f);
+    return (pid_t)pid;
+}
+
+static int64_t grants(shared_run *run) {
+    return __atomic_load_n(&run->grants, __ATOMIC_SEQ_CST);
+}
+
+/* kill -9 of the master while four processes use the lock: Sentinel
+ * promotes the replica, the clients find it on their next command, and
+ * go on.  Figures are printed for the documentation. */
+static void failover_under_load(void) {
+    const char *name = "fltest:sentinel:failover";
+    shared_run *run = test_shared(sizeof *run);
+    enum { WORKERS = 4 };
+    pid_t pids[WORKERS];
+    for (int i = 0; i < WORKERS; i++) {
+        pids[i] = fork();
+        CHECK(pids[i] >= 0);
+        if (pids[i] == 0) {
+            worker(name, run);
+            _exit(0);
+        }
+    }
+    for (int i = 0; i < 500 && grants(run) < 100; i++)
+        test_sleep_ms(10);
+    CHECK_INT(grants(run), >=, 100);
+    run->grants_at_kill = grants(run);
+    int64_t killed_at = test_now_ns();
+    CHECK(kill(read_pid("master"), SIGKILL) == 0);
+
+    for (int i = 0; i < 1500 && reported_master() != replica_port; i++)
+        test_sleep_ms(20);
+    CHECK_INT(reported_master(), ==, replica_port);
+    int64_t target = grants(run) + 100;
+    for (int i = 0; i < 1500 && grants(run) < target; i++)
+        test_sleep_ms(10);
+    int64_t recovered_ms = (test_now_ns() - killed_at) / 1000000;
+    CHECK_INT(grants(run), >=, target);
+    run->stop = 1;
+    for (int i = 0; i < WORKERS; i++)
+        CHECK_INT(test_wait_child(pids[i], 0), ==, 0);
+    fprintf(stderr,
+            "   sentinel failover: %d processes, %lld grants (%lld before the "
+            "kill), %lld errors during the failover, %lld overlaps, lost "
+            "updates %lld, 100 more grants %lld ms after the kill\n",
+            WORKERS, (long long)run->grants, (long long)run->grants_at_kill,
+            (long long)run->errors, (long long)run->overlaps,
+            (long long)(run->grants - run->counter), (long long)recovered_ms);
+    CHECK_INT(run->overlaps, ==, 0);
+    CHECK_INT(run->counter, ==, run->grants);
+    redisContext *c = redisConnect("127.0.0.1", replica_port);
+    CHECK(c != NULL && !c->err);
+    CHECK_INT(test_int(c, "EXISTS %s %s:queue %s:seq", name, name, name), ==,
+              0);
+    redisFree(c);
+}
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);
+    load_sentinel_env();
+    RUN_TEST(lock_on_the_master);
+    RUN_TEST(failover_under_load);
+    return 0;
+}
