@@ -435,6 +435,11 @@ static int wait_for_replicas(fairlock *lock) {
     return FAIRLOCK_OK;
 }
 
+/* Sentinel result of take_grant(): the hand-off expired before we could
+ * confirm it (we were paused longer than our liveness window), so the
+ * caller goes back to waiting. */
+#define HANDOFF_EXPIRED (-1)
+
 /* The lock is ours.  A hand-off to a waiter is capped at the waiter's
  * liveness window (a dead waiter must not hold the lock long); now that we
  * are known to be alive, take the full lease.  granted_sent_ms is a time
@@ -454,10 +459,9 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
         if (rc != FAIRLOCK_OK)
             return abandon_request(lock, rc);
         if (!owned) {
-            forget_request(lock);
-            return fairlock__fail(lock, FAIRLOCK_TIMEOUT,
-                                  "the lock was handed over but its lease "
-                                  "ran out before it could be taken");
+            lock->held = 0;
+            lock->fence = 0;
+            return HANDOFF_EXPIRED;
         }
         valid_until = validity(sent, lock->lease_ms);
     }
@@ -531,9 +535,12 @@ static int wait_for_push(fairlock *lock, const char *key, size_t key_len,
 /* The wait loop.  FIFO waiters block on their own wake list, which the
  * script that frees the lock pushes to when it hands them the lock; they
  * wake up by themselves only to refresh their entry (every third of their
- * liveness window) or, at the head of the queue, to catch a lease that ran
- * out without a release (check_interval, or the holder's remaining PTTL).
- * Non-FIFO waiters block on the shared NAME:nfwake list instead. */
+ * liveness window) or, near the head of the queue, to catch a lease that
+ * ran out without a release (check_interval, or the holder's remaining
+ * PTTL).  "Near" is rank 0 or 1: a hand-off removes the head from the
+ * queue, so the waiter behind it is the one that must notice when that
+ * head died and its capped lease runs out.  Non-FIFO waiters block on the
+ * shared NAME:nfwake list instead. */
 static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
                         int64_t check_ms, int64_t live_ms) {
     int64_t start = fairlock__now_ms();
@@ -549,8 +556,13 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
     for (;;) {
         if (rc != FAIRLOCK_OK)
             return abandon_request(lock, rc);
-        if (attempt.granted)
-            return take_grant(lock, &attempt, lock->last_sent_ms);
+        if (attempt.granted) {
+            rc = take_grant(lock, &attempt, lock->last_sent_ms);
+            if (rc != HANDOFF_EXPIRED)
+                return rc;
+            rc = run_attempt(lock, try_once, nonfifo_wait_ms, &attempt);
+            continue;
+        }
         if (try_once) {
             forget_request(lock);
             return fairlock__fail(lock, FAIRLOCK_TIMEOUT,
@@ -561,9 +573,9 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
         }
         int64_t now = fairlock__now_ms();
         int64_t poll_ms = lock->fifo ? heartbeat_ms : check_ms;
-        if (!lock->fifo || attempt.rank == 0) {
+        if (!lock->fifo || attempt.rank <= 1) {
             poll_ms = min64(poll_ms, check_ms);
-            if (attempt.pttl_ms > 0)
+            if (attempt.pttl_ms > 0 && attempt.rank == 0)
                 poll_ms = min64(poll_ms, attempt.pttl_ms);
         }
         redisReply *popped;
@@ -579,9 +591,12 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
                 return abandon_request(
                     lock, fairlock__fail(lock, FAIRLOCK_REDIS,
                                          "malformed hand-off message"));
-            return take_grant(lock, &attempt, lock->last_sent_ms);
+            rc = take_grant(lock, &attempt, lock->last_sent_ms);
+            if (rc != HANDOFF_EXPIRED)
+                return rc;
+        } else {
+            freeReplyObject(popped);
         }
-        freeReplyObject(popped);
         if (fairlock__now_ms() >= deadline) {
             fairlock__fail(lock, FAIRLOCK_TIMEOUT,
                            "not granted within %" PRId64 " ms", timeout_ms);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -161,10 +162,8 @@ void *test_shared(size_t size) {
     return p;
 }
 
-int test_wait_child(pid_t pid, int expected_signal) {
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        CHECK(errno == EINTR);
+/* The exit status of a reaped child; see test_wait_child. */
+static int child_result(pid_t pid, int status, int expected_signal) {
     if (WIFSIGNALED(status)) {
         if (WTERMSIG(status) != expected_signal) {
             fprintf(stderr, "child %d killed by signal %d\n", (int)pid,
@@ -174,6 +173,13 @@ int test_wait_child(pid_t pid, int expected_signal) {
         return 128 + WTERMSIG(status);
     }
     return WEXITSTATUS(status);
+}
+
+int test_wait_child(pid_t pid, int expected_signal) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        CHECK(errno == EINTR);
+    return child_result(pid, status, expected_signal);
 }
 
 int test_wait_int(redisContext *c, long long value, int64_t timeout_ms,
@@ -193,4 +199,141 @@ int test_wait_int(redisContext *c, long long value, int64_t timeout_ms,
             return 0;
         test_sleep_ms(5);
     }
+}
+
+/* ---------------------------------------------------------------------------
+ * Concurrency with real processes
+ * ------------------------------------------------------------------------- */
+
+/* Registered in children only: reached solely through exit(), which only
+ * failing checks call there. */
+static void leave_child_on_exit(void) { _exit(1); }
+
+pid_t test_fork(void) {
+    pid_t parent = getpid();
+    /* Buffered output would otherwise be printed by parent and child. */
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        /* getppid() catches a parent that died before prctl() took hold. */
+        if (atexit(leave_child_on_exit) != 0 ||
+            prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(1);
+    }
+    return pid;
+}
+
+int test_wait_child_within(pid_t pid, int expected_signal, int64_t timeout_ms) {
+    int64_t end = test_now_ns() + timeout_ms * 1000000;
+    int status;
+    for (;;) {
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid)
+            return child_result(pid, status, expected_signal);
+        CHECK(got == 0 || errno == EINTR);
+        if (test_now_ns() > end) {
+            fprintf(stderr, "child %d still running after %lld ms: killed\n",
+                    (int)pid, (long long)timeout_ms);
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            exit(1);
+        }
+        test_sleep_ms(5);
+    }
+}
+
+int test_stop_child(pid_t pid, int *exit_status) {
+    CHECK(kill(pid, SIGSTOP) == 0);
+    int status;
+    while (waitpid(pid, &status, WUNTRACED) < 0)
+        CHECK(errno == EINTR);
+    if (WIFSTOPPED(status))
+        return 1;
+    *exit_status = child_result(pid, status, 0);
+    return 0;
+}
+
+int test_wait_flag(const int *flag, int64_t timeout_ms) {
+    int64_t end = test_now_ns() + timeout_ms * 1000000;
+    while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) == 0) {
+        if (test_now_ns() > end)
+            return 0;
+        test_sleep_ms(1);
+    }
+    return 1;
+}
+
+void test_wait_queued(redisContext *c, const char *name, long long entries) {
+    if (!test_wait_int(c, entries, 20000, "ZCARD %s:queue", name)) {
+        fprintf(stderr, "%s:queue never held %lld waiters\n", name, entries);
+        exit(1);
+    }
+}
+
+long long test_wait_no_keys(redisContext *c, const char *name,
+                            int64_t timeout_ms) {
+    int64_t end = test_now_ns() + timeout_ms * 1000000;
+    for (;;) {
+        long long n = test_keys_of(c, name);
+        if (n == 0 || test_now_ns() > end)
+            return n;
+        test_sleep_ms(10);
+    }
+}
+
+int test_get_string(redisContext *c, const char *key, char *buf, size_t len) {
+    redisReply *r = redisCommand(c, "GET %s", key);
+    CHECK(r != NULL);
+    CHECK(r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
+    int found = r->type == REDIS_REPLY_STRING;
+    if (len > 0)
+        snprintf(buf, len, "%s", found ? r->str : "");
+    freeReplyObject(r);
+    return found;
+}
+
+/* Splits a queue member "ticket:token:ts"; the token may hold ':'. */
+static int split_member(const char *member, char *token, size_t len,
+                        long long *ticket) {
+    const char *first = strchr(member, ':');
+    const char *last = strrchr(member, ':');
+    if (first == NULL || last == first)
+        return 0;
+    if (ticket != NULL)
+        *ticket = strtoll(member, NULL, 10);
+    snprintf(token, len, "%.*s", (int)(last - first - 1), first + 1);
+    return 1;
+}
+
+int test_queue_at(redisContext *c, const char *name, long long rank,
+                  char *token, size_t len, long long *ticket) {
+    redisReply *r = redisCommand(c, "ZRANGE %s:queue %lld %lld", name, rank,
+                                 rank);
+    CHECK(r != NULL && r->type == REDIS_REPLY_ARRAY);
+    int found = r->elements == 1 &&
+                split_member(r->element[0]->str, token, len, ticket);
+    freeReplyObject(r);
+    return found;
+}
+
+long long test_queue_rank_of(redisContext *c, const char *name,
+                             const char *token, long long *ticket) {
+    redisReply *r = redisCommand(c, "ZRANGE %s:queue 0 -1", name);
+    CHECK(r != NULL && r->type == REDIS_REPLY_ARRAY);
+    long long rank = -1;
+    for (size_t i = 0; i < r->elements && rank < 0; i++) {
+        char member_token[256];
+        long long member_ticket;
+        if (split_member(r->element[i]->str, member_token, sizeof member_token,
+                         &member_ticket) &&
+            strcmp(member_token, token) == 0) {
+            rank = (long long)i;
+            if (ticket != NULL)
+                *ticket = member_ticket;
+        }
+    }
+    freeReplyObject(r);
+    return rank;
 }

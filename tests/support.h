@@ -3,6 +3,7 @@
 #ifndef FAIRLOCK_TEST_SUPPORT_H
 #define FAIRLOCK_TEST_SUPPORT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -48,5 +49,51 @@ int test_wait_child(pid_t pid, int expected_signal);
  * timeout_ms; returns 1 if it did. */
 int test_wait_int(redisContext *c, long long value, int64_t timeout_ms,
                   const char *fmt, ...);
+
+/* ---- Concurrency with real processes ---- */
+
+/* fork() for tests.  The child dies with the parent (a failed test leaves
+ * no orphan blocked on the server), and if it calls exit() -- which the
+ * CHECK macros and the helpers above do on failure -- it leaves through
+ * _exit(1) instead, so the parent's atexit handlers and stdio buffers are
+ * not run twice.  Children end with _exit(). */
+pid_t test_fork(void);
+
+/* As test_wait_child, but gives up after timeout_ms: the child is killed
+ * and the test fails, so a hung child cannot hang the test. */
+int test_wait_child_within(pid_t pid, int expected_signal, int64_t timeout_ms);
+
+/* Sends SIGSTOP and waits until the child has stopped; returns 1.  If it
+ * exited first, it is reaped, *exit_status is set to its exit status (a
+ * child killed by a signal fails the test) and 0 is returned. */
+int test_stop_child(pid_t pid, int *exit_status);
+
+/* Polls a flag in test_shared() memory until it is non-zero, up to
+ * timeout_ms; returns 1 if it became so. */
+int test_wait_flag(const int *flag, int64_t timeout_ms);
+
+/* Waits until NAME:queue holds `entries` waiters; fails the test if that
+ * does not happen within a bound generous enough for a loaded machine. */
+void test_wait_queued(redisContext *c, const char *name, long long entries);
+
+/* Polls test_keys_of() until it is 0, up to timeout_ms (keys with a TTL
+ * may need a moment to expire); returns the last count. */
+long long test_wait_no_keys(redisContext *c, const char *name,
+                            int64_t timeout_ms);
+
+/* Copies the string value of a key into buf; returns 1, or 0 if the key
+ * does not exist.  Fails the test on other replies. */
+int test_get_string(redisContext *c, const char *key, char *buf, size_t len);
+
+/* The waiter at 0-based `rank` of NAME:queue: copies its token into buf and
+ * its ticket into *ticket (may be NULL); returns 1, or 0 if there is none.
+ * Members read "ticket:token:timestamp". */
+int test_queue_at(redisContext *c, const char *name, long long rank,
+                  char *token, size_t len, long long *ticket);
+
+/* The 0-based rank in NAME:queue of the entry holding `token` (and its
+ * ticket in *ticket, may be NULL), or -1 if it has none. */
+long long test_queue_rank_of(redisContext *c, const char *name,
+                             const char *token, long long *ticket);
 
 #endif
