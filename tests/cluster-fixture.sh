@@ -22,41 +22,44 @@ start)
     stop_all 2>/dev/null || true
     rm -rf "$dir"
     mkdir -p "$dir"
+    # Ports (and their cluster bus ports, +10000) may be taken by other
+    # test runs: a base whose nodes do not all come up is abandoned.
     base=0
     for try in 1 2 3 4 5 6 7 8; do
         candidate=$(( 21000 + ($$ * 13 + try * 2371) % 28000 ))
-        ok=1
         i=0
+        addrs=""
         while [ $i -lt $nodes ]; do
-            if redis-cli -p $((candidate + i)) ping >/dev/null 2>&1; then ok=0; fi
+            port=$((candidate + i))
+            rm -rf "$dir/node-$i"
+            mkdir -p "$dir/node-$i"
+            redis-server --port $port --bind 127.0.0.1 --cluster-enabled yes \
+                --cluster-config-file "$dir/node-$i/nodes.conf" \
+                --cluster-node-timeout 2000 --daemonize yes \
+                --pidfile "$dir/node-$i/redis.pid" --logfile "$dir/node-$i/redis.log" \
+                --dir "$dir/node-$i" --save "" --appendonly no \
+                --enable-debug-command local >/dev/null 2>&1 || true
+            addrs="$addrs 127.0.0.1:$port"
             i=$((i + 1))
         done
-        if [ $ok = 1 ]; then base=$candidate; break; fi
-    done
-    [ "$base" != 0 ] || { echo "cluster-fixture: no free ports" >&2; exit 1; }
-    i=0
-    addrs=""
-    while [ $i -lt $nodes ]; do
-        port=$((base + i))
-        mkdir -p "$dir/node-$i"
-        redis-server --port $port --bind 127.0.0.1 --cluster-enabled yes \
-            --cluster-config-file "$dir/node-$i/nodes.conf" \
-            --cluster-node-timeout 2000 --daemonize yes \
-            --pidfile "$dir/node-$i/redis.pid" --logfile "$dir/node-$i/redis.log" \
-            --dir "$dir/node-$i" --save "" --appendonly no \
-            --enable-debug-command local >/dev/null
-        addrs="$addrs 127.0.0.1:$port"
-        i=$((i + 1))
-    done
-    i=0
-    while [ $i -lt $nodes ]; do
-        n=0
-        until redis-cli -p $((base + i)) ping >/dev/null 2>&1; do
-            n=$((n + 1)); [ $n -lt 100 ] || { echo "node $i did not start" >&2; exit 1; }
-            sleep 0.1
+        up=1
+        i=0
+        while [ $i -lt $nodes ]; do
+            n=0
+            until redis-cli -p $((candidate + i)) ping >/dev/null 2>&1 &&
+                  [ -f "$dir/node-$i/redis.pid" ] &&
+                  kill -0 "$(cat "$dir/node-$i/redis.pid")" 2>/dev/null; do
+                n=$((n + 1))
+                if [ $n -ge 50 ]; then up=0; break; fi
+                sleep 0.1
+            done
+            i=$((i + 1))
         done
-        i=$((i + 1))
+        if [ $up = 1 ]; then base=$candidate; break; fi
+        stop_all
+        sleep 0.2
     done
+    [ "$base" != 0 ] || { echo "cluster-fixture: could not start the nodes" >&2; exit 1; }
     # shellcheck disable=SC2086
     redis-cli --cluster create $addrs --cluster-replicas 1 --cluster-yes \
         >"$dir/create.log" 2>&1 || { cat "$dir/create.log" >&2; exit 1; }
