@@ -7,6 +7,12 @@
  * (NAME, NAME:seq, NAME:queue), so fleets that mix both stay mutually
  * exclusive.
  *
+ * Signals: like every hiredis program, a process whose Redis connection
+ * breaks while it writes gets SIGPIPE; ignore it (signal(SIGPIPE,
+ * SIG_IGN)) unless dying is what you want.  The library's own renewal
+ * thread blocks all signals, so it neither dies of SIGPIPE nor runs your
+ * handlers.  Connections are made close-on-exec.
+ *
  * Thread safety: a handle may be used by one thread at a time.  Different
  * handles are independent and may be used concurrently, unless they borrow
  * the same redisContext, which hiredis does not allow from two threads.
@@ -113,9 +119,17 @@ typedef struct fairlock_options {
      * When NULL the handle connects lazily, on first use, to `url`. */
     struct redisContext *redis;
 
-    /* redis://[[user]:pass@]host[:port][/db] or unix:///path.sock[?db=N].
-     * NULL means $FAIRLOCK_URL, then $REDIS_URL, then
-     * redis://127.0.0.1:6379/0. */
+    /* Where to connect, one of
+     *   redis://[[user]:pass@]host[:port][/db]
+     *   unix://[[user]:pass@]/path/to.sock[?db=N]
+     *   redis+sentinel://[[user]:pass@]host[:port][,host[:port]...]/master[/db]
+     *     (the master is asked of the sentinels, and asked again after a
+     *     command fails, so a failover is followed)
+     *   redis+cluster://[[user]:pass@]host[:port][,host[:port]...]
+     *     (seed nodes; MOVED and ASK redirects are followed)
+     * User and password may be percent-encoded.  NULL means $FAIRLOCK_URL,
+     * then $REDIS_URL, then redis://127.0.0.1:6379/0.  With a borrowed
+     * `redis` context it is used only by the renewal thread. */
     const char *url;
 
     /* Longest wait in acquire; FAIRLOCK_FOREVER (the default) waits for
@@ -203,7 +217,9 @@ FAIRLOCK_EXPORT int fairlock_create(const fairlock_options *opts,
                                     fairlock **out);
 
 /* Free a handle.  A lock it still holds is released first, on a best-effort
- * basis; queue entries are removed.  fairlock_free(NULL) does nothing.
+ * basis; queue entries are removed -- except in a forked child freeing its
+ * copy of a handle, which leaves the parent's lock alone.
+ * fairlock_free(NULL) does nothing.
  * Thread safety: the handle must not be in use elsewhere. Since 0.1.0. */
 FAIRLOCK_EXPORT void fairlock_free(fairlock *lock);
 
@@ -330,6 +346,22 @@ FAIRLOCK_EXPORT int64_t fairlock_ticket(const fairlock *lock);
  * retried release).  Valid until the next call on the handle.
  * Thread safety: one thread per handle. Since 0.1.0. */
 FAIRLOCK_EXPORT const char *fairlock_token(const fairlock *lock);
+
+/* While an acquire waits: the 0-based place in the queue as of the last
+ * attempt (0 = next), or -1 when not waiting in a FIFO queue.  Meant for
+ * progress displays from the interrupt callback, which runs on the
+ * acquiring thread; fairlock_token() may be called from there too.
+ * Thread safety: the acquiring thread only. Since 0.1.0. */
+FAIRLOCK_EXPORT int64_t fairlock_rank(const fairlock *lock);
+
+/* Let go of a held lock without releasing it: the handle forgets the grant
+ * (stopping any renewal) and the lock stays held until its lease ends or
+ * someone calls fairlock_release_token() with the token, which the caller
+ * should have saved from fairlock_token() first.  This is how a process
+ * hands a lock over to a later one (the `fairlock acquire` command).
+ * Returns FAIRLOCK_OK, or FAIRLOCK_NOTOWNED when nothing is held.
+ * Thread safety: one thread per handle. Since 0.1.0. */
+FAIRLOCK_EXPORT int fairlock_detach(fairlock *lock);
 
 /* The lock's name as given, and its length. Since 0.1.0. */
 FAIRLOCK_EXPORT const char *fairlock_name(const fairlock *lock, size_t *len);

@@ -3,6 +3,7 @@
  *
  * The handle has one connection and the renewal thread another; each is
  * used by one thread only, and reports into its own fairlock__error. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,11 @@ static redisContext *open_node(const fairlock__conn *conn, const char *host,
         return NULL;
     }
     redisSetTimeout(ctx, tv);
+    /* A program that runs others (the fairlock command) must not leak the
+     * socket into them. */
+    int flags = fcntl(ctx->fd, F_GETFD);
+    if (flags >= 0)
+        fcntl(ctx->fd, F_SETFD, flags | FD_CLOEXEC);
     int rc = FAIRLOCK_OK;
     if (authenticate && url->password != NULL) {
         const char *argv[3] = {"AUTH", url->user ? url->user : url->password,

@@ -221,6 +221,8 @@ struct fairlock {
     int held;    /* granted and not released */
     int pending; /* a script failed with unknown outcome */
     int64_t ticket;
+    int64_t rank; /* while waiting, as of the last attempt; else -1 */
+    pid_t request_pid; /* process that made the current request */
     int64_t fence;
     int64_t lease_ms;
     int64_t foreign_live_ms;

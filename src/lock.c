@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -246,6 +247,7 @@ int fairlock_create(const fairlock_options *opts, fairlock **out) {
     } else {
         lock->conn.url = &lock->url;
     }
+    lock->rank = -1;
     lock->usable = 1;
     return fairlock__ok(lock);
 }
@@ -260,6 +262,7 @@ static void forget_request(fairlock *lock) {
     lock->held = 0;
     lock->pending = 0;
     lock->ticket = 0;
+    lock->rank = -1;
     lock->fence = 0;
     lock->token[0] = '\0';
     publish(lock, FAIRLOCK_STATE_IDLE, 0);
@@ -277,7 +280,10 @@ void fairlock_free(fairlock *lock) {
     if (lock == NULL)
         return;
     fairlock__renew_free(lock);
-    if (lock->usable && (lock->held || lock->pending)) {
+    /* A forked child that frees its copy of the handle must not release the
+     * parent's lock. */
+    if (lock->usable && (lock->held || lock->pending) &&
+        lock->request_pid == getpid()) {
         int undone;
         resolve_pending(lock, &undone);
     }
@@ -388,6 +394,7 @@ static int run_attempt(fairlock *lock, int try_once, int64_t nonfifo_wait_ms,
     lock->pending = 0;
     if (attempt->ticket > 0)
         lock->ticket = attempt->ticket;
+    lock->rank = attempt->granted || !lock->fifo ? -1 : attempt->rank;
     return FAIRLOCK_OK;
 }
 
@@ -448,6 +455,7 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
                       int64_t granted_sent_ms) {
     lock->held = 1;
     lock->pending = 0;
+    lock->rank = -1;
     if (attempt->ticket > 0)
         lock->ticket = attempt->ticket;
     lock->fence = attempt->fence;
@@ -667,6 +675,7 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
                               "getrandom failed; no token could be made");
     lock->ticket = 0;
     lock->fence = 0;
+    lock->request_pid = getpid();
     lock->lease_ms = lease;
     lock->foreign_live_ms = stale;
     size_t token_len = strlen(lock->token);
@@ -898,6 +907,22 @@ int64_t fairlock_ticket(const fairlock *lock) {
 
 int64_t fairlock_fence(const fairlock *lock) {
     return lock != NULL && lock->held ? lock->fence : 0;
+}
+
+int64_t fairlock_rank(const fairlock *lock) {
+    return lock == NULL ? -1 : lock->rank;
+}
+
+int fairlock_detach(fairlock *lock) {
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (!lock->held)
+        return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                              "the lock is not held by this handle");
+    fairlock__error ignored;
+    fairlock__renew_stop(lock, &ignored);
+    forget_request(lock);
+    return fairlock__ok(lock);
 }
 
 const char *fairlock_token(const fairlock *lock) {

@@ -12,6 +12,7 @@
  * and will not send again for this token. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,7 +161,14 @@ static int renewer_create(fairlock *lock, fairlock__error *err) {
     r->conn.url = &lock->url;
     r->conn.io_timeout_ms = lock->conn.io_timeout_ms;
     lock->renewer = r;
+    /* The thread inherits the mask in force when it is created: with every
+     * signal blocked it never runs the application's handlers and a broken
+     * connection cannot kill the process with SIGPIPE from here. */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
     int e = pthread_create(&r->thread, NULL, renew_main, lock);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (e != 0) {
         pthread_cond_destroy(&r->cv);
         pthread_mutex_destroy(&r->mu);

@@ -16,44 +16,36 @@ stop_all() {
     done
 }
 
-wait_ping() {
+# Succeeds once our server (its pid file names a live process) answers.
+wait_up() {
     n=0
-    until redis-cli -p "$1" ping >/dev/null 2>&1; do
-        n=$((n + 1)); [ $n -lt 100 ] || { echo "port $1 did not start" >&2; exit 1; }
+    until redis-cli -p "$1" ping >/dev/null 2>&1 && [ -f "$2" ] &&
+          kill -0 "$(cat "$2")" 2>/dev/null; do
+        n=$((n + 1)); [ $n -lt 50 ] || return 1
         sleep 0.1
     done
 }
 
-case "$cmd" in
-start)
-    stop_all 2>/dev/null || true
-    rm -rf "$dir"
-    mkdir -p "$dir"
-    base=0
-    for try in 1 2 3 4 5 6 7 8; do
-        candidate=$(( 20500 + ($$ * 17 + try * 1999) % 28000 ))
-        ok=1
-        for i in 0 1 2 3 4; do
-            if redis-cli -p $((candidate + i)) ping >/dev/null 2>&1; then ok=0; fi
-        done
-        if [ $ok = 1 ]; then base=$candidate; break; fi
-    done
-    [ "$base" != 0 ] || { echo "sentinel-fixture: no free ports" >&2; exit 1; }
+# Starts master, replica and three sentinels on base..base+4.
+start_all() {
+    base=$1
     master=$base
     replica=$((base + 1))
     for role in master replica; do
         port=$master
         extra=""
         if [ $role = replica ]; then port=$replica; extra="--replicaof 127.0.0.1 $master"; fi
+        rm -rf "$dir/$role"
         mkdir -p "$dir/$role"
         # shellcheck disable=SC2086
         redis-server --port $port --bind 127.0.0.1 --daemonize yes \
             --pidfile "$dir/$role/redis.pid" --logfile "$dir/$role/redis.log" \
-            --dir "$dir/$role" --save "" --appendonly no $extra >/dev/null
-        wait_ping $port
+            --dir "$dir/$role" --save "" --appendonly no $extra >/dev/null 2>&1 || return 1
+        wait_up $port "$dir/$role/redis.pid" || return 1
     done
     for i in 0 1 2; do
         port=$((base + 2 + i))
+        rm -rf "$dir/sentinel-$i"
         mkdir -p "$dir/sentinel-$i"
         cat >"$dir/sentinel-$i/sentinel.conf" <<CONF
 port $port
@@ -67,9 +59,28 @@ sentinel down-after-milliseconds mymaster 1000
 sentinel failover-timeout mymaster 4000
 sentinel parallel-syncs mymaster 1
 CONF
-        redis-server "$dir/sentinel-$i/sentinel.conf" --sentinel >/dev/null
-        wait_ping $port
+        redis-server "$dir/sentinel-$i/sentinel.conf" --sentinel >/dev/null 2>&1 || return 1
+        wait_up $port "$dir/sentinel-$i/redis.pid" || return 1
     done
+}
+
+case "$cmd" in
+start)
+    stop_all 2>/dev/null || true
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    # Ports stay below 32768, where Linux does not pick ports for outgoing
+    # connections; a base where any server fails to start is abandoned.
+    base=0
+    for try in 1 2 3 4 5 6 7 8; do
+        candidate=$(( 16000 + ($$ * 17 + try * 499) % 3990 ))
+        if start_all $candidate; then base=$candidate; break; fi
+        stop_all
+        sleep 0.2
+    done
+    [ "$base" != 0 ] || { echo "sentinel-fixture: could not start the servers" >&2; exit 1; }
+    master=$base
+    replica=$((base + 1))
     # Ready when the replica is in sync and every sentinel sees it.
     n=0
     until redis-cli -p $replica info replication | grep -q 'master_link_status:up' &&

@@ -187,6 +187,7 @@ static void tokens_are_fresh(void) {
         ssize_t w = write(pipefd[1], t, strlen(t) + 1);
         fairlock_release(child);
         fairlock_free(child);
+        fairlock_free(lock); /* the parent's copy: not held, no I/O */
         _exit(rc == FAIRLOCK_OK && w > 0 ? 0 : 1);
     }
     CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);

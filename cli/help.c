@@ -1,0 +1,160 @@
+/* help.c -- the texts of --help and --version (fairlock(1) says more). */
+#include <string.h>
+
+#include "cli.h"
+
+static const char exit_status_text[] =
+    "Exit status:\n"
+    "  0       success; run passes the command's own status through\n"
+    "  1       the lock is taken (-n) or the wait timed out (-w); change it\n"
+    "          with -E.  release: the token does not hold the lock\n"
+    "  64      usage error: unknown option, bad number, missing '--'\n"
+    "  69      Redis unreachable or failing\n"
+    "  70      internal error\n"
+    "  71      system error: fork, pipe, memory, output\n"
+    "  75      the lease was lost while the command ran\n"
+    "  126     the command was found but cannot be executed\n"
+    "  127     the command was not found\n"
+    "  128+N   fairlock or the command was ended by signal N\n";
+
+static const char url_text[] =
+    "Redis: -u/--url URL, else $FAIRLOCK_URL, else $REDIS_URL, else\n"
+    "redis://127.0.0.1:6379/0.  URLs: redis://[[USER]:PASS@]HOST[:PORT][/DB]\n"
+    "or unix:///PATH.sock[?db=N].\n";
+
+void cli_help_main(FILE *out) {
+    fputs("Usage: fairlock COMMAND [OPTIONS] ...\n"
+          "FIFO-fair distributed locks on Redis: flock(1) for many "
+          "machines.\n"
+          "\n"
+          "Commands:\n"
+          "  run [OPTIONS] NAME -- COMMAND [ARGS...]\n"
+          "                 wait for the lock, run COMMAND while holding it\n"
+          "  acquire [OPTIONS] NAME\n"
+          "                 take the lock, print its token, leave it held\n"
+          "  release [OPTIONS] NAME TOKEN\n"
+          "                 release a lock taken with acquire\n"
+          "  status [--json] [-l] [-u URL] NAME\n"
+          "                 show the holder and the queue\n"
+          "  help [COMMAND] this text, or the options of COMMAND\n"
+          "  version        the versions of fairlock and libfairlock\n"
+          "\n",
+          out);
+    fputs(url_text, out);
+    fputc('\n', out);
+    fputs(exit_status_text, out);
+    fputs("\nSee fairlock(1) for more.\n", out);
+}
+
+static const char run_text[] =
+    "Usage: fairlock run [OPTIONS] NAME -- COMMAND [ARGS...]\n"
+    "Wait for the lock NAME (first come, first served), run COMMAND while\n"
+    "holding it, release it when COMMAND ends, and exit with COMMAND's\n"
+    "status (128+N when signal N ended it).\n"
+    "\n"
+    "  -w, --wait SECONDS     give up after waiting this long (fractions\n"
+    "                         allowed; default: wait for ever)\n"
+    "  -n, --nonblock         give up at once if the lock is taken\n"
+    "  -E, --conflict-exit-code N\n"
+    "                         exit status when giving up (default 1)\n"
+    "      --ttl SECONDS      lease, renewed every third of it while COMMAND\n"
+    "                         runs (default 30; 0: no expiry, no renewal)\n"
+    "      --on-lost POLICY   if the lease is lost anyway: term (SIGTERM,\n"
+    "                         then SIGKILL after --kill-after; the default),\n"
+    "                         kill, or ignore (let COMMAND finish)\n"
+    "      --kill-after SECONDS\n"
+    "                         grace after the on-lost SIGTERM (default 10;\n"
+    "                         0: none)\n"
+    "      --stale SECONDS    evict a waiter silent this long (default: the\n"
+    "                         --wait time, else 10)\n"
+    "      --no-fifo          do not queue: whoever asks when the lock is\n"
+    "                         free gets it\n"
+    "      --fencing          give each grant a fencing token\n"
+    "  -u, --url URL          the Redis server (see below)\n"
+    "  -q, --quiet            no status line, no message when giving up\n"
+    "  -v, --verbose          tell what happens, on stderr\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "COMMAND's environment: FAIRLOCK_NAME; FAIRLOCK_TICKET, the grant's\n"
+    "place in the queue (increasing while the queue is busy; 0 with\n"
+    "--no-fifo); FAIRLOCK_TOKEN, the owner token; FAIRLOCK_FENCE, with\n"
+    "--fencing, strictly increasing for every grant of NAME.\n"
+    "\n"
+    "SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to\n"
+    "COMMAND (those a terminal sends reach it directly).  While waiting,\n"
+    "SIGINT, SIGTERM, SIGHUP and SIGQUIT make fairlock leave the queue and\n"
+    "exit with 128+N.  On a terminal, a status line shows the place in the\n"
+    "queue while waiting.\n";
+
+static const char acquire_text[] =
+    "Usage: fairlock acquire [OPTIONS] NAME\n"
+    "Wait for the lock NAME, print its owner token on stdout and exit,\n"
+    "leaving the lock held until `fairlock release NAME TOKEN`, or until its\n"
+    "lease runs out.  Nothing renews it: without --ttl it never expires.\n"
+    "\n"
+    "  -w, --wait SECONDS     give up after waiting this long\n"
+    "  -n, --nonblock         give up at once if the lock is taken\n"
+    "  -E, --conflict-exit-code N\n"
+    "                         exit status when giving up (default 1)\n"
+    "      --ttl SECONDS      lease (default 0: no expiry)\n"
+    "      --stale SECONDS    evict a waiter silent this long\n"
+    "      --no-fifo          do not queue\n"
+    "      --fencing          give the grant a fencing token (-v shows it)\n"
+    "  -u, --url URL          the Redis server (see below)\n"
+    "  -q, --quiet            no status line, no message when giving up\n"
+    "  -v, --verbose          tell what happens, on stderr\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "  token=$(fairlock acquire --ttl 600 deploy) || exit\n"
+    "  ...\n"
+    "  fairlock release deploy \"$token\"\n";
+
+static const char release_text[] =
+    "Usage: fairlock release [OPTIONS] NAME TOKEN\n"
+    "Release the lock NAME if TOKEN (printed by `fairlock acquire`) holds\n"
+    "it, and hand it to the next waiter.  Exits with 1 if TOKEN does not\n"
+    "hold it (released already, or its lease ran out).\n"
+    "\n"
+    "  -u, --url URL          the Redis server (see below)\n"
+    "  -q, --quiet            no message when TOKEN does not hold the lock\n"
+    "  -v, --verbose          tell what happens, on stderr\n"
+    "  -h, --help             this text\n";
+
+static const char status_text[] =
+    "Usage: fairlock status [OPTIONS] NAME\n"
+    "Show who holds the lock NAME and for how long, and every waiter in\n"
+    "queue order with its ticket and the time since its last heartbeat,\n"
+    "all by the server's clock.  Changes nothing.\n"
+    "\n"
+    "      --json             one JSON object: name, server_time_ms,\n"
+    "                         locked, holder {token, ttl_ms} or null, fence,\n"
+    "                         waiters_total, waiters [{position, ticket,\n"
+    "                         token, idle_ms, liveness_ms}]\n"
+    "  -l, --long             whole tokens (they are cut to 12 characters)\n"
+    "  -u, --url URL          the Redis server (see below)\n"
+    "  -h, --help             this text\n";
+
+int cli_help_command(FILE *out, const char *command) {
+    const char *text;
+    if (strcmp(command, "run") == 0)
+        text = run_text;
+    else if (strcmp(command, "acquire") == 0)
+        text = acquire_text;
+    else if (strcmp(command, "release") == 0)
+        text = release_text;
+    else if (strcmp(command, "status") == 0)
+        text = status_text;
+    else
+        return -1;
+    fputs(text, out);
+    fputc('\n', out);
+    fputs(url_text, out);
+    fputc('\n', out);
+    fputs(exit_status_text, out);
+    return 0;
+}
+
+void cli_version(FILE *out) {
+    fprintf(out, "fairlock %s (libfairlock %s)\n", FAIRLOCK_VERSION_STRING,
+            fairlock_version());
+}

@@ -1,0 +1,167 @@
+/* status.c -- `fairlock status`: the holder and the queue, as text or JSON.
+ *
+ * One snapshot, taken atomically on the server; ages and leases are
+ * measured by the server's clock, so they are right whichever machine
+ * asks.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Enough for any real queue; the rest is counted, not listed. */
+#define MAX_LISTED 10000
+/* Tokens are 32 hex digits plus their terms; this much tells them apart. */
+#define TOKEN_PREFIX 12
+
+static void put_token(FILE *out, const char *token, int full) {
+    size_t len = strlen(token);
+    if (!full && len > TOKEN_PREFIX) {
+        cli_put_text(out, token, TOKEN_PREFIX);
+        fputs("...", out);
+    } else {
+        cli_put_text(out, token, len);
+    }
+}
+
+static void print_text(const char *name, const fairlock_status *st, int full) {
+    char buf[32];
+    fputs("lock:     ", stdout);
+    cli_put_text(stdout, name, strlen(name));
+    fputs("\nholder:   ", stdout);
+    if (st->holder == NULL) {
+        fputs("none (free)\n", stdout);
+    } else {
+        put_token(stdout, st->holder, full);
+        if (st->holder_pttl_ms >= 0) {
+            cli_duration(buf, sizeof buf, st->holder_pttl_ms);
+            printf(" (lease: %s left)\n", buf);
+        } else {
+            fputs(" (lease: no expiry)\n", stdout);
+        }
+    }
+    if (st->fence > 0)
+        printf("fence:    %" PRId64 "\n", st->fence);
+    printf("waiters:  %zu\n", st->total_waiters);
+    if (st->waiter_count == 0)
+        return;
+    printf("  %4s  %8s  %9s  %9s  %s\n", "POS", "TICKET", "IDLE", "LIVENESS",
+           "TOKEN");
+    for (size_t i = 0; i < st->waiter_count; i++) {
+        const fairlock_waiter *w = &st->waiters[i];
+        char idle[32], live[32] = "?";
+        cli_duration(idle, sizeof idle, w->idle_ms);
+        if (w->liveness_ms > 0)
+            cli_duration(live, sizeof live, w->liveness_ms);
+        printf("  %4zu  %8" PRId64 "  %9s  %9s  ", i + 1, w->ticket, idle,
+               live);
+        put_token(stdout, w->token, full);
+        fputc('\n', stdout);
+    }
+    if (st->waiter_count < st->total_waiters)
+        printf("  ... and %zu more\n", st->total_waiters - st->waiter_count);
+}
+
+static void print_json(const char *name, const fairlock_status *st) {
+    fputs("{\"name\":", stdout);
+    cli_put_json_string(stdout, name, strlen(name));
+    printf(",\"server_time_ms\":%" PRId64 ",\"locked\":%s,\"holder\":",
+           st->server_time_ms, st->holder ? "true" : "false");
+    if (st->holder == NULL) {
+        fputs("null", stdout);
+    } else {
+        fputs("{\"token\":", stdout);
+        cli_put_json_string(stdout, st->holder, strlen(st->holder));
+        if (st->holder_pttl_ms >= 0)
+            printf(",\"ttl_ms\":%" PRId64 "}", st->holder_pttl_ms);
+        else
+            fputs(",\"ttl_ms\":null}", stdout);
+    }
+    printf(",\"fence\":%" PRId64 ",\"waiters_total\":%zu,\"waiters\":[",
+           st->fence, st->total_waiters);
+    for (size_t i = 0; i < st->waiter_count; i++) {
+        const fairlock_waiter *w = &st->waiters[i];
+        printf("%s{\"position\":%zu,\"ticket\":%" PRId64 ",\"token\":",
+               i ? "," : "", i + 1, w->ticket);
+        cli_put_json_string(stdout, w->token, strlen(w->token));
+        printf(",\"idle_ms\":%" PRId64 ",\"liveness_ms\":", w->idle_ms);
+        if (w->liveness_ms > 0)
+            printf("%" PRId64 "}", w->liveness_ms);
+        else
+            fputs("null}", stdout);
+    }
+    fputs("]}\n", stdout);
+}
+
+int cli_status(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, CLI_OPT_JSON},
+        {"long", no_argument, NULL, 'l'},
+        {"url", required_argument, NULL, 'u'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *url = NULL, *name = NULL;
+    int json = 0, full = 0, c;
+    opterr = 0;
+    optind = 1;
+    /* "-" first: operands come back in order as 1, so options may follow
+     * the name; ":" next: a missing value is told from an unknown option. */
+    while ((c = getopt_long(argc, argv, "-:lu:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 1:
+            if (name != NULL)
+                return cli_usage_error("status", "unexpected argument '%s'",
+                                       optarg);
+            name = optarg;
+            break;
+        case CLI_OPT_JSON:
+            json = 1;
+            break;
+        case 'l':
+            full = 1;
+            break;
+        case 'u':
+            url = optarg;
+            break;
+        case 'h':
+            cli_help_command(stdout, "status");
+            return 0;
+        default:
+            return cli_getopt_error("status", c, argv);
+        }
+    }
+    for (; optind < argc; optind++) { /* after "--" */
+        if (name != NULL)
+            return cli_usage_error("status", "unexpected argument '%s'",
+                                   argv[optind]);
+        name = argv[optind];
+    }
+    if (name == NULL)
+        return cli_usage_error("status", "the lock name is missing");
+
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.url = url;
+    fairlock *lock = NULL;
+    int rc = fairlock_create(&opts, &lock);
+    fairlock_status *st = NULL;
+    if (rc == FAIRLOCK_OK)
+        rc = fairlock_status_get(lock, MAX_LISTED, &st);
+    if (rc != FAIRLOCK_OK) {
+        char shown[128];
+        cli_text(shown, sizeof shown, name, strlen(name));
+        cli_msg("%s: %s", shown,
+                lock ? fairlock_errmsg(lock) : fairlock_strerror(rc));
+        fairlock_free(lock);
+        return cli_exit_for(rc);
+    }
+    if (json)
+        print_json(name, st);
+    else
+        print_text(name, st, full);
+    fairlock_status_free(st);
+    fairlock_free(lock);
+    return 0;
+}

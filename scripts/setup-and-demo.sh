@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# setup-and-demo.sh -- from a fresh Debian 12 machine: install what is
+# missing (apt-get, as root), build fairlock and its examples, and run the
+# demo (examples/demo.c) against a throwaway redis-server that this script
+# starts on a unix socket in a temporary directory, with TCP off, and stops
+# again, whatever happens.
+#
+#   scripts/setup-and-demo.sh [BUILD_DIR]      (default: build)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+build=${1:-build}
+
+scripts/install-deps.sh
+
+# The same configuration as scripts/test.sh, which can then reuse the build.
+cmake -S . -B "$build" -DFAIRLOCK_WERROR=ON
+cmake --build "$build" -j"$(nproc)" --target example_demo example_minimal
+
+# In /tmp: a unix socket path must be short (108 bytes).
+tmp=$(mktemp -d /tmp/fairlock-demo.XXXXXX)
+sock=$tmp/redis.sock
+cleanup() {
+    status=$?
+    if [ -S "$sock" ]; then
+        redis-cli -s "$sock" shutdown nosave >/dev/null 2>&1 || true
+    fi
+    if [ -s "$tmp/redis.pid" ]; then
+        pid=$(cat "$tmp/redis.pid")
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill "$pid" 2>/dev/null || true
+    fi
+    rm -rf "$tmp"
+    exit "$status"
+}
+# Programs run in the background and are waited for, so that a signal
+# stops them and cleans up at once.
+child=""
+run() {
+    "$@" &
+    child=$!
+    wait "$child"
+    child=""
+}
+on_signal() {
+    [ -n "$child" ] && kill "$child" 2>/dev/null
+    exit "$1"
+}
+trap cleanup EXIT
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+
+echo "== starting a throwaway redis-server on $sock"
+redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 \
+    --daemonize yes --pidfile "$tmp/redis.pid" --logfile "$tmp/redis.log" \
+    --dir "$tmp" --save "" --appendonly no
+for _ in $(seq 50); do
+    redis-cli -s "$sock" ping >/dev/null 2>&1 && break
+    sleep 0.1
+done
+if ! redis-cli -s "$sock" ping >/dev/null 2>&1; then
+    echo "setup-and-demo: redis-server did not start:" >&2
+    cat "$tmp/redis.log" >&2 || true
+    exit 1
+fi
+
+echo "== $build/examples/demo unix://$sock"
+run "$build/examples/demo" "unix://$sock"
+echo "== $build/examples/minimal unix://$sock"
+run "$build/examples/minimal" "unix://$sock"
+echo "== done; stopping the throwaway redis-server"

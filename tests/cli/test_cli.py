@@ -1,0 +1,781 @@
+#!/usr/bin/env python3
+# test_cli.py -- end-to-end tests of the fairlock command against the
+# private redis-server of the CTest fixture (its address in the file named
+# by $FAIRLOCK_TEST_ENV).  Standard library only.
+#
+#   test_cli.py PATH/TO/fairlock [TEST_NAME...]
+#
+# Every test uses its own lock names, and checks that nothing is left
+# behind in Redis (no lock, no queue entry) after the command is done.
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+FAIRLOCK = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else None
+SOCKET = None
+ENV = None
+TMP = None
+_counter = 0
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+def setup():
+    global SOCKET, ENV, TMP
+    path = os.environ.get("FAIRLOCK_TEST_ENV")
+    if not path:
+        sys.exit("FAIRLOCK_TEST_ENV is not set: run through ctest, which "
+                 "starts the test redis-server")
+    conf = {}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.strip().partition("=")
+            conf[key] = value
+    SOCKET = conf["FAIRLOCK_TEST_SOCKET"]
+    ENV = dict(os.environ)
+    ENV.pop("REDIS_URL", None)
+    ENV["FAIRLOCK_URL"] = conf["FAIRLOCK_TEST_URL"]
+    TMP = tempfile.mkdtemp(prefix="fairlock-cli-")
+
+
+def name(prefix):
+    global _counter
+    _counter += 1
+    return "fltest:cli:%s:%d:%d" % (prefix, os.getpid(), _counter)
+
+
+def redis(*args):
+    out = subprocess.run(["redis-cli", "-s", SOCKET, "--raw"] +
+                         [str(a) for a in args], capture_output=True,
+                         text=True, timeout=10)
+    check(out.returncode == 0, "redis-cli %s failed: %s" % (args, out.stderr))
+    return out.stdout.strip()
+
+
+def keys_of(lock, keep_fence=True):
+    found = redis("KEYS", lock) .split() + redis("KEYS", lock + ":*").split()
+    if keep_fence:
+        found = [k for k in found if k != lock + ":fence"]
+    return sorted(found)
+
+
+def queue_len(lock):
+    return int(redis("ZCARD", lock + ":queue") or 0)
+
+
+def fl(*args, env=None, timeout=20, **kw):
+    """Runs fairlock to its end; returns the CompletedProcess."""
+    return subprocess.run([FAIRLOCK] + list(args), capture_output=True,
+                          text=True, env=env or ENV, timeout=timeout, **kw)
+
+
+def start(*args, env=None, **kw):
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen([FAIRLOCK] + list(args), env=env or ENV,
+                            text=True, **kw)
+
+
+def finish(proc, timeout=15):
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise Failure("fairlock %s did not end within %d s" %
+                      (proc.args[1:], timeout))
+    return proc.returncode, out or "", err or ""
+
+
+def wait_until(predicate, what, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise Failure("timed out waiting for " + what)
+
+
+def tmpfile(label):
+    """A new path in the test's scratch directory (never the same twice)."""
+    global _counter
+    _counter += 1
+    return os.path.join(TMP, "%s.%d" % (label, _counter))
+
+
+class Holder:
+    """A `fairlock run` that holds LOCK until release() is called."""
+
+    def __init__(self, lock, *options):
+        self.go = tmpfile("go")
+        self.proc = start("run", *options, lock, "--", "sh", "-c",
+                          'while [ ! -e "$0" ]; do sleep 0.02; done', self.go)
+        self.lock = lock
+        wait_until(lambda: redis("EXISTS", lock) == "1",
+                   "the holder to take " + lock)
+        self.token = redis("GET", lock)
+
+    def release(self):
+        open(self.go, "w").close()
+        rc, _, err = finish(self.proc)
+        check(rc == 0, "holder exited with %d: %s" % (rc, err))
+
+
+def one_line(err):
+    lines = err.splitlines()
+    return len(lines) == 1 and lines[0].startswith("fairlock")
+
+
+# ---------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------
+
+def test_help_and_version():
+    r = fl("--help")
+    check(r.returncode == 0, "--help exits 0")
+    for word in ("run", "acquire", "release", "status", "Exit status",
+                 "64", "69", "75", "127"):
+        check(word in r.stdout, "--help mentions %r" % word)
+    r = fl("run", "--help")
+    check(r.returncode == 0 and "--on-lost" in r.stdout and
+          "FAIRLOCK_TICKET" in r.stdout, "run --help documents options/env")
+    r = fl("help", "status")
+    check(r.returncode == 0 and "--json" in r.stdout, "help status")
+    r = fl("--version")
+    check(r.returncode == 0 and re.match(r"fairlock \d+\.\d+\.\d+", r.stdout),
+          "--version prints the version: %r" % r.stdout)
+
+
+def test_exit_status_and_environment():
+    lock = name("status")
+    r = fl("run", lock, "--", "sh", "-c", "exit 7")
+    check(r.returncode == 7, "exit 7 passed through, got %d" % r.returncode)
+    r = fl("run", lock, "--", "true")
+    check(r.returncode == 0, "exit 0 passed through")
+    r = fl("run", lock, "--", "sh", "-c", "kill -KILL $$")
+    check(r.returncode == 128 + 9, "killed by SIGKILL gives 137, got %d" %
+          r.returncode)
+    check(keys_of(lock) == [], "no keys left: %s" % keys_of(lock))
+
+    # The child sees the lock's identity while it holds the lock.
+    envfile, go = tmpfile("env"), tmpfile("go")
+    env = dict(ENV, FAIRLOCK_TOKEN="stale", FAIRLOCK_FENCE="99")
+    p = start("run", lock, "--", "sh", "-c",
+              'env > "$0"; while [ ! -e "$1" ]; do sleep 0.02; done; exit 3',
+              envfile, go, env=env)
+    wait_until(lambda: os.path.exists(envfile) and
+               os.path.getsize(envfile) > 0, "the child's environment")
+    time.sleep(0.05)
+    child_env = dict(line.split("=", 1) for line in
+                     open(envfile).read().splitlines() if "=" in line)
+    check(child_env.get("FAIRLOCK_NAME") == lock, "FAIRLOCK_NAME")
+    check(re.fullmatch(r"[1-9][0-9]*", child_env.get("FAIRLOCK_TICKET", "")),
+          "FAIRLOCK_TICKET is a positive number")
+    check(child_env.get("FAIRLOCK_TOKEN") == redis("GET", lock),
+          "FAIRLOCK_TOKEN is the holder's token (%r)" %
+          child_env.get("FAIRLOCK_TOKEN"))
+    check("FAIRLOCK_FENCE" not in child_env,
+          "no (inherited) FAIRLOCK_FENCE without --fencing")
+    open(go, "w").close()
+    rc, _, _ = finish(p)
+    check(rc == 3, "exit 3 after holding, got %d" % rc)
+    check(keys_of(lock) == [], "released: %s" % keys_of(lock))
+
+    # Fencing: strictly increasing per lock name.
+    fences = []
+    for _ in range(2):
+        r = fl("run", "--fencing", lock, "--", "sh", "-c",
+               'echo "$FAIRLOCK_FENCE"')
+        check(r.returncode == 0, "--fencing run")
+        fences.append(int(r.stdout.strip()))
+    check(fences[0] >= 1 and fences[1] > fences[0],
+          "fences increase: %s" % fences)
+    redis("DEL", lock + ":fence")
+
+
+def test_conflict_exit_code():
+    lock = name("conflict")
+    h = Holder(lock)
+    r = fl("run", "-n", lock, "--", "true")
+    check(r.returncode == 1, "-n on a held lock exits 1, got %d" %
+          r.returncode)
+    check(one_line(r.stderr) and "held by someone else" in r.stderr,
+          "one-line conflict message: %r" % r.stderr)
+    r = fl("run", "-n", "-E", "9", lock, "--", "true")
+    check(r.returncode == 9, "-E 9 gives 9, got %d" % r.returncode)
+    r = fl("run", "--nonblock", "-q", "--conflict-exit-code=0", lock, "--",
+           "sh", "-c", "echo ran")
+    check(r.returncode == 0 and r.stderr == "" and r.stdout == "",
+          "-q -E 0: silent, command not run: %r %r" % (r.stdout, r.stderr))
+    r = fl("acquire", "-n", lock)
+    check(r.returncode == 1 and r.stdout == "", "acquire -n conflicts")
+    check(queue_len(lock) == 0, "no queue entry left by -n")
+    check(redis("GET", lock) == h.token, "the holder still holds it")
+    h.release()
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+
+
+def test_timeout():
+    lock = name("timeout")
+    h = Holder(lock)
+    t0 = time.monotonic()
+    r = fl("run", "-w", "0.5", lock, "--", "sh", "-c", "echo ran")
+    took = time.monotonic() - t0
+    check(r.returncode == 1, "-w 0.5 times out with 1, got %d" % r.returncode)
+    check(0.45 <= took < 4, "waited about 0.5 s, took %.2f" % took)
+    check("ran" not in r.stdout, "command not run")
+    check(one_line(r.stderr) and "not acquired within" in r.stderr,
+          "timeout message: %r" % r.stderr)
+    r = fl("run", "--wait", ".2", "-E", "3", lock, "--", "true")
+    check(r.returncode == 3, "-w .2 -E 3 gives 3, got %d" % r.returncode)
+    check(queue_len(lock) == 0, "no queue entry left after the timeouts")
+    h.release()
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+
+
+def test_fifo_order():
+    lock = name("fifo")
+    out = tmpfile("order")
+    h = Holder(lock)
+    waiters = []
+    for i in range(1, 5):
+        waiters.append(start("run", lock, "--", "sh", "-c",
+                             'echo "%d $FAIRLOCK_TICKET" >> "$0"' % i, out))
+        # Each joins the queue before the next starts.
+        wait_until(lambda: queue_len(lock) == i, "waiter %d to queue" % i)
+    h.release()
+    for p in waiters:
+        rc, _, err = finish(p)
+        check(rc == 0, "waiter exited %d: %s" % (rc, err))
+    rows = [line.split() for line in open(out).read().splitlines()]
+    order = [int(r[0]) for r in rows]
+    tickets = [int(r[1]) for r in rows]
+    check(order == [1, 2, 3, 4], "FIFO order, got %s" % order)
+    check(tickets == sorted(tickets) and len(set(tickets)) == 4,
+          "tickets increase: %s" % tickets)
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+
+
+def test_renewal_keeps_lock_past_ttl():
+    lock = name("renew")
+    # Control: a 1 s lease that nobody renews is gone after 1 s.
+    r = fl("acquire", "--ttl", "1", lock + ":control")
+    check(r.returncode == 0, "acquire --ttl 1")
+    check(0 < int(redis("PTTL", lock + ":control")) <= 1000,
+          "the control lease is at most 1 s")
+    # The same lease under run, with a job three times as long.
+    p = start("run", "--ttl", "1", lock, "--", "sleep", "3")
+    wait_until(lambda: redis("EXISTS", lock) == "1", "the grant")
+    token = redis("GET", lock)
+    pttl = int(redis("PTTL", lock))
+    check(0 < pttl <= 1000, "the lease is 1 s (PTTL %d)" % pttl)
+    time.sleep(1.3)
+    check(redis("EXISTS", lock + ":control") == "0",
+          "the unrenewed control lease expired")
+    for _ in range(3):
+        check(redis("GET", lock) == token,
+              "still held by the same token past the ttl")
+        check(0 < int(redis("PTTL", lock)) <= 1000, "lease still short")
+        time.sleep(0.45)
+    rc, _, err = finish(p)
+    check(rc == 0, "run --ttl 1 of a 3 s job exits 0, got %d: %s" % (rc, err))
+    check(keys_of(lock) == [], "released: %s" % keys_of(lock))
+
+
+def test_signal_forwarding():
+    lock = name("forward")
+    log = tmpfile("signals")
+    script = ('trap \'echo USR1 >> "$0"\' USR1; '
+              'trap \'echo TERM >> "$0"; exit 42\' TERM; '
+              'echo ready >> "$0"; while :; do sleep 0.05; done')
+    p = start("run", lock, "--", "sh", "-c", script, log)
+    wait_until(lambda: os.path.exists(log), "the command to start")
+    p.send_signal(signal.SIGUSR1)
+    wait_until(lambda: "USR1" in open(log).read(), "SIGUSR1 forwarded")
+    check(p.poll() is None, "fairlock survives a forwarded SIGUSR1")
+    p.send_signal(signal.SIGTERM)
+    rc, _, err = finish(p)
+    check(rc == 42, "the command's status after SIGTERM (42), got %d: %s" %
+          (rc, err))
+    check(open(log).read().split() == ["ready", "USR1", "TERM"],
+          "the command got USR1 then TERM: %r" % open(log).read())
+    check(keys_of(lock) == [], "released: %s" % keys_of(lock))
+
+    # A command that does not catch SIGTERM dies of it: 128+15.
+    p = start("run", lock, "--", "sleep", "30")
+    wait_until(lambda: redis("EXISTS", lock) == "1", "the grant")
+    time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    rc, _, _ = finish(p)
+    check(rc == 143, "SIGTERM-killed command gives 143, got %d" % rc)
+    check(keys_of(lock) == [], "released: %s" % keys_of(lock))
+
+
+def test_signal_while_waiting_leaves_queue():
+    lock = name("interrupt")
+    h = Holder(lock)
+    for sig, expected in ((signal.SIGTERM, 143), (signal.SIGINT, 130),
+                          (signal.SIGHUP, 129)):
+        ran = tmpfile("ran")
+        p = start("run", lock, "--", "sh", "-c", 'touch "$0"', ran)
+        wait_until(lambda: queue_len(lock) == 1, "the waiter to queue")
+        t0 = time.monotonic()
+        p.send_signal(sig)
+        rc, _, err = finish(p)
+        check(rc == expected, "%s while waiting gives %d, got %d: %s" %
+              (sig.name, expected, rc, err))
+        check(time.monotonic() - t0 < 2, "left promptly")
+        check(queue_len(lock) == 0, "the queue entry is gone")
+        check(not os.path.exists(ran), "the command did not run")
+    check(redis("GET", lock) == h.token, "the holder is untouched")
+    h.release()
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+
+
+def test_lost_lease_policies():
+    trap = ('trap \'echo TERM >> "$0"; exit 0\' TERM; echo up >> "$0"; '
+            'i=0; while [ $i -lt 40 ]; do sleep 0.05; i=$((i+1)); done; '
+            'echo done >> "$0"')
+    for policy, expect_log in (("term", ["up", "TERM"]), ("kill", ["up"]),
+                               ("ignore", ["up", "done"])):
+        lock = name("lost-" + policy)
+        log = tmpfile("lost")
+        p = start("run", "--ttl", "1", "--on-lost", policy, lock, "--", "sh",
+                  "-c", trap, log)
+        wait_until(lambda: os.path.exists(log) and
+                   redis("EXISTS", lock) == "1", "the command to start")
+        t0 = time.monotonic()
+        redis("DEL", lock)  # the lease vanishes from outside
+        rc, _, err = finish(p)
+        took = time.monotonic() - t0
+        check(rc == 75, "lost lease (%s) exits 75, got %d: %s" %
+              (policy, rc, err))
+        check("lease lost" in err and "--on-lost=" + policy in err,
+              "the loss and the policy are reported: %r" % err)
+        check(open(log).read().split() == expect_log,
+              "--on-lost=%s: command log %r" % (policy, open(log).read()))
+        if policy != "ignore":
+            check(took < 2.5, "noticed within a renewal period (%.2f s)" %
+                  took)
+        check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+
+
+def test_lost_lease_kill_after():
+    # --on-lost=term escalates to SIGKILL for a command that ignores TERM.
+    lock = name("killafter")
+    log = tmpfile("ka")
+    p = start("run", "--ttl", "1", "--kill-after", "0.3", lock, "--", "sh",
+              "-c", 'trap "" TERM; echo up > "$0"; '
+              'while :; do sleep 0.05; done', log)
+    wait_until(lambda: os.path.exists(log) and
+               redis("EXISTS", lock) == "1", "the command to start")
+    t0 = time.monotonic()
+    redis("DEL", lock)
+    rc, _, err = finish(p)
+    check(rc == 75, "exit 75 after the escalation, got %d: %s" % (rc, err))
+    check("SIGTERM" in err and "killing it" in err,
+          "the SIGKILL after SIGTERM is reported: %r" % err)
+    check(0.3 <= time.monotonic() - t0 < 2.5, "SIGKILL after ~0.3 s")
+
+
+def test_redis_dies_while_running():
+    # A server of our own, killed while the command runs: the renewal
+    # fails until the lease ends, then the loss policy applies.  fairlock
+    # must not die of SIGPIPE on the dead connection.
+    if shutil.which("redis-server") is None:
+        raise Failure("redis-server is not installed")
+    d = tempfile.mkdtemp(prefix="fl-", dir="/tmp")
+    sock = os.path.join(d, "r.sock")
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
+         "--appendonly", "no", "--dir", d], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.exists(sock), "the private server")
+        log = tmpfile("dies")
+        p = start("run", "--ttl", "1", "-u", "unix://" + sock, name("dies"),
+                  "--", "sh", "-c", 'trap \'echo TERM >> "$0"; exit 0\' TERM; '
+                  'echo up >> "$0"; while :; do sleep 0.05; done', log)
+        wait_until(lambda: os.path.exists(log), "the command to start")
+        time.sleep(0.4)
+        server.kill()
+        server.wait()
+        t0 = time.monotonic()
+        rc, _, err = finish(p)
+        check(rc == 75, "lost lease when Redis dies: 75, got %d: %r" %
+              (rc, err))
+        check(time.monotonic() - t0 < 2.5, "noticed within the lease")
+        check(open(log).read().split() == ["up", "TERM"],
+              "the command got SIGTERM: %r" % open(log).read())
+        check("lease lost" in err, "the loss is reported: %r" % err)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_status_text_and_json():
+    lock = name("status")
+    r = fl("status", "--json", lock)
+    check(r.returncode == 0, "status of a free lock")
+    doc = json.loads(r.stdout)
+    check(doc["name"] == lock and doc["locked"] is False and
+          doc["holder"] is None and doc["waiters"] == [] and
+          doc["waiters_total"] == 0, "free lock JSON: %r" % doc)
+    r = fl("status", lock)
+    check("none (free)" in r.stdout and "waiters:  0" in r.stdout,
+          "free lock text: %r" % r.stdout)
+
+    h = Holder(lock)
+    waiters = []
+    for i in (1, 2):
+        waiters.append(start("run", lock, "--", "true"))
+        wait_until(lambda: queue_len(lock) == i, "waiter %d" % i)
+    r = fl("status", "--json", lock)
+    check(r.returncode == 0, "status --json exits 0")
+    doc = json.loads(r.stdout)
+    check(doc["locked"] is True, "locked")
+    check(doc["holder"]["token"] == h.token, "holder token")
+    check(0 < doc["holder"]["ttl_ms"] <= 30000, "holder ttl_ms")
+    check(doc["waiters_total"] == 2 and len(doc["waiters"]) == 2,
+          "two waiters")
+    ws = doc["waiters"]
+    check([w["position"] for w in ws] == [1, 2], "positions")
+    check(ws[0]["ticket"] < ws[1]["ticket"], "tickets in queue order")
+    check(all(0 <= w["idle_ms"] < 5000 for w in ws), "idle_ms: %r" % ws)
+    check(all(w["liveness_ms"] == 10000 for w in ws), "default liveness")
+    check(isinstance(doc["server_time_ms"], int) and
+          abs(doc["server_time_ms"] / 1000 - time.time()) < 60,
+          "server_time_ms is the server's wall clock")
+
+    r = fl("status", lock)
+    text = r.stdout
+    check(r.returncode == 0, "status exits 0")
+    check(("holder:   %s..." % h.token[:12]) in text,
+          "holder token prefix in text: %r" % text)
+    check(h.token not in text, "the token is cut without -l")
+    check("lease:" in text and "waiters:  2" in text, "lease and count")
+    rows = [l.split() for l in text.splitlines() if re.match(r"\s+[12]\s", l)]
+    check([int(row[0]) for row in rows] == [1, 2] and
+          [int(row[1]) for row in rows] == [w["ticket"] for w in ws],
+          "text rows: position and ticket: %r" % rows)
+    r = fl("status", "-l", lock)
+    check(h.token in r.stdout and ws[1]["token"] in r.stdout,
+          "-l shows whole tokens")
+
+    h.release()
+    for p in waiters:
+        check(finish(p)[0] == 0, "waiter done")
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+
+    # JSON escaping of an awkward name.
+    odd = name("st") + ' "q" \\ \t \x01 é'
+    r = fl("status", "--json", odd)
+    check(r.returncode == 0 and json.loads(r.stdout)["name"] == odd,
+          "odd name round-trips through JSON: %r" % r.stdout)
+    r = fl("status", odd)
+    check("\x01" not in r.stdout and "\\x01" in r.stdout,
+          "control characters are escaped in text")
+
+
+def read_pty(master, proc, until, timeout):
+    """Reads the pseudo-terminal until `until(data)` or the process ends."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the other side is closed
+                break
+            if not chunk:
+                break
+            data += chunk
+        if until(data):
+            break
+        if proc.poll() is not None and not ready:
+            break
+    return data
+
+
+def run_on_pty(args):
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([FAIRLOCK] + args, stdin=slave, stdout=slave,
+                            stderr=slave, env=ENV, close_fds=True)
+    os.close(slave)
+    return master, proc
+
+
+def test_status_line_on_terminal():
+    lock = name("pty")
+    h = Holder(lock)
+    master, proc = run_on_pty(["run", lock, "--", "echo", "command-ran"])
+    try:
+        t0 = time.monotonic()
+        wait_until(lambda: queue_len(lock) == 1, "the waiter to queue")
+        # Watch it wait for 1.5 s.
+        data = read_pty(master, proc, lambda d: False, 1.5)
+        waited = time.monotonic() - t0
+        h.release()
+        data += read_pty(master, proc, lambda d: b"command-ran" in d, 10)
+        check(proc.wait(timeout=10) == 0, "the waiter exits 0")
+    finally:
+        os.close(master)
+    text = data.decode("utf-8", "replace")
+    line = "\rfairlock: waiting for %s: position 1 of 1, " % lock
+    draws = text.count(line)
+    check(draws >= 3, "the status line is drawn and redrawn in place "
+          "(%d times): %r" % (draws, text[:300]))
+    check(draws <= 4 * waited + 3,
+          "at most ~4 redraws a second (%d in %.1f s)" % (draws, waited))
+    check(re.search(r"position 1 of 1, \d+\.\d s", text), "time waited")
+    before, _, after = text.rpartition(line)
+    check(re.match(r"[^\r\n]*\r +\r", after),
+          "the line is erased before the command runs: %r" % after[:120])
+    check("command-ran" in after, "the command ran after the wait")
+
+    # -q on a terminal, and a stderr that is not a terminal: no line.
+    h = Holder(lock)
+    master, proc = run_on_pty(["run", "-q", lock, "--", "echo", "quiet-ran"])
+    try:
+        wait_until(lambda: queue_len(lock) == 1, "the quiet waiter")
+        time.sleep(0.6)
+        p2 = start("run", lock, "--", "true")
+        wait_until(lambda: queue_len(lock) == 2, "the piped waiter")
+        time.sleep(0.6)
+        h.release()
+        data = read_pty(master, proc, lambda d: b"quiet-ran" in d, 10)
+        check(proc.wait(timeout=10) == 0, "the quiet waiter exits 0")
+        rc, _, err = finish(p2)
+    finally:
+        os.close(master)
+    check(b"waiting for" not in data, "-q: no status line: %r" % data)
+    check(rc == 0 and err == "", "not a terminal: no status line: %r" % err)
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+
+
+def test_bad_input():
+    lock = name("bad")
+    cases = [
+        [],
+        ["frobnicate", lock],
+        ["--frobnicate"],
+        ["run", "--bogus", lock, "--", "true"],
+        ["run", "-x", lock, "--", "true"],
+        ["run", "--quiet=1", lock, "--", "true"],
+        ["run", lock, "true"],               # missing --
+        ["run", lock, "sh", "--", "true"],   # stray argument before --
+        ["run", lock, "--"],                 # no command
+        ["run", "--", "true"],               # no name
+        ["run", "-w"],                       # missing value
+        ["run", "-w", "abc", lock, "--", "true"],
+        ["run", "-w", "-1", lock, "--", "true"],
+        ["run", "-w", "nan", lock, "--", "true"],
+        ["run", "-w", "inf", lock, "--", "true"],
+        ["run", "-w", "1e3", lock, "--", "true"],
+        ["run", "-w", "", lock, "--", "true"],
+        ["run", "-w", "1.2.3", lock, "--", "true"],
+        ["run", "-w", "99999999999999999999", lock, "--", "true"],
+        ["run", "-E", "256", lock, "--", "true"],
+        ["run", "-E", "-1", lock, "--", "true"],
+        ["run", "--ttl", "x", lock, "--", "true"],
+        ["run", "--stale", "1s", lock, "--", "true"],
+        ["run", "--on-lost", "maybe", lock, "--", "true"],
+        ["run", "-n", "-w", "1", lock, "--", "true"],
+        ["run", "-q", "-v", lock, "--", "true"],
+        ["run", "-u", "ftp://example", lock, "--", "true"],
+        ["acquire"],
+        ["acquire", lock, "extra"],
+        ["release", lock],
+        ["release", lock, ""],
+        ["status"],
+        ["status", "--bogus", lock],
+        ["help", "frobnicate"],
+    ]
+    for args in cases:
+        r = fl(*args)
+        check(r.returncode == 64, "%s: exit 64, got %d (%r)" %
+              (args, r.returncode, r.stderr))
+        check(one_line(r.stderr) or args == [],
+              "%s: one line on stderr: %r" % (args, r.stderr))
+        check(r.stdout == "", "%s: nothing on stdout" % args)
+    check(keys_of(lock) == [], "bad input touches nothing: %s" %
+          keys_of(lock))
+
+
+def test_command_not_found_or_not_executable():
+    lock = name("exec")
+    r = fl("run", lock, "--", "fairlock-no-such-command")
+    check(r.returncode == 127 and one_line(r.stderr) and
+          "command not found" in r.stderr, "not in PATH: 127 %r" % r.stderr)
+    r = fl("run", lock, "--", "/nonexistent/dir/cmd")
+    check(r.returncode == 127, "missing path: 127, got %d" % r.returncode)
+    plain = tmpfile("plain")
+    with open(plain, "w") as f:
+        f.write("echo hi\n")
+    os.chmod(plain, 0o644)
+    r = fl("run", lock, "--", plain)
+    check(r.returncode == 126 and one_line(r.stderr),
+          "not executable: 126, got %d %r" % (r.returncode, r.stderr))
+    r = fl("run", lock, "--", TMP)
+    check(r.returncode == 126, "a directory: 126, got %d" % r.returncode)
+    # Found and executable, but exec fails after the grant (its
+    # interpreter is missing): 127, and the lock is released.
+    bad = tmpfile("badshebang")
+    with open(bad, "w") as f:
+        f.write("#!/nonexistent/interpreter\n")
+    os.chmod(bad, 0o755)
+    r = fl("run", "-v", lock, "--", bad)
+    check(r.returncode == 127, "bad interpreter: 127, got %d %r" %
+          (r.returncode, r.stderr))
+    check("acquired" in r.stderr, "... after the lock was acquired")
+    # A script without #! runs with sh, as from a shell.
+    nobang = tmpfile("nobang")
+    with open(nobang, "w") as f:
+        f.write('echo "args:$1"\nexit 5\n')
+    os.chmod(nobang, 0o755)
+    r = fl("run", lock, "--", nobang, "x")
+    check(r.returncode == 5 and r.stdout == "args:x\n",
+          "a script without #! runs: %d %r" % (r.returncode, r.stdout))
+    check(keys_of(lock) == [], "no lock or queue entry left: %s" %
+          keys_of(lock))
+
+
+def test_unreachable_redis():
+    lock = name("down")
+    for url in ("redis://127.0.0.1:1", "unix:///nonexistent/redis.sock"):
+        for args in (["run", "-u", url, lock, "--", "true"],
+                     ["acquire", "--url", url, lock],
+                     ["release", "-u", url, lock, "tok"],
+                     ["status", "-u", url, lock]):
+            t0 = time.monotonic()
+            r = fl(*args)
+            check(r.returncode == 69, "%s: exit 69, got %d %r" %
+                  (args, r.returncode, r.stderr))
+            check(one_line(r.stderr) and "connect" in r.stderr,
+                  "%s: one line: %r" % (args, r.stderr))
+            check(time.monotonic() - t0 < 5, "fails fast")
+    # $FAIRLOCK_URL is used when -u is not given.
+    r = fl("status", lock, env=dict(ENV, FAIRLOCK_URL="redis://127.0.0.1:1"))
+    check(r.returncode == 69, "$FAIRLOCK_URL is used")
+
+
+def test_acquire_and_release():
+    lock = name("acq")
+    r = fl("acquire", "-n", lock)
+    check(r.returncode == 0, "acquire -n on a free lock: %r" % r.stderr)
+    token = r.stdout.strip()
+    check(re.fullmatch(r"[0-9a-f]{32}\.\d+\.\d+", token),
+          "prints the token: %r" % r.stdout)
+    check(redis("GET", lock) == token, "the lock holds the printed token")
+    check(redis("PTTL", lock) == "-1", "no expiry without --ttl")
+    r = fl("run", "-w", "0.2", lock, "--", "true")
+    check(r.returncode == 1, "run conflicts with the acquired lock")
+    r = fl("release", lock, "0" * 32 + ".0.10000")
+    check(r.returncode == 1 and "does not hold" in r.stderr,
+          "release with a wrong token: 1 %r" % r.stderr)
+    check(redis("GET", lock) == token, "still held")
+    r = fl("release", "-v", lock, token)
+    check(r.returncode == 0 and "released" in r.stderr, "release: 0")
+    check(keys_of(lock) == [], "released: %s" % keys_of(lock))
+    r = fl("release", "-q", lock, token)
+    check(r.returncode == 1 and r.stderr == "", "release twice: 1, quiet")
+
+    # A waiting `run` gets the lock when the acquired one is released.
+    token = fl("acquire", lock).stdout.strip()
+    p = start("run", lock, "--", "echo", "after-release")
+    wait_until(lambda: queue_len(lock) == 1, "the run to queue")
+    check(fl("release", lock, token).returncode == 0, "release")
+    rc, out, _ = finish(p)
+    check(rc == 0 and out == "after-release\n", "hand-over to the waiter")
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+
+
+def test_descriptors():
+    lock = name("fds")
+    # The command inherits fairlock's descriptors, not its connections.
+    r, w = os.pipe()
+    try:
+        p = subprocess.run(
+            [FAIRLOCK, "run", lock, "--", "sh", "-c",
+             # ls lists the shell's descriptors (a glob in the shell
+             # would add the one it reads the directory with).
+             'ls /proc/$$/fd; true'],
+            capture_output=True, text=True, env=ENV, timeout=20,
+            pass_fds=(w,))
+    finally:
+        os.close(r)
+        os.close(w)
+    fds = sorted(int(x) for x in p.stdout.split())
+    check(p.returncode == 0, "run exits 0")
+    check(fds == sorted([0, 1, 2, w]),
+          "the command has 0, 1, 2 and the passed fd %d only: %s" % (w, fds))
+
+
+def test_output_errors():
+    lock = name("full")
+    if not os.path.exists("/dev/full"):
+        return
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([FAIRLOCK, "status", lock], stdout=full,
+                           stderr=subprocess.PIPE, text=True, env=ENV,
+                           timeout=20)
+    check(r.returncode == 71 and "cannot write" in r.stderr,
+          "a write error is reported: %d %r" % (r.returncode, r.stderr))
+
+
+TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
+
+
+def main():
+    if FAIRLOCK is None or not os.access(FAIRLOCK, os.X_OK):
+        sys.exit("usage: test_cli.py PATH/TO/fairlock [TEST...]")
+    setup()
+    wanted = sys.argv[2:]
+    failed = []
+    t_all = time.monotonic()
+    try:
+        for test in TESTS:
+            if wanted and test.__name__ not in wanted:
+                continue
+            t0 = time.monotonic()
+            try:
+                test()
+                print("ok    %-45s %5.2f s" %
+                      (test.__name__, time.monotonic() - t0), flush=True)
+            except Exception as e:  # report every test, then fail
+                failed.append(test.__name__)
+                print("FAIL  %-45s %s" % (test.__name__, e), flush=True)
+                if not isinstance(e, Failure):
+                    traceback.print_exc()
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+    print("%d failed, %.1f s in all" % (len(failed),
+                                         time.monotonic() - t_all))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
