@@ -187,7 +187,8 @@ typedef struct fairlock_options {
     int fencing;
 
     /* When > 0, acquire waits (WAIT) until this many replicas have the
-     * grant, for at most wait_replicas_timeout_ms (default 1000); if fewer
+     * grant, for at most wait_replicas_timeout_ms (default 1000, at least
+     * 1: Redis reads 0 as "for ever"); if fewer
      * acknowledge it, the lock is released and acquire returns
      * FAIRLOCK_NOTREPLICATED.  Replication stays asynchronous: a failover
      * at the wrong moment can still lose a grant. */

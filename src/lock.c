@@ -94,7 +94,7 @@ static int check_options(fairlock *lock, const fairlock_options *o) {
         (rc = check_duration(lock, "interrupt_check_ms",
                              o->interrupt_check_ms, 1, 0, 0)) ||
         (rc = check_duration(lock, "wait_replicas_timeout_ms",
-                             o->wait_replicas_timeout_ms, 0, 0, 0)))
+                             o->wait_replicas_timeout_ms, 1, 0, 0)))
         return rc;
     if (o->wait_replicas < 0)
         return fairlock__fail(lock, FAIRLOCK_INVALID,
@@ -460,7 +460,13 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
         lock->ticket = attempt->ticket;
     lock->fence = attempt->fence;
     int64_t valid_until = validity(granted_sent_ms, attempt->lease_ms);
-    if (attempt->lease_ms != lock->lease_ms) {
+    /* The grant happened after our last request, which may be a heartbeat
+     * ago: when that leaves less than two thirds of the lease as a bound,
+     * an extend buys a fresh one (and it is needed anyway when the
+     * hand-off capped the lease). */
+    int64_t px = attempt->lease_ms;
+    if (attempt->lease_ms != lock->lease_ms ||
+        (px > 0 && valid_until - fairlock__now_ms() < px * 2 / 3)) {
         int owned = 0;
         int64_t sent = fairlock__now_ms();
         int rc = run_extend(lock, lock->lease_ms, &owned);

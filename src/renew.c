@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -24,6 +25,7 @@
 #define RETRY_MS 100
 
 struct fairlock__renewer {
+    pid_t pid; /* the thread exists only in this process */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* signalled on new work, stop and end of flight */
@@ -160,6 +162,7 @@ static int renewer_create(fairlock *lock, fairlock__error *err) {
     pthread_mutex_init(&r->mu, NULL);
     r->conn.url = &lock->url;
     r->conn.io_timeout_ms = lock->conn.io_timeout_ms;
+    r->pid = getpid();
     lock->renewer = r;
     /* The thread inherits the mask in force when it is created: with every
      * signal blocked it never runs the application's handlers and a broken
@@ -237,6 +240,14 @@ void fairlock__renew_free(fairlock *lock) {
     fairlock__renewer *r = lock->renewer;
     if (r == NULL)
         return;
+    lock->renewer = NULL;
+    if (r->pid != getpid()) {
+        /* A forked child's copy: the thread, and whoever held the mutex or
+         * waited on the condition, stayed in the parent. */
+        fairlock__conn_close(&r->conn);
+        free(r);
+        return;
+    }
     pthread_mutex_lock(&r->mu);
     r->stop = 1;
     r->active = 0;
@@ -247,5 +258,4 @@ void fairlock__renew_free(fairlock *lock) {
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
-    lock->renewer = NULL;
 }

@@ -12,8 +12,16 @@ cmd=$1
 dir=$2
 case "$cmd" in
 start)
+    # A server left over from an interrupted run must be gone before a new
+    # one starts here: its shutdown would delete the new one's socket.
     if [ -f "$dir/redis.pid" ]; then
-        kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+        old=$(cat "$dir/redis.pid")
+        kill "$old" 2>/dev/null || true
+        n=0
+        while kill -0 "$old" 2>/dev/null && [ $n -lt 100 ]; do
+            sleep 0.1
+            n=$((n + 1))
+        done
     fi
     rm -rf "$dir"
     mkdir -p "$dir"
@@ -67,8 +75,16 @@ stop)
         redis-cli -s "$sock" shutdown nosave >/dev/null 2>&1 || true
         case "$sock" in /tmp/fairlock-test.*) rm -rf "$(dirname "$sock")" ;; esac
     fi
+    # A server left over from an interrupted run must be gone before a new
+    # one starts here: its shutdown would delete the new one's socket.
     if [ -f "$dir/redis.pid" ]; then
-        kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+        old=$(cat "$dir/redis.pid")
+        kill "$old" 2>/dev/null || true
+        n=0
+        while kill -0 "$old" 2>/dev/null && [ $n -lt 100 ]; do
+            sleep 0.1
+            n=$((n + 1))
+        done
     fi
     rm -rf "$dir"
     ;;

@@ -15,7 +15,6 @@ local lease, live = token_terms(token)
 if not lease then
     return redis.error_reply('ERR fairlock: malformed token')
 end
-local now = server_now_ms()
 local holder = redis.call('GET', lock_key)
 
 if holder == token then
@@ -24,6 +23,15 @@ if holder == token then
     local pttl = redis.call('PTTL', lock_key)
     return {1, ticket, 0, pttl, pttl > 0 and pttl or 0, current_fence()}
 end
+
+if not holder and ticket == 0 and
+    redis.call('EXISTS', queue_key, seq_key) == 0 then
+    -- Nobody waits: the caller is ticket 1 of a queue that would empty
+    -- again at once, so the queue keys are never written.
+    return {1, 1, 0, 0, lease, set_owner(token, lease)}
+end
+
+local now = server_now_ms()
 
 local member = nil
 if ticket > 0 then

@@ -15,7 +15,7 @@ if ticket > 0 then
     end
 end
 redis.call('DEL', wake_key(token))
-local undone = release_if_owner(token, now, foreign_live)
+local undone = release_if_owner(token, foreign_live)
 if undone == 0 and redis.call('EXISTS', lock_key) == 0 then
     grant_to_head(now, nil, 0, foreign_live)
 end

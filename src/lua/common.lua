@@ -165,13 +165,16 @@ local function wake_non_fifo()
     end
 end
 
--- Frees the lock held by `token`.  Returns 1 if it was held.
-local function release_if_owner(token, now, foreign_live)
+-- Frees the lock held by `token`.  Returns 1 if it was held.  Without a
+-- queue there is nobody to hand over to, and no need for the clock.
+local function release_if_owner(token, foreign_live)
     if redis.call('GET', lock_key) ~= token then
         return 0
     end
     redis.call('DEL', lock_key)
-    grant_to_head(now, nil, 0, foreign_live)
+    if redis.call('EXISTS', queue_key) == 1 then
+        grant_to_head(server_now_ms(), nil, 0, foreign_live)
+    end
     wake_non_fifo()
     return 1
 end

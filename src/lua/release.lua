@@ -4,4 +4,4 @@
 -- ARGV[1] token  ARGV[2] liveness window (ms) for other clients' entries
 -- Reply 1 if released, 0 if the token did not hold the lock.
 
-return release_if_owner(ARGV[1], server_now_ms(), tonumber(ARGV[2]))
+return release_if_owner(ARGV[1], tonumber(ARGV[2]))

@@ -1,0 +1,1410 @@
+/* test_lease.c -- lease safety: renewal, loss notice, fencing, WAIT. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "internal.h" /* the scripts' SHA1s, to recognise them in MONITOR */
+#include "support.h"
+
+static int64_t now_ms(void) { return test_now_ns() / 1000000; }
+
+static void sleep_us(int64_t us) {
+    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Private redis-servers
+ *
+ * Each runs in the foreground as a child of the test (test_fork, so it dies
+ * with us), in its own mktemp directory, on a unix socket and, when asked,
+ * a free loopback port.  A server can be stopped and started again on the
+ * same socket, port and directory (the fencing test restarts one that
+ * persists).
+ * ------------------------------------------------------------------------- */
+
+#define SERVER_MAX_EXTRA 8
+
+typedef struct server {
+    pid_t pid; /* 0 when not running */
+    int port;  /* 0: unix socket only */
+    char dir[64];
+    char sock[128];
+    char url[160];
+    const char *extra[SERVER_MAX_EXTRA + 1]; /* more arguments */
+} server;
+
+/* A loopback port nobody listens on right now; a race with another
+ * process is caught by server_start's retry. */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    socklen_t len = sizeof a;
+    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void server_spawn(server *s) {
+    char port[16], logfile[160];
+    snprintf(port, sizeof port, "%d", s->port);
+    snprintf(logfile, sizeof logfile, "%s/redis.log", s->dir);
+    const char *argv[40];
+    int n = 0;
+    argv[n++] = "redis-server";
+    argv[n++] = "--port", argv[n++] = port;
+    argv[n++] = "--bind", argv[n++] = "127.0.0.1";
+    argv[n++] = "--unixsocket", argv[n++] = s->sock;
+    argv[n++] = "--unixsocketperm", argv[n++] = "700";
+    argv[n++] = "--dir", argv[n++] = s->dir;
+    argv[n++] = "--logfile", argv[n++] = logfile;
+    argv[n++] = "--save", argv[n++] = "";
+    argv[n++] = "--appendonly", argv[n++] = "no";
+    argv[n++] = "--enable-debug-command", argv[n++] = "local";
+    /* Later arguments win, so extra ones override the defaults above. */
+    for (int i = 0; s->extra[i] != NULL; i++)
+        argv[n++] = s->extra[i];
+    argv[n] = NULL;
+    pid_t pid = test_fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 0);
+            dup2(null, 1);
+        }
+        execvp("redis-server", (char *const *)argv);
+        _exit(127);
+    }
+    s->pid = pid;
+}
+
+/* Waits until the server answers a data command (not -LOADING); returns 0
+ * if it exited instead. */
+static int server_wait_ready(server *s) {
+    int64_t end = now_ms() + 15000;
+    while (now_ms() < end) {
+        int status;
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            s->pid = 0;
+            return 0;
+        }
+        redisContext *c = redisConnectUnix(s->sock);
+        if (c != NULL && !c->err) {
+            redisReply *r = redisCommand(c, "EXISTS fltest:ready");
+            int ok = r != NULL && r->type == REDIS_REPLY_INTEGER;
+            freeReplyObject(r);
+            redisFree(c);
+            if (ok)
+                return 1;
+        } else {
+            redisFree(c);
+        }
+        test_sleep_ms(20);
+    }
+    fprintf(stderr, "redis-server in %s did not come up\n", s->dir);
+    exit(1);
+}
+
+/* Starts (or restarts, same socket and port) a private server.  extra is a
+ * NULL-terminated list of more arguments, or NULL. */
+static void server_start(server *s, int tcp, const char *const *extra) {
+    if (s->dir[0] == '\0') {
+        snprintf(s->dir, sizeof s->dir, "/tmp/fltest-lease.XXXXXX");
+        CHECK(mkdtemp(s->dir) != NULL);
+        snprintf(s->sock, sizeof s->sock, "%s/redis.sock", s->dir);
+        snprintf(s->url, sizeof s->url, "unix://%s", s->sock);
+        int n = 0;
+        for (; extra != NULL && extra[n] != NULL; n++) {
+            CHECK(n < SERVER_MAX_EXTRA);
+            s->extra[n] = extra[n];
+        }
+        s->extra[n] = NULL;
+    }
+    for (int attempt = 0; attempt < 5; attempt++) {
+        int fresh_port = tcp && (s->port == 0 || attempt > 0);
+        if (fresh_port)
+            s->port = free_port();
+        server_spawn(s);
+        if (server_wait_ready(s))
+            return;
+        if (!fresh_port && !tcp)
+            break; /* a unix-only server has no port to retry with */
+        test_sleep_ms(100);
+    }
+    fprintf(stderr, "cannot start redis-server in %s (see redis.log)\n",
+            s->dir);
+    exit(1);
+}
+
+static redisContext *server_redis(const server *s) {
+    redisContext *c = redisConnectUnix(s->sock);
+    CHECK(c != NULL && !c->err);
+    return c;
+}
+
+static void server_reap(server *s) {
+    test_wait_child_within(s->pid, SIGKILL, 20000);
+    s->pid = 0;
+}
+
+/* SIGTERM: a graceful shutdown (the AOF, if any, is flushed). */
+static void server_stop(server *s) {
+    if (s->pid == 0)
+        return;
+    kill(s->pid, SIGCONT); /* a paused server cannot act on SIGTERM */
+    kill(s->pid, SIGTERM);
+    server_reap(s);
+}
+
+/* The SHUTDOWN command, as an operator would stop it. */
+static void server_shutdown(server *s) {
+    redisContext *c = server_redis(s);
+    redisReply *r = redisCommand(c, "SHUTDOWN");
+    /* Success closes the connection; an error reply means it refused. */
+    CHECK(r == NULL);
+    redisFree(c);
+    server_reap(s);
+}
+
+static void server_remove(server *s) {
+    server_stop(s);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
+    CHECK(system(cmd) == 0);
+    memset(s, 0, sizeof *s);
+}
+
+static void server_pause(const server *s) { CHECK(kill(s->pid, SIGSTOP) == 0); }
+static void server_resume(const server *s) {
+    CHECK(kill(s->pid, SIGCONT) == 0);
+}
+
+/* Polls INFO <section> until it contains needle; returns 1 if it did. */
+static int wait_info(redisContext *c, const char *section, const char *needle,
+                     int64_t timeout_ms) {
+    int64_t end = now_ms() + timeout_ms;
+    for (;;) {
+        redisReply *r = redisCommand(c, "INFO %s", section);
+        CHECK(r != NULL && r->type == REDIS_REPLY_STRING);
+        int found = strstr(r->str, needle) != NULL;
+        freeReplyObject(r);
+        if (found)
+            return 1;
+        if (now_ms() > end)
+            return 0;
+        test_sleep_ms(20);
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Lost-lock notices
+ * ------------------------------------------------------------------------- */
+
+/* What on_lost saw; it runs on the renewal thread, hence the atomics. */
+typedef struct lost_log {
+    atomic_int calls;
+    atomic_int state;      /* fairlock_state() inside the callback */
+    _Atomic int64_t valid; /* fairlock_valid_until_ms() inside it */
+    _Atomic int64_t at_ns; /* when it ran */
+} lost_log;
+
+static void record_lost(fairlock *lock, void *arg) {
+    lost_log *l = arg;
+    atomic_store(&l->state, fairlock_state(lock));
+    atomic_store(&l->valid, fairlock_valid_until_ms(lock));
+    atomic_store(&l->at_ns, test_now_ns());
+    atomic_fetch_add(&l->calls, 1);
+}
+
+static int wait_lost(lost_log *l, int64_t timeout_ms) {
+    int64_t end = now_ms() + timeout_ms;
+    while (atomic_load(&l->calls) == 0) {
+        if (now_ms() > end)
+            return 0;
+        test_sleep_ms(2);
+    }
+    return 1;
+}
+
+static fairlock *renewing_lock(const char *url, const char *name,
+                               int64_t ttl_ms, lost_log *l) {
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.url = url;
+    opts.timeout_ms = 10000;
+    opts.ttl_ms = ttl_ms;
+    opts.auto_renew = 1;
+    opts.on_lost = l != NULL ? record_lost : NULL;
+    opts.on_lost_arg = l;
+    return test_lock_opts(&opts);
+}
+
+/* fairlock_owned, retried once: the handle's own connection may just have
+ * been killed from outside, which costs one FAIRLOCK_REDIS. */
+static int owned_now(fairlock *lock) {
+    int owned = 0;
+    if (fairlock_owned(lock, &owned) != FAIRLOCK_OK)
+        CHECK_RC(lock, fairlock_owned(lock, &owned), FAIRLOCK_OK);
+    return owned;
+}
+
+/* ---------------------------------------------------------------------------
+ * 1. Renewal keeps a lock for ten leases
+ * ------------------------------------------------------------------------- */
+
+/* A 400 ms lease held for 4 s: without renewal the key would be gone
+ * after the first tenth of the hold. */
+static void renewal_keeps_lock_alive(void) {
+    enum { TTL = 400, HOLD = 10 * TTL };
+    const char *name = test_name("lease-renew");
+    redisContext *c = test_redis();
+    lost_log lost;
+    memset(&lost, 0, sizeof lost);
+    fairlock *lock = renewing_lock(test_url(), name, TTL, &lost);
+
+    int64_t start = now_ms();
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+    int64_t first_valid = fairlock_valid_until_ms(lock);
+    /* The bound counts from before the request, minus the drift margin. */
+    CHECK_INT(first_valid, >, start);
+    CHECK_INT(first_valid, <=, now_ms() + TTL);
+
+    int checks = 0;
+    int64_t last_valid = first_valid;
+    while (now_ms() - start < HOLD) {
+        CHECK_INT(owned_now(lock), ==, 1);
+        long long pttl = test_int(c, "PTTL %s", name);
+        CHECK_INT(pttl, >, 0);
+        CHECK_INT(pttl, <=, TTL);
+        int64_t valid = fairlock_valid_until_ms(lock);
+        CHECK_INT(valid, >, now_ms());
+        CHECK_INT(valid, >=, last_valid); /* never moves back */
+        last_valid = valid;
+        CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+        CHECK_INT(atomic_load(&lost.calls), ==, 0);
+        checks++;
+        test_sleep_ms(25);
+    }
+    CHECK_INT(checks, >=, 20);
+    /* The bound followed the renewals. */
+    CHECK_INT(last_valid, >, first_valid + HOLD / 2);
+
+    /* A manual extend changes the lease the renewer keeps applying: with
+     * the old 400 ms lease the key could not have more than 400 ms left
+     * 1.2 s later. */
+    CHECK_RC(lock, fairlock_extend(lock, 1500), FAIRLOCK_OK);
+    test_sleep_ms(1200);
+    CHECK_INT(test_int(c, "PTTL %s", name), >, TTL);
+    CHECK_INT(fairlock_valid_until_ms(lock), >, now_ms() + TTL);
+
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_IDLE);
+    CHECK_INT(fairlock_valid_until_ms(lock), ==, 0);
+    CHECK_INT(test_int(c, "EXISTS %s", name), ==, 0);
+    /* The stopped renewer neither recreates anything nor reports a loss. */
+    test_sleep_ms(2 * TTL);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    CHECK_INT(atomic_load(&lost.calls), ==, 0);
+    fairlock_free(lock);
+    redisFree(c);
+}
+
+/* ---------------------------------------------------------------------------
+ * 2. No renewal after release, seen in MONITOR
+ *
+ * Two threads take turns on one lock with a 90 ms lease (a renewal every
+ * 30 ms), holding it for times chosen to end right when a renewal is due.
+ * Meanwhile the server is made to pause for 2 ms every ~8 ms, so renewals
+ * spend long on the wire, and the renewal threads' connections (the only
+ * unnamed ones: the workers lend the handles named connections) are killed
+ * every ~40 ms, so renewals often start by reconnecting and SELECTing the
+ * database -- a long stretch between the decision to renew and the extend
+ * reaching the server, which a release must not overtake.
+ *
+ * MONITOR lists the commands in the order the server ran them; for every
+ * grant, no extend script carrying its token may come after the release
+ * (or cancel) script carrying it.  A planted late extend at the end shows
+ * that the check can fail.
+ * ------------------------------------------------------------------------- */
+
+#define CHURN_TTL 90
+#define CHURN_MAX 4000
+
+typedef struct churn {
+    pthread_t thread;
+    const char *url; /* with the database, for the renewal thread */
+    const char *sock;
+    const char *name;
+    int64_t until_ms;
+    unsigned seed;
+    int grants;
+    int unexpected; /* an acquire or release code other than expected */
+    char unexpected_msg[300];
+    char tokens[CHURN_MAX][FAIRLOCK_TOKEN_MAX];
+    int release_rc[CHURN_MAX];
+} churn;
+
+/* A direct connection to a private server, on database 1 and named, so
+ * that the connection killer spares it. */
+static redisContext *named_connection(const char *sock, const char *name) {
+    redisContext *c = redisConnectUnix(sock);
+    CHECK(c != NULL && !c->err);
+    redisReply *r = redisCommand(c, "SELECT 1");
+    CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    r = redisCommand(c, "CLIENT SETNAME %s", name);
+    CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    return c;
+}
+
+/* Kills every unnamed client: the renewal threads' connections. */
+static int kill_unnamed(redisContext *admin) {
+    redisReply *r = redisCommand(admin, "CLIENT LIST TYPE normal");
+    CHECK(r != NULL && r->type == REDIS_REPLY_STRING);
+    long long ids[64];
+    int n = 0;
+    for (char *line = r->str; line != NULL && *line != '\0' && n < 64;) {
+        char *next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        if (strncmp(line, "id=", 3) == 0 && strstr(line, " name= ") != NULL)
+            ids[n++] = atoll(line + 3);
+        line = next;
+    }
+    freeReplyObject(r);
+    for (int i = 0; i < n; i++)
+        freeReplyObject(redisCommand(admin, "CLIENT KILL ID %lld", ids[i]));
+    return n;
+}
+
+/* Hold times: a quarter none, a quarter anything up to two renewal
+ * periods, half within 2 ms of a renewal being due. */
+static int64_t churn_hold_us(unsigned *seed) {
+    const int64_t period_us = CHURN_TTL / 3 * 1000;
+    int kind = rand_r(seed) % 4;
+    if (kind == 0)
+        return 0;
+    if (kind == 1)
+        return rand_r(seed) % (2 * period_us);
+    int64_t k = 1 + rand_r(seed) % 2;
+    return k * period_us - 2000 + rand_r(seed) % 4001;
+}
+
+static void *churn_main(void *arg) {
+    churn *w = arg;
+    redisContext *own = named_connection(w->sock, "fltest-worker");
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = w->name;
+    opts.redis = own;
+    opts.url = w->url;
+    opts.timeout_ms = 10000;
+    opts.ttl_ms = CHURN_TTL;
+    opts.auto_renew = 1;
+    fairlock *lock = test_lock_opts(&opts);
+    while (now_ms() < w->until_ms && w->grants < CHURN_MAX) {
+        int rc = fairlock_acquire(lock);
+        if (rc != FAIRLOCK_OK) {
+            w->unexpected++;
+            snprintf(w->unexpected_msg, sizeof w->unexpected_msg,
+                     "acquire: %s: %s", fairlock_code_name(rc),
+                     fairlock_errmsg(lock));
+            break;
+        }
+        snprintf(w->tokens[w->grants], FAIRLOCK_TOKEN_MAX, "%s",
+                 fairlock_token(lock));
+        sleep_us(churn_hold_us(&w->seed));
+        rc = fairlock_release(lock);
+        /* NOTOWNED: the lease was lost (a renewal later than the lease on
+         * a loaded machine); such grants are left out of the check. */
+        w->release_rc[w->grants++] = rc;
+        if (rc != FAIRLOCK_OK && rc != FAIRLOCK_NOTOWNED) {
+            w->unexpected++;
+            snprintf(w->unexpected_msg, sizeof w->unexpected_msg,
+                     "release: %s: %s", fairlock_code_name(rc),
+                     fairlock_errmsg(lock));
+            break;
+        }
+    }
+    fairlock_free(lock);
+    redisFree(own);
+    return NULL;
+}
+
+static char unescape(char c) {
+    switch (c) {
+    case 'n':
+        return '\n';
+    case 'r':
+        return '\r';
+    case 't':
+        return '\t';
+    case 'a':
+        return '\a';
+    case 'b':
+        return '\b';
+    default:
+        return c; /* \\ and \" */
+    }
+}
+
+/* Splits a MONITOR line, `<time> [<db> <client>] "arg" "arg" ...`, into
+ * its arguments, unescaped in place.  Returns how many, or -1 if the line
+ * has another shape; *from_script is set for commands run by a script. */
+static int monitor_split(char *line, char **args, int max, int *from_script) {
+    char *open = strchr(line, '[');
+    char *close = open != NULL ? strchr(open, ']') : NULL;
+    if (close == NULL)
+        return -1;
+    *from_script = close - open >= 4 && strncmp(close - 3, "lua", 3) == 0;
+    char *p = close + 1;
+    int n = 0;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            return n;
+        if (*p != '"')
+            return -1;
+        char *out = ++p;
+        if (n < max)
+            args[n] = out;
+        while (*p != '\0' && *p != '"') {
+            if (*p != '\\' || p[1] == '\0') {
+                *out++ = *p++;
+                continue;
+            }
+            p++; /* sdscatrepr's escapes */
+            if (*p == 'x' && isxdigit((unsigned char)p[1]) &&
+                isxdigit((unsigned char)p[2])) {
+                char hex[3] = {p[1], p[2], '\0'};
+                *out++ = (char)strtol(hex, NULL, 16);
+                p += 3;
+            } else {
+                *out++ = unescape(*p++);
+            }
+        }
+        if (*p != '"')
+            return -1;
+        p++;
+        *out = '\0';
+        n++;
+    }
+}
+
+enum { EV_OTHER, EV_EXTEND, EV_RELEASE };
+
+/* Which of our scripts a top-level command runs on lock `name`: extend, or
+ * release / cancel (both end a grant).  EVAL (after NOSCRIPT) is told by
+ * the script's opening comment. */
+static int monitor_event(char **args, int n, const char *name) {
+    /* EVALSHA sha 6 KEYS[1..6] token ... */
+    if (n < 10 || strcmp(args[2], "6") != 0 || strcmp(args[3], name) != 0)
+        return EV_OTHER;
+    if (strcasecmp(args[0], "evalsha") == 0) {
+        if (strcmp(args[1], fairlock__script_extend.sha1) == 0)
+            return EV_EXTEND;
+        if (strcmp(args[1], fairlock__script_release.sha1) == 0 ||
+            strcmp(args[1], fairlock__script_cancel.sha1) == 0)
+            return EV_RELEASE;
+    } else if (strcasecmp(args[0], "eval") == 0) {
+        if (strstr(args[1], "-- extend.lua --") != NULL)
+            return EV_EXTEND;
+        if (strstr(args[1], "-- release.lua --") != NULL ||
+            strstr(args[1], "-- cancel.lua --") != NULL)
+            return EV_RELEASE;
+    }
+    return EV_OTHER;
+}
+
+typedef struct grant_seen {
+    const char *token;
+    int clean;        /* released with FAIRLOCK_OK */
+    int released;     /* its release or cancel script has run */
+    int extends;      /* extends before that */
+    int late_extends; /* extends after it: the bug looked for */
+} grant_seen;
+
+static int grant_cmp(const void *a, const void *b) {
+    return strcmp(((const grant_seen *)a)->token,
+                  ((const grant_seen *)b)->token);
+}
+
+static grant_seen *grant_find(grant_seen *g, size_t n, const char *token) {
+    grant_seen key = {token, 0, 0, 0, 0};
+    return bsearch(&key, g, n, sizeof *g, grant_cmp);
+}
+
+static void no_renewal_after_release(void) {
+    enum { RUN_MS = 8000 };
+    server s;
+    memset(&s, 0, sizeof s);
+    server_start(&s, 0, NULL);
+    const char *name = "fltest:lease-churn";
+    char url[200];
+    snprintf(url, sizeof url, "%s?db=1", s.url);
+    redisContext *admin = named_connection(s.sock, "fltest-admin");
+
+    /* Load the scripts first, so the run itself uses EVALSHA only. */
+    fairlock *warm = renewing_lock(url, "fltest:lease-warm", 1000, NULL);
+    CHECK_RC(warm, fairlock_acquire(warm), FAIRLOCK_OK);
+    CHECK_RC(warm, fairlock_extend(warm, 1000), FAIRLOCK_OK);
+    CHECK_RC(warm, fairlock_release(warm), FAIRLOCK_OK);
+    fairlock_free(warm);
+
+    redisContext *mon = named_connection(s.sock, "fltest-monitor");
+    struct timeval read_limit = {30, 0};
+    redisSetTimeout(mon, read_limit);
+    redisReply *r = redisCommand(mon, "MONITOR");
+    CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+
+    static churn workers[2];
+    memset(workers, 0, sizeof workers);
+    int64_t until = now_ms() + RUN_MS;
+    for (int i = 0; i < 2; i++) {
+        workers[i].url = url;
+        workers[i].sock = s.sock;
+        workers[i].name = name;
+        workers[i].until_ms = until;
+        workers[i].seed = (unsigned)(getpid() * 31 + i);
+        CHECK(pthread_create(&workers[i].thread, NULL, churn_main,
+                             &workers[i]) == 0);
+    }
+    /* DEBUG and CLIENT are not shown by MONITOR. */
+    long kills = 0;
+    for (int round = 0; now_ms() < until; round++) {
+        r = redisCommand(admin, "DEBUG SLEEP 0.002");
+        CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+        if (round % 5 == 4)
+            kills += kill_unnamed(admin);
+        test_sleep_ms(8);
+    }
+    for (int i = 0; i < 2; i++) {
+        CHECK(pthread_join(workers[i].thread, NULL) == 0);
+        if (workers[i].unexpected)
+            fprintf(stderr, "worker %d: %s\n", i, workers[i].unexpected_msg);
+        CHECK_INT(workers[i].unexpected, ==, 0);
+    }
+
+    size_t total = (size_t)(workers[0].grants + workers[1].grants), n = 0;
+    grant_seen *grants = calloc(total, sizeof *grants);
+    CHECK(grants != NULL);
+    const char *planted = NULL;
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < workers[i].grants; j++) {
+            grants[n].token = workers[i].tokens[j];
+            grants[n].clean = workers[i].release_rc[j] == FAIRLOCK_OK;
+            if (grants[n].clean)
+                planted = grants[n].token;
+            n++;
+        }
+    CHECK(planted != NULL);
+    qsort(grants, n, sizeof *grants, grant_cmp);
+
+    /* The planted violation: an extend of a released grant, sent the way
+     * a runaway renewer would send it. */
+    const char *argv[11];
+    argv[0] = "EVALSHA";
+    argv[1] = fairlock__script_extend.sha1;
+    argv[2] = "6";
+    char keys[6][80];
+    static const char *const suffixes[6] = {"",        ":queue",  ":seq",
+                                            ":nfwait", ":nfwake", ":fence"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(keys[i], sizeof keys[i], "%s%s", name, suffixes[i]);
+        argv[3 + i] = keys[i];
+    }
+    argv[9] = planted;
+    argv[10] = "90";
+    r = redisCommandArgv(admin, 11, argv, NULL);
+    CHECK(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
+    freeReplyObject(r);
+    r = redisCommand(admin, "ECHO fltest-monitor-end");
+    freeReplyObject(r);
+
+    long lines = 0, extends = 0, tight = 0;
+    int last_extend_token = -1; /* index of the grant of the last event */
+    int last_was_extend = 0;
+    for (;;) {
+        CHECK(redisGetReply(mon, (void **)&r) == REDIS_OK);
+        CHECK(r->type == REDIS_REPLY_STATUS);
+        lines++;
+        char *args[24];
+        int from_script = 0;
+        int argc = monitor_split(r->str, args, 24, &from_script);
+        CHECK(argc >= 0);
+        int end = argc >= 2 && strcasecmp(args[0], "echo") == 0 &&
+                  strcmp(args[1], "fltest-monitor-end") == 0;
+        int ev = from_script || argc > 24 ? EV_OTHER
+                                          : monitor_event(args, argc, name);
+        grant_seen *g = ev == EV_OTHER ? NULL : grant_find(grants, n, args[9]);
+        if (g != NULL && ev == EV_EXTEND) {
+            extends++;
+            if (g->released)
+                g->late_extends++;
+            else
+                g->extends++;
+            last_extend_token = (int)(g - grants);
+            last_was_extend = 1;
+        } else if (g != NULL && ev == EV_RELEASE) {
+            /* A release right after its own grant's renewal: the release
+             * met (or only just missed) a renewal on the wire. */
+            if (last_was_extend && last_extend_token == (int)(g - grants))
+                tight++;
+            g->released = 1;
+            last_was_extend = 0;
+        }
+        freeReplyObject(r);
+        if (end)
+            break;
+    }
+    redisFree(mon);
+
+    long clean = 0, lost = 0, late = 0, renewed = 0;
+    for (size_t i = 0; i < n; i++) {
+        CHECK(grants[i].released); /* every release was seen */
+        if (grants[i].extends > 0)
+            renewed++;
+        if (!grants[i].clean) {
+            lost++;
+            continue;
+        }
+        clean++;
+        if (grants[i].late_extends > 0) {
+            late++;
+            if (strcmp(grants[i].token, planted) != 0)
+                fprintf(stderr, "extend after release for %s\n",
+                        grants[i].token);
+        }
+    }
+    fprintf(stderr,
+            "   %zu grants (%ld clean, %ld lost), %ld renewed, %ld extends, "
+            "%ld releases right after their renewal, %ld connections "
+            "killed, %ld monitor lines\n",
+            n, clean, lost, renewed, extends, tight, kills, lines);
+    /* Exactly the planted one: the check sees late extends, and the
+     * library sent none. */
+    grant_seen *p = grant_find(grants, n, planted);
+    CHECK(p != NULL && p->late_extends == 1);
+    CHECK_INT(late, ==, 1);
+    /* Enough renewals raced with releases for the check to mean something
+     * (grants whose lease was lost on a loaded machine are left out). */
+    CHECK_INT(clean, >=, 100);
+    CHECK_INT(renewed, >=, 50);
+    CHECK_INT(kills, >=, 50);
+    free(grants);
+    redisFree(admin);
+    server_remove(&s);
+}
+
+/* ---------------------------------------------------------------------------
+ * 3. The owner learns of a lost lease
+ * ------------------------------------------------------------------------- */
+
+#define LOST_TTL 600 /* a renewal every 200 ms */
+
+/* After a loss: the state, the bound, one callback, and the release's
+ * verdict. */
+static void check_lost_then_release(fairlock *lock, lost_log *lost) {
+    CHECK_INT(atomic_load(&lost->state), ==, FAIRLOCK_STATE_LOST);
+    CHECK_INT(atomic_load(&lost->valid), ==, 0);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_LOST);
+    CHECK_INT(fairlock_valid_until_ms(lock), ==, 0);
+    test_sleep_ms(LOST_TTL / 2);
+    CHECK_INT(atomic_load(&lost->calls), ==, 1); /* once per loss */
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_NOTOWNED);
+    CHECK(strstr(fairlock_errmsg(lock), "lease lost") != NULL);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_IDLE);
+    CHECK(fairlock_token(lock) == NULL);
+}
+
+/* The key deleted or taken over from outside, on the fixture's server. */
+static void lost_by_tampering(int overwrite) {
+    const char *name = test_name(overwrite ? "lease-overwritten" : "lease-del");
+    redisContext *c = test_redis();
+    lost_log lost;
+    memset(&lost, 0, sizeof lost);
+    fairlock *lock = renewing_lock(test_url(), name, LOST_TTL, &lost);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    test_sleep_ms(LOST_TTL / 2); /* past the first renewal */
+    CHECK_INT(atomic_load(&lost.calls), ==, 0);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+
+    int64_t t0 = test_now_ns();
+    if (overwrite)
+        freeReplyObject(redisCommand(c, "SET %s someone-else", name));
+    else
+        CHECK_INT(test_int(c, "DEL %s", name), ==, 1);
+    CHECK(wait_lost(&lost, 10000));
+    int64_t after_ms = (atomic_load(&lost.at_ns) - t0) / 1000000;
+    fprintf(stderr, "   %s: notice after %lld ms\n",
+            overwrite ? "overwritten" : "deleted", (long long)after_ms);
+    /* One renewal period (200 ms) plus generous slack. */
+    CHECK_INT(after_ms, <=, LOST_TTL);
+    check_lost_then_release(lock, &lost);
+
+    char holder[64];
+    if (overwrite) {
+        /* The release left the other owner's lock alone. */
+        CHECK(test_get_string(c, name, holder, sizeof holder));
+        CHECK_STR(holder, "someone-else");
+        CHECK_INT(test_int(c, "DEL %s", name), ==, 1);
+    }
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    fairlock_free(lock);
+    redisFree(c);
+}
+
+static void lost_when_deleted(void) { lost_by_tampering(0); }
+static void lost_when_overwritten(void) { lost_by_tampering(1); }
+
+/* A private server paused past the lease: the renewal cannot get through,
+ * and the loss is declared once the validity bound passes, not before. */
+static void lost_when_server_paused(void) {
+    server s;
+    memset(&s, 0, sizeof s);
+    server_start(&s, 0, NULL);
+    const char *name = "fltest:lease-paused";
+    lost_log lost;
+    memset(&lost, 0, sizeof lost);
+    fairlock *lock = renewing_lock(s.url, name, LOST_TTL, &lost);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    test_sleep_ms(LOST_TTL / 2);
+    int64_t valid_before = fairlock_valid_until_ms(lock);
+    int64_t t0 = test_now_ns();
+    server_pause(&s);
+    CHECK(wait_lost(&lost, 15000));
+    int64_t at_ns = atomic_load(&lost.at_ns);
+    int64_t after_ms = (at_ns - t0) / 1000000;
+    fprintf(stderr, "   paused: notice after %lld ms\n", (long long)after_ms);
+    /* Not while the bound still held... */
+    CHECK_INT(at_ns / 1000000, >=, valid_before);
+    /* ...and at most one lease after the pause, plus one lease of slack. */
+    CHECK_INT(after_ms, <=, 2 * LOST_TTL);
+    CHECK_INT(atomic_load(&lost.state), ==, FAIRLOCK_STATE_LOST);
+    /* Resume only once the server-side lease has surely run out, so the
+     * check below is about the lease and not about timing. */
+    test_sleep_ms(LOST_TTL / 2);
+    server_resume(&s);
+    redisContext *c = server_redis(&s);
+    CHECK_INT(test_int(c, "EXISTS %s", name), ==, 0);
+    check_lost_then_release(lock, &lost);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    fairlock_free(lock);
+    redisFree(c);
+    server_remove(&s);
+}
+
+/* Short outages are ridden out: pauses shorter than what is left of the
+ * lease, and the renewer's connection being killed. */
+static void hiccups_are_not_losses(void) {
+    server s;
+    memset(&s, 0, sizeof s);
+    server_start(&s, 0, NULL);
+    const char *name = "fltest:lease-hiccup";
+    lost_log lost;
+    memset(&lost, 0, sizeof lost);
+    fairlock *lock = renewing_lock(s.url, name, LOST_TTL, &lost);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    for (int i = 0; i < 3; i++) {
+        test_sleep_ms(300);
+        server_pause(&s);
+        test_sleep_ms(LOST_TTL / 5);
+        server_resume(&s);
+    }
+    redisContext *c = server_redis(&s);
+    for (int i = 0; i < 2; i++) {
+        redisReply *r = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+        CHECK(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 1);
+        freeReplyObject(r);
+        test_sleep_ms(LOST_TTL);
+    }
+    CHECK_INT(atomic_load(&lost.calls), ==, 0);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+    CHECK_INT(fairlock_valid_until_ms(lock), >, now_ms());
+    CHECK_INT(test_int(c, "PTTL %s", name), >, 0);
+    CHECK_INT(owned_now(lock), ==, 1);
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    fairlock_free(lock);
+    redisFree(c);
+    server_remove(&s);
+}
+
+/* ---------------------------------------------------------------------------
+ * 4. Fencing tokens across processes, queue resets and a restart
+ *
+ * Four processes take the lock 2,500 times each on a server that persists
+ * every write (appendfsync always): two FIFO, one non-FIFO, one
+ * alternating.  They work in ten bursts with a barrier in between, at
+ * which the queue has drained and its keys (NAME:queue, NAME:seq) are
+ * gone, so tickets restart at 1.  Midway the server is stopped with
+ * SHUTDOWN and started again on the same socket; clients see
+ * FAIRLOCK_REDIS and retry.  Each grant's fence and the CLOCK_MONOTONIC
+ * time its acquire returned go to shared memory.  Since grants are
+ * mutually exclusive, ordering them by that time must give strictly
+ * increasing fences.
+ * ------------------------------------------------------------------------- */
+
+#define FENCE_PROCS 4
+#define FENCE_PER_PROC 2500
+#define FENCE_BURSTS 10
+#define FENCE_PER_BURST (FENCE_PER_PROC / FENCE_BURSTS)
+#define FENCE_RESTART_AT (FENCE_PROCS * FENCE_PER_PROC * 11 / 20)
+
+typedef struct fence_rec {
+    int64_t fence;
+    int64_t at_ns;
+    int64_t ticket;
+    int fifo;
+    int burst;
+} fence_rec;
+
+typedef struct fence_shared {
+    atomic_int grants;
+    atomic_int redis_errors;
+    atomic_int arrived[FENCE_BURSTS];
+    atomic_int go[FENCE_BURSTS];
+    atomic_int leftover[FENCE_BURSTS]; /* queue keys found at a barrier */
+    fence_rec recs[FENCE_PROCS][FENCE_PER_PROC];
+} fence_shared;
+
+static int wait_atomic(atomic_int *v, int value, int64_t timeout_ms) {
+    int64_t end = now_ms() + timeout_ms;
+    while (atomic_load(v) < value) {
+        if (now_ms() > end)
+            return 0;
+        test_sleep_ms(1);
+    }
+    return 1;
+}
+
+static fairlock *fence_lock(const char *url, const char *name, int fifo) {
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.url = url;
+    opts.fifo = fifo;
+    opts.fencing = 1;
+    opts.timeout_ms = 60000;
+    opts.ttl_ms = 30000;
+    opts.io_timeout_ms = 3000;
+    return test_lock_opts(&opts);
+}
+
+/* Process 0 checks, at each barrier, that the drained queue left no keys. */
+static void fence_barrier(int p, int burst, const server *s, const char *name,
+                          fence_shared *sh) {
+    atomic_fetch_add(&sh->arrived[burst], 1);
+    if (p != 0) {
+        CHECK(wait_atomic(&sh->go[burst], 1, 120000));
+        return;
+    }
+    CHECK(wait_atomic(&sh->arrived[burst], FENCE_PROCS, 120000));
+    redisContext *c = NULL;
+    for (int i = 0; i < 500 && c == NULL; i++) { /* mid-restart: retry */
+        c = redisConnectUnix(s->sock);
+        if (c != NULL && c->err) {
+            redisFree(c);
+            c = NULL;
+            test_sleep_ms(20);
+        }
+    }
+    CHECK(c != NULL);
+    redisReply *r = redisCommand(c, "EXISTS %s %s:queue %s:seq", name, name,
+                                 name);
+    CHECK(r != NULL && r->type == REDIS_REPLY_INTEGER);
+    atomic_store(&sh->leftover[burst], (int)r->integer);
+    freeReplyObject(r);
+    redisFree(c);
+    atomic_store(&sh->go[burst], 1);
+}
+
+static void fence_worker(int p, const server *s, const char *name,
+                         fence_shared *sh) {
+    fairlock *fifo = fence_lock(s->url, name, 1);
+    fairlock *nonfifo = fence_lock(s->url, name, 0);
+    int k = 0;
+    for (int b = 0; b < FENCE_BURSTS; b++) {
+        for (int i = 0; i < FENCE_PER_BURST; i++, k++) {
+            int use_fifo = p < 2 ? 1 : p == 2 ? 0 : (i & 1);
+            fairlock *lock = use_fifo ? fifo : nonfifo;
+            int rc;
+            while ((rc = fairlock_acquire(lock)) == FAIRLOCK_REDIS) {
+                atomic_fetch_add(&sh->redis_errors, 1);
+                test_sleep_ms(10);
+            }
+            CHECK_RC(lock, rc, FAIRLOCK_OK);
+            fence_rec *rec = &sh->recs[p][k];
+            rec->at_ns = test_now_ns();
+            rec->fence = fairlock_fence(lock);
+            rec->ticket = fairlock_ticket(lock);
+            rec->fifo = use_fifo;
+            rec->burst = b;
+            atomic_fetch_add(&sh->grants, 1);
+            while ((rc = fairlock_release(lock)) == FAIRLOCK_REDIS) {
+                atomic_fetch_add(&sh->redis_errors, 1);
+                test_sleep_ms(10);
+            }
+            /* NOTOWNED: a retried release whose first try got through. */
+            if (rc != FAIRLOCK_NOTOWNED)
+                CHECK_RC(lock, rc, FAIRLOCK_OK);
+        }
+        fence_barrier(p, b, s, name, sh);
+    }
+    fairlock_free(fifo);
+    fairlock_free(nonfifo);
+}
+
+static int rec_by_time(const void *a, const void *b) {
+    const fence_rec *x = a, *y = b;
+    return (x->at_ns > y->at_ns) - (x->at_ns < y->at_ns);
+}
+
+static void fences_increase_across_restart(void) {
+    static const char *const persist[] = {"--appendonly", "yes",
+                                          "--appendfsync", "always", NULL};
+    server s;
+    memset(&s, 0, sizeof s);
+    server_start(&s, 0, persist);
+    const char *name = "fltest:lease-fence";
+    fence_shared *sh = test_shared(sizeof *sh);
+    int64_t start = now_ms();
+
+    pid_t pids[FENCE_PROCS];
+    for (int p = 0; p < FENCE_PROCS; p++) {
+        pids[p] = test_fork();
+        if (pids[p] == 0) {
+            fence_worker(p, &s, name, sh);
+            _exit(0);
+        }
+    }
+    /* Restart midway through a burst, while everyone is busy. */
+    int64_t end = now_ms() + 240000;
+    while (atomic_load(&sh->grants) < FENCE_RESTART_AT) {
+        CHECK(now_ms() < end);
+        test_sleep_ms(1);
+    }
+    int before_restart = atomic_load(&sh->grants);
+    int64_t down_ns = test_now_ns();
+    server_shutdown(&s);
+    test_sleep_ms(300);
+    server_start(&s, 0, NULL);
+    int64_t up_ns = test_now_ns();
+    for (int p = 0; p < FENCE_PROCS; p++)
+        CHECK_INT(test_wait_child_within(pids[p], 0, 240000), ==, 0);
+    int64_t took = now_ms() - start;
+
+    enum { N = FENCE_PROCS * FENCE_PER_PROC };
+    CHECK_INT(atomic_load(&sh->grants), ==, N);
+    fence_rec *all = malloc(sizeof(fence_rec) * N);
+    CHECK(all != NULL);
+    memcpy(all, sh->recs, sizeof(fence_rec) * N);
+    qsort(all, N, sizeof *all, rec_by_time);
+    int after_restart = 0, fifo_grants = 0, during_restart = 0;
+    int restarted_tickets[FENCE_BURSTS] = {0};
+    for (int i = 0; i < N; i++) {
+        CHECK_INT(all[i].fence, >, 0);
+        if (i > 0 && all[i].fence <= all[i - 1].fence) {
+            fprintf(stderr,
+                    "grant %d: fence %lld at %lld ns after fence %lld "
+                    "at %lld ns\n",
+                    i, (long long)all[i].fence, (long long)all[i].at_ns,
+                    (long long)all[i - 1].fence, (long long)all[i - 1].at_ns);
+            CHECK(all[i].fence > all[i - 1].fence); /* hence all distinct */
+        }
+        if (all[i].at_ns > up_ns)
+            after_restart++;
+        else if (all[i].at_ns > down_ns)
+            during_restart++; /* granted before SHUTDOWN took effect */
+        if (all[i].fifo) {
+            fifo_grants++;
+            CHECK_INT(all[i].ticket, >, 0);
+            if (all[i].ticket == 1)
+                restarted_tickets[all[i].burst] = 1;
+        } else {
+            CHECK_INT(all[i].ticket, ==, 0);
+        }
+    }
+    int resets = 0;
+    for (int b = 0; b < FENCE_BURSTS; b++) {
+        CHECK_INT(atomic_load(&sh->leftover[b]), ==, 0);
+        resets += restarted_tickets[b];
+    }
+    /* The ticket counter restarted in every burst (it cannot serve as a
+     * fence), while the fences went on increasing. */
+    CHECK_INT(resets, ==, FENCE_BURSTS);
+    CHECK_INT(fifo_grants, >, N / 2);
+    /* The restart fell amid the grants, and clients felt it. */
+    CHECK_INT(before_restart, >=, N / 4);
+    CHECK_INT(after_restart, >=, N / 4);
+    CHECK_INT(atomic_load(&sh->redis_errors), >=, 1);
+    redisContext *c = server_redis(&s);
+    long long counter = 0;
+    char buf[32];
+    CHECK(test_get_string(c, "fltest:lease-fence:fence", buf, sizeof buf));
+    counter = atoll(buf);
+    CHECK_INT(counter, >=, all[N - 1].fence);
+    fprintf(stderr,
+            "   %d grants in %lld ms (%d before the restart, %d as it "
+            "began, %d after), fences %lld..%lld, counter %lld, %d Redis "
+            "errors\n",
+            N, (long long)took, before_restart, during_restart, after_restart,
+            (long long)all[0].fence, (long long)all[N - 1].fence, counter,
+            atomic_load(&sh->redis_errors));
+    free(all);
+    redisFree(c);
+    server_remove(&s);
+}
+
+/* ---------------------------------------------------------------------------
+ * 5. WAIT for a replica
+ * ------------------------------------------------------------------------- */
+
+/* A master on a free loopback port and one replica of it, linked up. */
+static void start_replicated(server *master, server *replica) {
+    memset(master, 0, sizeof *master);
+    memset(replica, 0, sizeof *replica);
+    server_start(master, 1, NULL);
+    char port[16];
+    snprintf(port, sizeof port, "%d", master->port);
+    const char *const replicaof[] = {"--replicaof", "127.0.0.1", port, NULL};
+    server_start(replica, 0, replicaof);
+    redisContext *m = server_redis(master), *r = server_redis(replica);
+    CHECK(wait_info(r, "replication", "master_link_status:up", 20000));
+    CHECK(wait_info(m, "replication", "connected_slaves:1", 20000));
+    redisFree(m);
+    redisFree(r);
+}
+
+static void wait_for_replica(void) {
+    server master, replica;
+    start_replicated(&master, &replica);
+    redisContext *m = server_redis(&master), *r = server_redis(&replica);
+
+    const char *name = "fltest:lease-wait";
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.url = master.url;
+    opts.timeout_ms = 5000;
+    opts.ttl_ms = 30000;
+    opts.wait_replicas = 1;
+    opts.wait_replicas_timeout_ms = 5000;
+    fairlock *lock = test_lock_opts(&opts);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    /* Acknowledged means the replica has it now, without polling. */
+    char seen[FAIRLOCK_TOKEN_MAX];
+    CHECK(test_get_string(r, name, seen, sizeof seen));
+    CHECK_STR(seen, fairlock_token(lock));
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+    fairlock_free(lock);
+
+    /* A stopped replica stays "connected" for a while, so WAIT really
+     * waits and then counts no acknowledgement. */
+    server_pause(&replica);
+    opts.wait_replicas_timeout_ms = 300;
+    lock = test_lock_opts(&opts);
+    int64_t t0 = now_ms();
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_NOTREPLICATED);
+    int64_t waited = now_ms() - t0;
+    CHECK_INT(waited, >=, 250);
+    CHECK(strstr(fairlock_errmsg(lock), "replica") != NULL);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_IDLE);
+    CHECK(fairlock_token(lock) == NULL);
+    CHECK_INT(fairlock_valid_until_ms(lock), ==, 0);
+    /* Not left held on the master: nothing of the lock is there, and
+     * another client gets it at once. */
+    CHECK_INT(test_keys_of(m, name), ==, 0);
+    fairlock_options plain;
+    fairlock_options_init(&plain);
+    plain.name = name;
+    plain.url = master.url;
+    plain.timeout_ms = 5000;
+    plain.blocking = 0;
+    fairlock *other = test_lock_opts(&plain);
+    CHECK_RC(other, fairlock_acquire(other), FAIRLOCK_OK);
+    CHECK_RC(other, fairlock_release(other), FAIRLOCK_OK);
+    /* Asking for more replicas than exist fails the same way. */
+    server_resume(&replica);
+    opts.wait_replicas = 2;
+    fairlock *greedy = test_lock_opts(&opts);
+    CHECK_RC(greedy, fairlock_acquire(greedy), FAIRLOCK_NOTREPLICATED);
+    CHECK_INT(test_keys_of(m, name), ==, 0);
+    fairlock_free(greedy);
+    fairlock_free(other);
+    fairlock_free(lock);
+    redisFree(m);
+    redisFree(r);
+    server_remove(&replica);
+    server_remove(&master);
+}
+
+/* ---------------------------------------------------------------------------
+ * 6. Release and extend after an error of unknown outcome
+ * ------------------------------------------------------------------------- */
+
+static fairlock *impatient_lock(const server *s, const char *name,
+                                int auto_renew, lost_log *lost) {
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.url = s->url;
+    opts.timeout_ms = 5000;
+    opts.ttl_ms = auto_renew ? 2000 : 30000;
+    opts.io_timeout_ms = 300;
+    opts.auto_renew = auto_renew;
+    opts.on_lost = lost != NULL ? record_lost : NULL;
+    opts.on_lost_arg = lost;
+    return test_lock_opts(&opts);
+}
+
+static void pause_clients(redisContext *c, int on) {
+    redisReply *r = on ? redisCommand(c, "CLIENT PAUSE 10000 WRITE")
+                       : redisCommand(c, "CLIENT UNPAUSE");
+    CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+}
+
+static void unknown_outcome_keeps_token(void) {
+    server s;
+    memset(&s, 0, sizeof s);
+    server_start(&s, 0, NULL);
+    redisContext *c = server_redis(&s);
+    const char *name = "fltest:lease-unknown";
+    char token[FAIRLOCK_TOKEN_MAX], seen[FAIRLOCK_TOKEN_MAX];
+
+    /* Paused server: the release reaches it and runs when it resumes, so
+     * the retry finds it done (NOTOWNED) -- or, if it did not run, does
+     * it (OK).  Either way nothing is left. */
+    for (int renew = 0; renew < 2; renew++) {
+        lost_log lost;
+        memset(&lost, 0, sizeof lost);
+        fairlock *lock = impatient_lock(&s, name, renew, &lost);
+        CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+        snprintf(token, sizeof token, "%s", fairlock_token(lock));
+        server_pause(&s);
+        CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_REDIS);
+        CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_PENDING);
+        CHECK_INT(fairlock_valid_until_ms(lock), ==, 0);
+        CHECK(fairlock_token(lock) != NULL);
+        CHECK_STR(fairlock_token(lock), token);
+        server_resume(&s);
+        int rc = fairlock_release(lock);
+        CHECK(rc == FAIRLOCK_OK || rc == FAIRLOCK_NOTOWNED);
+        CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_IDLE);
+        CHECK(fairlock_token(lock) == NULL);
+        CHECK_INT(test_keys_of(c, name), ==, 0);
+        /* The release stopped the renewer first: no loss to report. */
+        test_sleep_ms(renew ? 1500 : 0);
+        CHECK_INT(atomic_load(&lost.calls), ==, 0);
+        fairlock_free(lock);
+    }
+
+    /* Writes paused: the release times out and its connection is dropped
+     * before the server ever runs it, so the lock is still held and only
+     * the retry, with the kept token, releases it. */
+    fairlock *lock = impatient_lock(&s, name, 0, NULL);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    snprintf(token, sizeof token, "%s", fairlock_token(lock));
+    pause_clients(c, 1);
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_REDIS);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_PENDING);
+    CHECK_STR(fairlock_token(lock), token);
+    test_sleep_ms(50); /* let the server see the dropped connection */
+    CHECK(test_get_string(c, name, seen, sizeof seen));
+    CHECK_STR(seen, token);
+    pause_clients(c, 0);
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_IDLE);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+
+    /* Extend: the lock stays ours whatever happened, the token is kept,
+     * and the retry extends. */
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    snprintf(token, sizeof token, "%s", fairlock_token(lock));
+    server_pause(&s);
+    CHECK_RC(lock, fairlock_extend(lock, 60000), FAIRLOCK_REDIS);
+    CHECK_STR(fairlock_token(lock), token);
+    int state = fairlock_state(lock);
+    CHECK(state == FAIRLOCK_STATE_HELD || state == FAIRLOCK_STATE_PENDING);
+    server_resume(&s);
+    CHECK_RC(lock, fairlock_extend(lock, 60000), FAIRLOCK_OK);
+    CHECK_INT(test_int(c, "PTTL %s", name), >, 30000);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+
+    /* fairlock_free resolves a pending release too. */
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    pause_clients(c, 1);
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_REDIS);
+    pause_clients(c, 0);
+    CHECK_INT(test_int(c, "EXISTS %s", name), ==, 1);
+    fairlock_free(lock);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+
+    redisFree(c);
+    server_remove(&s);
+}
+
+/* ---------------------------------------------------------------------------
+ * Regression tests for bugs this file found (fixed in lock.c and renew.c).
+ * ------------------------------------------------------------------------- */
+
+/* A FIFO hand-off counts the new holder's validity from its last own
+ * acquire request (lock.c, take_grant(..., lock->last_sent_ms)), which for
+ * a waiter that was third in line is from before two whole turns of the
+ * lock: the bound is in the past at once, and the renewer's first budget
+ * is clamped to 1 ms, so a 1 ms hiccup is reported as a lost lease. */
+static void handoff_bound_is_current(void) {
+    const char *name = test_name("lease-handoff");
+    int *held = test_shared(sizeof *held);
+    pid_t pids[3];
+    for (int i = 0; i < 3; i++) {
+        pids[i] = test_fork();
+        if (pids[i] == 0) {
+            fairlock *w = test_lock(name, 20000);
+            CHECK_RC(w, fairlock_acquire(w), FAIRLOCK_OK);
+            __atomic_store_n(held, 1, __ATOMIC_RELEASE);
+            test_sleep_ms(700);
+            CHECK_RC(w, fairlock_release(w), FAIRLOCK_OK);
+            fairlock_free(w);
+            _exit(0);
+        }
+        if (i == 0)
+            CHECK(test_wait_flag(held, 10000));
+        test_sleep_ms(100); /* queue in order: first, second, ... */
+    }
+    lost_log lost;
+    memset(&lost, 0, sizeof lost);
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = 20000;
+    opts.ttl_ms = 1000;
+    opts.auto_renew = 1;
+    opts.on_lost = record_lost;
+    opts.on_lost_arg = &lost;
+    fairlock *lock = test_lock_opts(&opts);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    int64_t valid = fairlock_valid_until_ms(lock);
+    fprintf(stderr, "   valid until now %+lld ms\n",
+            (long long)(valid - now_ms()));
+    CHECK_INT(valid, >, now_ms());
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+    fairlock_free(lock);
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(test_wait_child_within(pids[i], 0, 20000), ==, 0);
+}
+
+/* wait_replicas_timeout_ms = 0 is accepted and sent as WAIT n 0, which
+ * Redis reads as "wait for ever" (lock.c, wait_for_replicas): the acquire
+ * hangs until the I/O timeout, returns FAIRLOCK_REDIS instead of
+ * FAIRLOCK_NOTREPLICATED, and leaves the grant held on the master. */
+static void wait_timeout_zero_does_not_block(void) {
+    server master, replica;
+    start_replicated(&master, &replica);
+    server_pause(&replica);
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = "fltest:lease-wait0";
+    opts.url = master.url;
+    opts.timeout_ms = 5000;
+    opts.ttl_ms = 30000;
+    opts.io_timeout_ms = 2000;
+    opts.wait_replicas = 1;
+    opts.wait_replicas_timeout_ms = 0;
+    fairlock *lock = NULL;
+    /* Rejecting 0 would be a fix too. */
+    if (fairlock_create(&opts, &lock) == FAIRLOCK_OK) {
+        int64_t t0 = now_ms();
+        CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_NOTREPLICATED);
+        CHECK_INT(now_ms() - t0, <, 1000);
+        redisContext *m = server_redis(&master);
+        CHECK_INT(test_keys_of(m, opts.name), ==, 0);
+        redisFree(m);
+    }
+    fairlock_free(lock);
+    server_remove(&replica);
+    server_remove(&master);
+}
+
+/* A forked child that frees its copy of an auto-renewed handle (which
+ * fairlock_free supports: the child leaves the parent's lock alone) hangs
+ * in renew.c's fairlock__renew_free: it joins the parent's renewal thread,
+ * which does not exist in the child, then destroys a condition variable
+ * that records that thread as a waiter, and waits for it for ever. */
+static void forked_child_frees_renewed_handle(void) {
+    const char *name = test_name("lease-fork");
+    fairlock *lock = renewing_lock(test_url(), name, 3000, NULL);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    test_sleep_ms(100); /* the renewer is now waiting for its next turn */
+    pid_t pid = test_fork();
+    if (pid == 0) {
+        fairlock_free(lock);
+        _exit(0);
+    }
+    CHECK_INT(test_wait_child_within(pid, 0, 5000), ==, 0);
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+    fairlock_free(lock);
+}
+
+static int only_argc;
+static char **only_argv;
+
+/* With arguments, only the tests named by them run; tests of known bugs
+ * run only then. */
+static int selected(const char *test, int by_default) {
+    for (int i = 1; i < only_argc; i++)
+        if (strcmp(only_argv[i], test) == 0)
+            return 1;
+    return only_argc < 2 && by_default;
+}
+
+#define RUN_SELECTED(fn)                                                       \
+    do {                                                                       \
+        if (selected(#fn, 1))                                                  \
+            RUN_TEST(fn);                                                      \
+    } while (0)
+
+int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN);
+    only_argc = argc;
+    only_argv = argv;
+    RUN_SELECTED(renewal_keeps_lock_alive);
+    RUN_SELECTED(no_renewal_after_release);
+    RUN_SELECTED(lost_when_deleted);
+    RUN_SELECTED(lost_when_overwritten);
+    RUN_SELECTED(lost_when_server_paused);
+    RUN_SELECTED(hiccups_are_not_losses);
+    RUN_SELECTED(fences_increase_across_restart);
+    RUN_SELECTED(wait_for_replica);
+    RUN_SELECTED(unknown_outcome_keeps_token);
+    RUN_SELECTED(handoff_bound_is_current);
+    RUN_SELECTED(wait_timeout_zero_does_not_block);
+    RUN_SELECTED(forked_child_frees_renewed_handle);
+    return 0;
+}
