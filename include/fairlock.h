@@ -41,7 +41,7 @@ extern "C" {
      FAIRLOCK_VERSION_PATCH)
 /* True when the header is at least version MAJOR.MINOR.PATCH. */
 #define FAIRLOCK_VERSION_AT_LEAST(major, minor, patch)                         \
-    (FAIRLOCK_VERSION_NUMBER >= ((major) * 10000 + (minor) * 100 + (patch)))
+    (FAIRLOCK_VERSION_NUMBER >= ((major)*10000 + (minor)*100 + (patch)))
 
 #if defined(FAIRLOCK_STATIC)
 #define FAIRLOCK_EXPORT
@@ -277,11 +277,11 @@ FAIRLOCK_EXPORT int fairlock_with(fairlock *lock, fairlock_body_fn body,
 
 /* Handle states reported by fairlock_state(). */
 typedef enum fairlock_state_code {
-    FAIRLOCK_STATE_IDLE = 0,    /* no lock held */
-    FAIRLOCK_STATE_HELD = 1,    /* held, as far as the handle knows */
-    FAIRLOCK_STATE_LOST = 2,    /* renewal found the lease lost */
-    FAIRLOCK_STATE_PENDING = 3  /* a call failed with unknown outcome; the
-                                   next call or fairlock_free resolves it */
+    FAIRLOCK_STATE_IDLE = 0,   /* no lock held */
+    FAIRLOCK_STATE_HELD = 1,   /* held, as far as the handle knows */
+    FAIRLOCK_STATE_LOST = 2,   /* renewal found the lease lost */
+    FAIRLOCK_STATE_PENDING = 3 /* a call failed with unknown outcome; the
+                                  next call or fairlock_free resolves it */
 } fairlock_state_code;
 
 /* State of the handle.
@@ -320,12 +320,12 @@ typedef struct fairlock_waiter {
 
 /* A snapshot of a lock, taken atomically on the server. */
 typedef struct fairlock_status {
-    int64_t server_time_ms;  /* the server's wall clock */
-    const char *holder;      /* owner token, or NULL when free */
-    int64_t holder_pttl_ms;  /* remaining lease; -1 none; -2 free */
-    int64_t fence;           /* last fencing token, 0 when none */
-    size_t total_waiters;    /* queue length */
-    size_t waiter_count;     /* entries in waiters (at most max_waiters) */
+    int64_t server_time_ms;   /* the server's wall clock */
+    const char *holder;       /* owner token, or NULL when free */
+    int64_t holder_pttl_ms;   /* remaining lease; -1 none; -2 free */
+    int64_t fence;            /* last fencing token, 0 when none */
+    size_t total_waiters;     /* queue length */
+    size_t waiter_count;      /* entries in waiters (at most max_waiters) */
     fairlock_waiter *waiters; /* in queue order */
 } fairlock_status;
 

@@ -90,8 +90,8 @@ static redisContext *open_node(const fairlock__conn *conn, const char *host,
     if (authenticate && url->password != NULL) {
         const char *argv[3] = {"AUTH", url->user ? url->user : url->password,
                                url->password};
-        rc = setup_command(ctx, err, "authentication", url->user ? 3 : 2,
-                           argv, NULL);
+        rc = setup_command(ctx, err, "authentication", url->user ? 3 : 2, argv,
+                           NULL);
     }
     if (authenticate && rc == FAIRLOCK_OK && url->db != 0) {
         char db[16];
@@ -165,9 +165,10 @@ static redisContext *open_sentinel_master(fairlock__conn *conn,
                  "sentinel %.64s:%d named %.64s:%d, which is not a master",
                  s->host, s->port, host, port);
     }
-    fairlock__error_set(err, FAIRLOCK_REDIS,
-                        "no master '%.64s' found through %zu sentinel(s): %.150s",
-                        url->master, url->node_count, last);
+    fairlock__error_set(
+        err, FAIRLOCK_REDIS,
+        "no master '%.64s' found through %zu sentinel(s): %.150s", url->master,
+        url->node_count, last);
     return NULL;
 }
 
@@ -176,15 +177,15 @@ static redisContext *open_cluster_node(fairlock__conn *conn,
                                        fairlock__error *err) {
     const fairlock__url *url = conn->url;
     if (conn->node_host[0] != '\0') {
-        redisContext *ctx =
-            open_node(conn, conn->node_host, conn->node_port, 1, err);
+        redisContext *ctx = open_node(conn, conn->node_host, conn->node_port, 1,
+                                      err);
         if (ctx != NULL)
             return ctx;
         conn->node_host[0] = '\0';
     }
     for (size_t i = 0; i < url->node_count; i++) {
-        redisContext *ctx =
-            open_node(conn, url->nodes[i].host, url->nodes[i].port, 1, err);
+        redisContext *ctx = open_node(conn, url->nodes[i].host,
+                                      url->nodes[i].port, 1, err);
         if (ctx != NULL)
             return ctx;
     }
@@ -324,8 +325,8 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
             drop_owned(conn);
         } else if (kind == FAIRLOCK__URL_CLUSTER &&
                    starts_with(reply, "ASK ") &&
-                   parse_redirect(ctx, reply->str, host, sizeof host,
-                                  &port) == 0) {
+                   parse_redirect(ctx, reply->str, host, sizeof host, &port) ==
+                       0) {
             freeReplyObject(reply);
             return send_asking(conn, err, host, port, argc, argv, lens,
                                block_ms);

@@ -26,8 +26,7 @@ const char *fairlock_code_name(int code) {
     return "FAIRLOCK_UNKNOWN";
 }
 
-int fairlock__error_set(fairlock__error *err, int code, const char *fmt,
-                        ...) {
+int fairlock__error_set(fairlock__error *err, int code, const char *fmt, ...) {
     va_list ap;
     err->code = code;
     va_start(ap, fmt);

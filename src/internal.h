@@ -38,8 +38,8 @@ typedef struct fairlock__url {
     fairlock__endpoint *nodes; /* SENTINEL and CLUSTER */
     size_t node_count;
     char *master; /* SENTINEL */
-    char *path; /* UNIX: socket path */
-    char *user; /* NULL when absent; percent-decoded */
+    char *path;   /* UNIX: socket path */
+    char *user;   /* NULL when absent; percent-decoded */
     char *password;
     int db;
 } fairlock__url;
@@ -87,8 +87,7 @@ int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
 /* Decodes the element a hand-off pushes to a waiter's wake list
  * ("ticket:lease_ms:fence") into out->ticket, lease_ms and fence.
  * Returns 0 or -1. */
-int fairlock__decode_handoff(const char *s, size_t len,
-                             fairlock__attempt *out);
+int fairlock__decode_handoff(const char *s, size_t len, fairlock__attempt *out);
 
 /* Decodes the reply of status.lua into a fairlock_status allocated as one
  * block.  Returns FAIRLOCK_OK, FAIRLOCK_NOMEM, or FAIRLOCK_REDIS with a
@@ -200,28 +199,16 @@ struct fairlock {
     int has_url;
     fairlock__conn conn;
 
-    int64_t timeout_ms;
-    int64_t ttl_ms;
-    int64_t check_interval_ms;
-    int64_t stale_timeout_ms;
-    int64_t interrupt_check_ms;
-    int blocking;
-    int fifo;
-    fairlock_interrupt_fn interrupt;
-    void *interrupt_arg;
-    int auto_renew;
-    fairlock_lost_fn on_lost;
-    void *on_lost_arg;
-    int fencing;
-    int wait_replicas;
-    int64_t wait_replicas_timeout_ms;
+    /* The options as given, but for name, url and redis (copied or
+     * resolved above); blocking and fifo are 0 or 1. */
+    fairlock_options opts;
 
     /* Current request or grant. */
     char token[FAIRLOCK_TOKEN_MAX];
     int held;    /* granted and not released */
     int pending; /* a script failed with unknown outcome */
     int64_t ticket;
-    int64_t rank; /* while waiting, as of the last attempt; else -1 */
+    int64_t rank;      /* while waiting, as of the last attempt; else -1 */
     pid_t request_pid; /* process that made the current request */
     int64_t fence;
     int64_t lease_ms;

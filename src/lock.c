@@ -85,14 +85,14 @@ static int check_options(fairlock *lock, const fairlock_options *o) {
     int rc;
     if ((rc = check_duration(lock, "timeout_ms", o->timeout_ms, 0, 1, 0)) ||
         (rc = check_duration(lock, "ttl_ms", o->ttl_ms, 1, 1, 1)) ||
-        (rc = check_duration(lock, "check_interval_ms", o->check_interval_ms,
-                             1, 0, 0)) ||
+        (rc = check_duration(lock, "check_interval_ms", o->check_interval_ms, 1,
+                             0, 0)) ||
         (rc = check_duration(lock, "stale_timeout_ms", o->stale_timeout_ms, 0,
                              0, 1)) ||
         (rc = check_duration(lock, "io_timeout_ms", o->io_timeout_ms, 1, 0,
                              0)) ||
-        (rc = check_duration(lock, "interrupt_check_ms",
-                             o->interrupt_check_ms, 1, 0, 0)) ||
+        (rc = check_duration(lock, "interrupt_check_ms", o->interrupt_check_ms,
+                             1, 0, 0)) ||
         (rc = check_duration(lock, "wait_replicas_timeout_ms",
                              o->wait_replicas_timeout_ms, 1, 0, 0)))
         return rc;
@@ -113,8 +113,7 @@ static int has_hash_tag(const char *name, size_t len) {
     const char *open = memchr(name, '{', len);
     if (open == NULL)
         return 0;
-    const char *close =
-        memchr(open + 1, '}', len - (size_t)(open + 1 - name));
+    const char *close = memchr(open + 1, '}', len - (size_t)(open + 1 - name));
     return close != NULL && close > open + 1;
 }
 
@@ -193,8 +192,7 @@ int fairlock_create(const fairlock_options *opts, fairlock **out) {
         return fairlock__fail(lock, FAIRLOCK_INVALID, "the lock name is NULL");
     size_t len = opts->name_len ? opts->name_len : strlen(opts->name);
     if (len == 0)
-        return fairlock__fail(lock, FAIRLOCK_INVALID,
-                              "the lock name is empty");
+        return fairlock__fail(lock, FAIRLOCK_INVALID, "the lock name is empty");
     if (len > FAIRLOCK_NAME_MAX)
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "the lock name is %zu bytes long; the limit is "
@@ -225,21 +223,14 @@ int fairlock_create(const fairlock_options *opts, fairlock **out) {
     }
     if (rc != FAIRLOCK_OK)
         return rc;
-    lock->timeout_ms = opts->timeout_ms;
-    lock->ttl_ms = opts->ttl_ms;
-    lock->blocking = opts->blocking != 0;
-    lock->check_interval_ms = opts->check_interval_ms;
-    lock->fifo = opts->fifo != 0;
-    lock->stale_timeout_ms = opts->stale_timeout_ms;
-    lock->interrupt = opts->interrupt;
-    lock->interrupt_arg = opts->interrupt_arg;
-    lock->interrupt_check_ms = opts->interrupt_check_ms;
-    lock->auto_renew = opts->auto_renew != 0;
-    lock->on_lost = opts->on_lost;
-    lock->on_lost_arg = opts->on_lost_arg;
-    lock->fencing = opts->fencing != 0;
-    lock->wait_replicas = opts->wait_replicas;
-    lock->wait_replicas_timeout_ms = opts->wait_replicas_timeout_ms;
+    lock->opts = *opts;
+    lock->opts.name = NULL;
+    lock->opts.url = NULL;
+    lock->opts.redis = NULL;
+    lock->opts.blocking = opts->blocking != 0;
+    lock->opts.fifo = opts->fifo != 0;
+    lock->opts.auto_renew = opts->auto_renew != 0;
+    lock->opts.fencing = opts->fencing != 0;
     lock->conn.io_timeout_ms = opts->io_timeout_ms;
     if (opts->redis != NULL) {
         lock->conn.ctx = opts->redis;
@@ -365,7 +356,7 @@ static int run_attempt(fairlock *lock, int try_once, int64_t nonfifo_wait_ms,
     const char *argv[4];
     int argc;
     const fairlock__script *script;
-    if (lock->fifo) {
+    if (lock->opts.fifo) {
         format_i64(ticket, sizeof ticket, lock->ticket);
         format_i64(live, sizeof live, lock->foreign_live_ms);
         argv[0] = lock->token, argv[1] = ticket, argv[2] = live;
@@ -394,7 +385,7 @@ static int run_attempt(fairlock *lock, int try_once, int64_t nonfifo_wait_ms,
     lock->pending = 0;
     if (attempt->ticket > 0)
         lock->ticket = attempt->ticket;
-    lock->rank = attempt->granted || !lock->fifo ? -1 : attempt->rank;
+    lock->rank = attempt->granted || !lock->opts.fifo ? -1 : attempt->rank;
     return FAIRLOCK_OK;
 }
 
@@ -418,13 +409,13 @@ static int64_t validity(int64_t sent_ms, int64_t lease_ms) {
 /* WAIT for the replicas the options ask for; too few means no grant. */
 static int wait_for_replicas(fairlock *lock) {
     char replicas[16], timeout[24];
-    snprintf(replicas, sizeof replicas, "%d", lock->wait_replicas);
-    format_i64(timeout, sizeof timeout, lock->wait_replicas_timeout_ms);
+    snprintf(replicas, sizeof replicas, "%d", lock->opts.wait_replicas);
+    format_i64(timeout, sizeof timeout, lock->opts.wait_replicas_timeout_ms);
     const char *argv[3] = {"WAIT", replicas, timeout};
     size_t lens[3] = {4, strlen(replicas), strlen(timeout)};
     redisReply *reply = fairlock__conn_command(
         &lock->conn, &lock->err, 3, argv, lens,
-        lock->wait_replicas_timeout_ms + 1);
+        lock->opts.wait_replicas_timeout_ms + 1);
     if (reply == NULL)
         return FAIRLOCK_REDIS;
     long long acked = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
@@ -433,12 +424,12 @@ static int wait_for_replicas(fairlock *lock) {
     freeReplyObject(reply);
     if (acked < 0)
         return FAIRLOCK_REDIS;
-    if (acked < lock->wait_replicas)
+    if (acked < lock->opts.wait_replicas)
         return fairlock__fail(lock, FAIRLOCK_NOTREPLICATED,
                               "only %lld of %d replicas acknowledged the "
                               "grant within %" PRId64 " ms; released it",
-                              acked, lock->wait_replicas,
-                              lock->wait_replicas_timeout_ms);
+                              acked, lock->opts.wait_replicas,
+                              lock->opts.wait_replicas_timeout_ms);
     return FAIRLOCK_OK;
 }
 
@@ -479,13 +470,13 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
         }
         valid_until = validity(sent, lock->lease_ms);
     }
-    if (lock->wait_replicas > 0) {
+    if (lock->opts.wait_replicas > 0) {
         int rc = wait_for_replicas(lock);
         if (rc != FAIRLOCK_OK)
             return abandon_request(lock, rc);
     }
     publish(lock, FAIRLOCK_STATE_HELD, valid_until);
-    if (lock->auto_renew) {
+    if (lock->opts.auto_renew) {
         int rc = fairlock__renew_start(lock, lock->token, lock->lease_ms,
                                        valid_until, &lock->err);
         if (rc != FAIRLOCK_OK)
@@ -495,7 +486,8 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
 }
 
 static int interrupted(fairlock *lock) {
-    return lock->interrupt != NULL && lock->interrupt(lock->interrupt_arg);
+    return lock->opts.interrupt != NULL &&
+           lock->opts.interrupt(lock->opts.interrupt_arg);
 }
 
 /* Blocks on `key` until something is pushed to it or `until` (monotonic
@@ -507,8 +499,9 @@ static int wait_for_push(fairlock *lock, const char *key, size_t key_len,
         int64_t slice = until - fairlock__now_ms();
         if (slice < 1)
             return FAIRLOCK_OK;
-        if (lock->interrupt != NULL && slice > lock->interrupt_check_ms)
-            slice = lock->interrupt_check_ms;
+        if (lock->opts.interrupt != NULL &&
+            slice > lock->opts.interrupt_check_ms)
+            slice = lock->opts.interrupt_check_ms;
         char seconds[32];
         snprintf(seconds, sizeof seconds, "%" PRId64 ".%03" PRId64,
                  slice / 1000, slice % 1000);
@@ -558,12 +551,12 @@ static int wait_for_push(fairlock *lock, const char *key, size_t key_len,
 static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
                         int64_t check_ms, int64_t live_ms) {
     int64_t start = fairlock__now_ms();
-    int64_t deadline =
-        timeout_ms == FAIRLOCK_FOREVER ? INT64_MAX : start + timeout_ms;
+    int64_t deadline = timeout_ms == FAIRLOCK_FOREVER ? INT64_MAX
+                                                      : start + timeout_ms;
     int64_t heartbeat_ms = live_ms / 3 > 0 ? live_ms / 3 : 1;
     int64_t nonfifo_wait_ms = 2 * check_ms + 100;
-    const char *wake = lock->fifo ? lock->wake_key : lock->keys.names[4];
-    size_t wake_len = lock->fifo ? lock->wake_key_len : lock->keys.lens[4];
+    const char *wake = lock->opts.fifo ? lock->wake_key : lock->keys.names[4];
+    size_t wake_len = lock->opts.fifo ? lock->wake_key_len : lock->keys.lens[4];
     fairlock__attempt attempt;
 
     int rc = run_attempt(lock, try_once, nonfifo_wait_ms, &attempt);
@@ -586,18 +579,18 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
                                   attempt.rank);
         }
         int64_t now = fairlock__now_ms();
-        int64_t poll_ms = lock->fifo ? heartbeat_ms : check_ms;
-        if (!lock->fifo || attempt.rank <= 1) {
+        int64_t poll_ms = lock->opts.fifo ? heartbeat_ms : check_ms;
+        if (!lock->opts.fifo || attempt.rank <= 1) {
             poll_ms = min64(poll_ms, check_ms);
             if (attempt.pttl_ms > 0 && attempt.rank == 0)
                 poll_ms = min64(poll_ms, attempt.pttl_ms);
         }
         redisReply *popped;
-        rc = wait_for_push(lock, wake, wake_len,
-                           min64(deadline, now + poll_ms), &popped);
+        rc = wait_for_push(lock, wake, wake_len, min64(deadline, now + poll_ms),
+                           &popped);
         if (rc != FAIRLOCK_OK)
             return abandon_request(lock, rc);
-        if (popped != NULL && lock->fifo) {
+        if (popped != NULL && lock->opts.fifo) {
             const redisReply *e = popped->element[1];
             int bad = fairlock__decode_handoff(e->str, e->len, &attempt);
             freeReplyObject(popped);
@@ -631,15 +624,15 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
         return fairlock__fail(lock, FAIRLOCK_BUSY,
                               "this handle already holds the lock");
     if (timeout_ms == FAIRLOCK_DEFAULT)
-        timeout_ms = lock->timeout_ms;
+        timeout_ms = lock->opts.timeout_ms;
     if (check_interval_ms == FAIRLOCK_DEFAULT)
-        check_interval_ms = lock->check_interval_ms;
+        check_interval_ms = lock->opts.check_interval_ms;
     if (blocking == -1)
-        blocking = lock->blocking;
+        blocking = lock->opts.blocking;
     int rc;
     if ((rc = check_duration(lock, "timeout_ms", timeout_ms, 0, 1, 0)) ||
-        (rc = check_duration(lock, "check_interval_ms", check_interval_ms, 1,
-                             0, 0)))
+        (rc = check_duration(lock, "check_interval_ms", check_interval_ms, 1, 0,
+                             0)))
         return rc;
     if (blocking != 0 && blocking != 1)
         return fairlock__fail(lock, FAIRLOCK_INVALID,
@@ -648,24 +641,24 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
 
     /* As in the reference, the wait timeout doubles as the lease unless a
      * ttl is set; a zero timeout (a mere try) leaves the handle's. */
-    int64_t lease = lock->ttl_ms;
+    int64_t lease = lock->opts.ttl_ms;
     if (lease == FAIRLOCK_DEFAULT)
-        lease = timeout_ms != 0 ? timeout_ms : lock->timeout_ms;
+        lease = timeout_ms != 0 ? timeout_ms : lock->opts.timeout_ms;
     if (lease == 0)
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "a timeout of 0 cannot also be the lease; set "
                               "ttl_ms");
-    if (lease == FAIRLOCK_FOREVER && lock->auto_renew)
+    if (lease == FAIRLOCK_FOREVER && lock->opts.auto_renew)
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "auto_renew needs a finite lease: set ttl_ms "
                               "or a timeout");
     lease = lease == FAIRLOCK_FOREVER ? 0 : lease;
 
-    int64_t stale = lock->stale_timeout_ms;
+    int64_t stale = lock->opts.stale_timeout_ms;
     if (stale == FAIRLOCK_DEFAULT)
-        stale = lock->timeout_ms == FAIRLOCK_FOREVER
+        stale = lock->opts.timeout_ms == FAIRLOCK_FOREVER
                     ? FAIRLOCK_DEFAULT_LIVENESS_MS
-                    : lock->timeout_ms;
+                    : lock->opts.timeout_ms;
     int64_t live = stale < FAIRLOCK_MIN_LIVENESS_MS ? FAIRLOCK_MIN_LIVENESS_MS
                                                     : stale;
 
@@ -676,7 +669,7 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
         if ((rc = resolve_pending(lock, &undone)) != FAIRLOCK_OK)
             return rc;
     }
-    if (fairlock__token_new(lock->token, lease, live, lock->fencing) != 0)
+    if (fairlock__token_new(lock->token, lease, live, lock->opts.fencing) != 0)
         return fairlock__fail(lock, FAIRLOCK_REDIS,
                               "getrandom failed; no token could be made");
     lock->ticket = 0;
@@ -757,8 +750,8 @@ int fairlock_release_token(fairlock *lock, const char *token) {
         return rc;
     int released = 0;
     if (lock->foreign_live_ms == 0)
-        lock->foreign_live_ms = lock->stale_timeout_ms > 0
-                                    ? lock->stale_timeout_ms
+        lock->foreign_live_ms = lock->opts.stale_timeout_ms > 0
+                                    ? lock->opts.stale_timeout_ms
                                     : FAIRLOCK_DEFAULT_LIVENESS_MS;
     if ((rc = run_release(lock, token, &released)) != FAIRLOCK_OK)
         return rc;
@@ -777,7 +770,7 @@ int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
     if (!lock->held)
         return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
                               "the lock is not held by this handle");
-    if (lock->auto_renew && ttl_ms == FAIRLOCK_FOREVER)
+    if (lock->opts.auto_renew && ttl_ms == FAIRLOCK_FOREVER)
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "auto_renew needs a finite lease");
     if ((rc = ready(lock)) != FAIRLOCK_OK)
@@ -809,8 +802,8 @@ static int query_lock_key(fairlock *lock, const char *command,
         return rc;
     const char *argv[2] = {command, lock->keys.names[0]};
     size_t lens[2] = {strlen(command), lock->keys.lens[0]};
-    redisReply *reply =
-        fairlock__conn_command(&lock->conn, &lock->err, 2, argv, lens, 0);
+    redisReply *reply = fairlock__conn_command(&lock->conn, &lock->err, 2, argv,
+                                               lens, 0);
     if (reply == NULL)
         return FAIRLOCK_REDIS;
     if (reply->type == REDIS_REPLY_ERROR) {

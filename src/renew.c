@@ -138,9 +138,9 @@ static void *renew_main(void *arg) {
         r->active = 0;
         atomic_store(&lock->valid_until_ms, 0);
         atomic_store(&lock->state, FAIRLOCK_STATE_LOST);
-        if (lock->on_lost != NULL) {
+        if (lock->opts.on_lost != NULL) {
             pthread_mutex_unlock(&r->mu);
-            lock->on_lost(lock, lock->on_lost_arg);
+            lock->opts.on_lost(lock, lock->opts.on_lost_arg);
             pthread_mutex_lock(&r->mu);
         }
     }

@@ -19,8 +19,7 @@ int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
         const redisReply *e = reply->element[i];
         if (e == NULL || e->type != REDIS_REPLY_INTEGER) {
             snprintf(err, errlen,
-                     "unexpected element %zu in the acquire script's reply",
-                     i);
+                     "unexpected element %zu in the acquire script's reply", i);
             return -1;
         }
         v[i] = e->integer;

@@ -58,8 +58,7 @@ static char *decode_part(const char *s, size_t len, int *bad) {
     return out;
 }
 
-static int parse_int(const char *s, size_t len, long min, long max,
-                     int *out) {
+static int parse_int(const char *s, size_t len, long min, long max, int *out) {
     if (len == 0 || len > 10)
         return -1;
     long v = 0;
@@ -164,9 +163,8 @@ static int parse_endpoint(const char *p, const char *end, int default_port,
 }
 
 /* Parses "h1:p1,h2:p2,..." in [p, end) into url->nodes. */
-static int parse_endpoint_list(const char *p, const char *end,
-                               int default_port, fairlock__url *url, char *err,
-                               size_t errlen) {
+static int parse_endpoint_list(const char *p, const char *end, int default_port,
+                               fairlock__url *url, char *err, size_t errlen) {
     size_t count = 1;
     for (const char *q = p; q < end; q++)
         count += *q == ',';
@@ -183,8 +181,7 @@ static int parse_endpoint_list(const char *p, const char *end,
             return fail(url, err, errlen, FAIRLOCK_INVALID,
                         "malformed URL: empty host in the list");
         int rc = parse_endpoint(p, item_end, default_port,
-                                &url->nodes[url->node_count], url, err,
-                                errlen);
+                                &url->nodes[url->node_count], url, err, errlen);
         if (rc != FAIRLOCK_OK)
             return rc;
         url->node_count++;

@@ -34,10 +34,10 @@
         const char *check_a_ = (a), *check_b_ = (b);                           \
         if (check_a_ == NULL || check_b_ == NULL ||                            \
             strcmp(check_a_, check_b_) != 0) {                                 \
-            fprintf(stderr, "%s:%d: check failed: %s == %s (\"%s\" vs \"%s\")\n", \
-                    __FILE__, __LINE__, #a, #b,                                \
-                    check_a_ ? check_a_ : "(null)",                            \
-                    check_b_ ? check_b_ : "(null)");                           \
+            fprintf(                                                           \
+                stderr, "%s:%d: check failed: %s == %s (\"%s\" vs \"%s\")\n",  \
+                __FILE__, __LINE__, #a, #b, check_a_ ? check_a_ : "(null)",    \
+                check_b_ ? check_b_ : "(null)");                               \
             exit(1);                                                           \
         }                                                                      \
     } while (0)

@@ -1,15 +1,15 @@
 /* test_basic.c -- single-process behaviour against a real server: waiting,
  * leases, queries, bad calls, connections and script reloading. */
 #include <signal.h>
-#include <sys/socket.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "support.h"
 
-static fairlock *lock_with(const char *name, int64_t timeout_ms,
-                           int64_t ttl_ms, int fifo) {
+static fairlock *lock_with(const char *name, int64_t timeout_ms, int64_t ttl_ms,
+                           int fifo) {
     fairlock_options opts;
     fairlock_options_init(&opts);
     opts.name = name;
@@ -30,8 +30,8 @@ static void nonblocking_and_timeout(void) {
     fairlock *other = test_lock(name, 10000);
     CHECK_RC(holder, fairlock_acquire(holder), FAIRLOCK_OK);
 
-    CHECK_RC(other, fairlock_acquire_ex(other, FAIRLOCK_DEFAULT, 0,
-                                        FAIRLOCK_DEFAULT),
+    CHECK_RC(other,
+             fairlock_acquire_ex(other, FAIRLOCK_DEFAULT, 0, FAIRLOCK_DEFAULT),
              FAIRLOCK_TIMEOUT);
     CHECK(strstr(fairlock_errmsg(other), "does not wait") != NULL);
     CHECK_INT(test_int(c, "EXISTS %s:queue", name), ==, 0);
@@ -354,7 +354,7 @@ static void scripts_reload_after_flush(void) {
 }
 
 static void odd_names_on_the_server(void) {
-    static const char binary[] = {'f', 'l', 't', 'e', 's', 't', ':',
+    static const char binary[] = {'f',  'l',    't', 'e', 's', 't', ':',
                                   '\0', '\xff', ' ', '*', '{', '}'};
     redisContext *c = test_redis();
     const char *names[] = {"fltest:with space", "fltest:{tag}*:x",
@@ -379,8 +379,8 @@ static void odd_names_on_the_server(void) {
         CHECK_RC(b, fairlock_release(b), FAIRLOCK_OK);
         size_t len;
         const char *n = fairlock_name(a, &len);
-        redisReply *r = redisCommand(c, "EXISTS %b %b:queue %b:seq", n, len,
-                                     n, len, n, len);
+        redisReply *r = redisCommand(c, "EXISTS %b %b:queue %b:seq", n, len, n,
+                                     len, n, len);
         CHECK(r != NULL && r->type == REDIS_REPLY_INTEGER);
         CHECK_INT(r->integer, ==, 0);
         freeReplyObject(r);

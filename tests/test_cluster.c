@@ -135,8 +135,8 @@ static void locks_on_every_master(void) {
         CHECK(idx >= 0 && idx < 64);
         if (!seen[idx]++)
             masters++;
-        redisReply *r = on_node(port, "EXISTS %s %s:queue %s:seq", name,
-                                name, name);
+        redisReply *r = on_node(port, "EXISTS %s %s:queue %s:seq", name, name,
+                                name);
         CHECK_INT(r->integer, ==, 0);
         freeReplyObject(r);
         fairlock_free(a);
@@ -231,13 +231,13 @@ static void slot_migration_under_load(void) {
     spawn_workers(name, run, 4, pids);
     wait_for_grants(run, 50);
 
-    freeReplyObject(on_node(to, "CLUSTER SETSLOT %lld IMPORTING %s", slot,
-                            from_id));
-    freeReplyObject(on_node(from, "CLUSTER SETSLOT %lld MIGRATING %s", slot,
-                            to_id));
+    freeReplyObject(
+        on_node(to, "CLUSTER SETSLOT %lld IMPORTING %s", slot, from_id));
+    freeReplyObject(
+        on_node(from, "CLUSTER SETSLOT %lld MIGRATING %s", slot, to_id));
     for (int round = 0; round < 50; round++) {
-        redisReply *keys =
-            on_node(from, "CLUSTER GETKEYSINSLOT %lld 100", slot);
+        redisReply *keys = on_node(from, "CLUSTER GETKEYSINSLOT %lld 100",
+                                   slot);
         size_t n = keys->elements;
         for (size_t i = 0; i < n; i++) {
             redisContext *c = node(from);
@@ -255,23 +255,21 @@ static void slot_migration_under_load(void) {
     }
     for (int p = 0; p < node_count; p++) {
         redisContext *c = node(base_port + p);
-        redisReply *r =
-            redisCommand(c, "CLUSTER SETSLOT %lld NODE %s", slot, to_id);
+        redisReply *r = redisCommand(c, "CLUSTER SETSLOT %lld NODE %s", slot,
+                                     to_id);
         freeReplyObject(r); /* replicas answer an error: ignored */
         redisFree(c);
     }
     CHECK_INT(master_of_slot(slot), ==, to);
     wait_for_grants(run, 100);
     stop_workers(run, 4, pids);
-    fprintf(stderr,
-            "   migration: %lld grants, %lld errors, %lld overlaps\n",
+    fprintf(stderr, "   migration: %lld grants, %lld errors, %lld overlaps\n",
             (long long)run->counts.grants, (long long)run->counts.errors,
             (long long)run->counts.overlaps);
     CHECK_INT(run->counts.overlaps, ==, 0);
     CHECK_INT(run->counts.counter, ==, run->counts.grants);
     CHECK_INT(run->counts.errors, ==, 0);
-    redisReply *r = on_node(to, "EXISTS %s %s:queue %s:seq", name, name,
-                            name);
+    redisReply *r = on_node(to, "EXISTS %s %s:queue %s:seq", name, name, name);
     CHECK_INT(r->integer, ==, 0);
     freeReplyObject(r);
     free(from_id);
@@ -310,8 +308,7 @@ static void failover_under_load(void) {
     CHECK_INT(master_of_slot(slot), ==, replica);
     wait_for_grants(run, 100);
     stop_workers(run, 4, pids);
-    fprintf(stderr,
-            "   failover: %lld grants, %lld errors, %lld overlaps\n",
+    fprintf(stderr, "   failover: %lld grants, %lld errors, %lld overlaps\n",
             (long long)run->counts.grants, (long long)run->counts.errors,
             (long long)run->counts.overlaps);
     CHECK_INT(run->counts.overlaps, ==, 0);

@@ -13,8 +13,8 @@ static void create_fails(const fairlock_options *opts, const char *words) {
     CHECK_INT(fairlock_create(opts, &lock), ==, FAIRLOCK_INVALID);
     CHECK(lock != NULL);
     if (strstr(fairlock_errmsg(lock), words) == NULL)
-        fprintf(stderr, "message \"%s\" lacks \"%s\"\n",
-                fairlock_errmsg(lock), words);
+        fprintf(stderr, "message \"%s\" lacks \"%s\"\n", fairlock_errmsg(lock),
+                words);
     CHECK(strstr(fairlock_errmsg(lock), words) != NULL);
     CHECK_INT(fairlock_errcode(lock), ==, FAIRLOCK_INVALID);
     /* A failed handle refuses to work, cleanly. */
@@ -60,7 +60,8 @@ static void odd_names_are_accepted(void) {
     fairlock_options o;
     fairlock_options_init(&o);
     o.url = "redis://127.0.0.1:1";
-    const char *names[] = {"a:b", "{tag}x", "*", "with space", "\xc3\xa9t\xc3\xa9"};
+    const char *names[] = {"a:b", "{tag}x", "*", "with space",
+                           "\xc3\xa9t\xc3\xa9"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         fairlock *lock = NULL;
         o.name = names[i];

@@ -28,29 +28,25 @@ static int decode(const char *wire, fairlock__attempt *a) {
 
 static void attempt_replies(void) {
     fairlock__attempt a;
-    CHECK_INT(decode("*6\r\n:1\r\n:7\r\n:0\r\n:0\r\n:30000\r\n:9\r\n", &a),
-              ==, 0);
+    CHECK_INT(decode("*6\r\n:1\r\n:7\r\n:0\r\n:0\r\n:30000\r\n:9\r\n", &a), ==,
+              0);
     CHECK_INT(a.granted, ==, 1);
     CHECK_INT(a.ticket, ==, 7);
     CHECK_INT(a.lease_ms, ==, 30000);
     CHECK_INT(a.fence, ==, 9);
-    CHECK_INT(decode("*6\r\n:0\r\n:9\r\n:3\r\n:-1\r\n:0\r\n:0\r\n", &a),
-              ==, 0);
+    CHECK_INT(decode("*6\r\n:0\r\n:9\r\n:3\r\n:-1\r\n:0\r\n:0\r\n", &a), ==, 0);
     CHECK_INT(a.granted, ==, 0);
     CHECK_INT(a.rank, ==, 3);
     CHECK_INT(a.pttl_ms, ==, -1);
 
     CHECK_INT(decode("$2\r\nOK\r\n", &a), ==, -1);
     CHECK_INT(decode("*5\r\n:1\r\n:7\r\n:0\r\n:0\r\n:0\r\n", &a), ==, -1);
-    CHECK_INT(decode("*6\r\n:2\r\n:7\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a),
-              ==, -1);
-    CHECK_INT(decode("*6\r\n:1\r\n:-7\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a),
-              ==, -1);
-    CHECK_INT(decode("*6\r\n:1\r\n$1\r\n7\r\n:0\r\n:0\r\n:0\r\n:0\r\n",
-                     &a),
-              ==, -1);
-    CHECK_INT(decode("*6\r\n:1\r\n:7\r\n*0\r\n:0\r\n:0\r\n:0\r\n", &a),
-              ==, -1);
+    CHECK_INT(decode("*6\r\n:2\r\n:7\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a), ==, -1);
+    CHECK_INT(decode("*6\r\n:1\r\n:-7\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a), ==,
+              -1);
+    CHECK_INT(decode("*6\r\n:1\r\n$1\r\n7\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a), ==,
+              -1);
+    CHECK_INT(decode("*6\r\n:1\r\n:7\r\n*0\r\n:0\r\n:0\r\n:0\r\n", &a), ==, -1);
     CHECK_INT(decode("-ERR boom\r\n", &a), ==, -1);
     CHECK_INT(fairlock__decode_attempt(NULL, &a, (char[8]){0}, 8), ==, -1);
 }
@@ -67,8 +63,16 @@ static void handoff_messages(void) {
     CHECK_INT(a.fence, ==, 0);
     CHECK_INT(handoff("1:2:77", &a), ==, 0);
     CHECK_INT(a.fence, ==, 77);
-    const char *bad[] = {"12:3000", "12::1", ":5:1", "1", "1:2:3:4", "-1:2:3",
-                         "1:99999999999999999999:1", "1:2:", "1:2:x", "",
+    const char *bad[] = {"12:3000",
+                         "12::1",
+                         ":5:1",
+                         "1",
+                         "1:2:3:4",
+                         "-1:2:3",
+                         "1:99999999999999999999:1",
+                         "1:2:",
+                         "1:2:x",
+                         "",
                          "a:b:c"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_INT(handoff(bad[i], &a), ==, -1);

@@ -52,8 +52,8 @@ static fairlock *sentinel_lock(const char *name) {
 static int reported_master(void) {
     redisContext *c = redisConnect("127.0.0.1", sentinel_port);
     CHECK(c != NULL && !c->err);
-    redisReply *r =
-        redisCommand(c, "SENTINEL get-master-addr-by-name mymaster");
+    redisReply *r = redisCommand(c,
+                                 "SENTINEL get-master-addr-by-name mymaster");
     CHECK(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
     int port = atoi(r->element[1]->str);
     freeReplyObject(r);
