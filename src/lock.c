@@ -542,10 +542,10 @@ static int wait_for_push(fairlock *lock, const char *key, size_t key_len,
 /* The wait loop.  FIFO waiters block on their own wake list, which the
  * script that frees the lock pushes to when it hands them the lock; they
  * wake up by themselves only to refresh their entry (every third of their
- * liveness window) or, near the head of the queue, to catch a lease that
- * ran out without a release (check_interval, or the holder's remaining
- * PTTL).  "Near" is rank 0 or 1: a hand-off removes the head from the
- * queue, so the waiter behind it is the one that must notice when that
+ * liveness window), when the holder's lease as they last saw it runs out
+ * (an expiry sends no push), and near the head of the queue at
+ * check_interval.  "Near" is rank 0 or 1: a hand-off removes the head from
+ * the queue, so the waiter behind it is the one that must notice when that
  * head died and its capped lease runs out.  Non-FIFO waiters block on the
  * shared NAME:nfwake list instead. */
 static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
@@ -580,11 +580,12 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
         }
         int64_t now = fairlock__now_ms();
         int64_t poll_ms = lock->opts.fifo ? heartbeat_ms : check_ms;
-        if (!lock->opts.fifo || attempt.rank <= 1) {
+        if (!lock->opts.fifo || attempt.rank <= 1)
             poll_ms = min64(poll_ms, check_ms);
-            if (attempt.pttl_ms > 0 && attempt.rank == 0)
-                poll_ms = min64(poll_ms, attempt.pttl_ms);
-        }
+        /* Hand-offs ahead of us move us up without telling us, so when
+         * the holder's lease runs out we may be the head: look again. */
+        if (attempt.pttl_ms > 0)
+            poll_ms = min64(poll_ms, attempt.pttl_ms + 1);
         redisReply *popped;
         rc = wait_for_push(lock, wake, wake_len, min64(deadline, now + poll_ms),
                            &popped);

@@ -25,7 +25,8 @@
 #define RETRY_MS 100
 
 struct fairlock__renewer {
-    pid_t pid; /* the thread exists only in this process */
+    fairlock *lock; /* read-only for the thread: keys, options, state */
+    pid_t pid;      /* the thread exists only in this process */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* signalled on new work, stop and end of flight */
@@ -82,8 +83,8 @@ static int renew_once(fairlock__renewer *r, const fairlock *lock,
 }
 
 static void *renew_main(void *arg) {
-    fairlock *lock = arg;
-    fairlock__renewer *r = lock->renewer;
+    fairlock__renewer *r = arg;
+    fairlock *lock = r->lock;
     int64_t io_timeout_ms = lock->conn.io_timeout_ms;
     pthread_mutex_lock(&r->mu);
     while (!r->stop) {
@@ -163,6 +164,7 @@ static int renewer_create(fairlock *lock, fairlock__error *err) {
     r->conn.url = &lock->url;
     r->conn.io_timeout_ms = lock->conn.io_timeout_ms;
     r->pid = getpid();
+    r->lock = lock;
     lock->renewer = r;
     /* The thread inherits the mask in force when it is created: with every
      * signal blocked it never runs the application's handlers and a broken
@@ -170,7 +172,7 @@ static int renewer_create(fairlock *lock, fairlock__error *err) {
     sigset_t all, saved;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
-    int e = pthread_create(&r->thread, NULL, renew_main, lock);
+    int e = pthread_create(&r->thread, NULL, renew_main, r);
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (e != 0) {
         pthread_cond_destroy(&r->cv);

@@ -65,10 +65,19 @@ start)
     # shellcheck disable=SC2086
     redis-cli --cluster create $addrs --cluster-replicas 1 --cluster-yes \
         >"$dir/create.log" 2>&1 || { cat "$dir/create.log" >&2; exit 1; }
-    n=0
-    until [ "$(redis-cli -p $base cluster info | tr -d '\r' | sed -n 's/^cluster_state://p')" = ok ]; do
-        n=$((n + 1)); [ $n -lt 200 ] || { echo "cluster not ok" >&2; exit 1; }
-        sleep 0.1
+    # Every node, not just the first, must see the cluster as ok and know
+    # all slots, or early commands meet CLUSTERDOWN or stale redirects.
+    i=0
+    while [ $i -lt $nodes ]; do
+        n=0
+        until [ "$(redis-cli -p $((base + i)) cluster info | tr -d '\r' |
+                   sed -n 's/^cluster_state://p')" = ok ] &&
+              [ "$(redis-cli -p $((base + i)) cluster info | tr -d '\r' |
+                   sed -n 's/^cluster_slots_ok://p')" = 16384 ]; do
+            n=$((n + 1)); [ $n -lt 300 ] || { echo "cluster not ok on node $i" >&2; exit 1; }
+            sleep 0.1
+        done
+        i=$((i + 1))
     done
     # Replicas attach after the create command returns.
     n=0

@@ -163,6 +163,8 @@ static void worker(const char *name, shared_counts *counts,
     while (!*stop) {
         rc = fairlock_acquire(lock);
         if (rc != FAIRLOCK_OK) {
+            fprintf(stderr, "   acquire: %s: %s\n", fairlock_code_name(rc),
+                    fairlock_errmsg(lock));
             __atomic_add_fetch(&counts->errors, 1, __ATOMIC_SEQ_CST);
             test_sleep_ms(20);
             continue;
@@ -174,8 +176,11 @@ static void worker(const char *name, shared_counts *counts,
         counts->counter = v + 1;
         __atomic_sub_fetch(&counts->in_section, 1, __ATOMIC_SEQ_CST);
         __atomic_add_fetch(&counts->grants, 1, __ATOMIC_SEQ_CST);
-        if (fairlock_release(lock) != FAIRLOCK_OK)
+        if ((rc = fairlock_release(lock)) != FAIRLOCK_OK) {
+            fprintf(stderr, "   release: %s: %s\n", fairlock_code_name(rc),
+                    fairlock_errmsg(lock));
             __atomic_add_fetch(&counts->errors, 1, __ATOMIC_SEQ_CST);
+        }
     }
     fairlock_free(lock);
 }
@@ -276,10 +281,18 @@ static void slot_migration_under_load(void) {
     free(to_id);
 }
 
-/* Port of a replica of the master on `port`. */
+/* Port of a replica of the master on `port` (waiting for the master to
+ * learn of it: gossip may lag the fixture's view). */
 static int replica_of(int port) {
     char *id = node_id(port);
-    redisReply *r = on_node(port, "CLUSTER REPLICAS %s", id);
+    redisReply *r = NULL;
+    for (int i = 0; i < 500; i++) {
+        freeReplyObject(r);
+        r = on_node(port, "CLUSTER REPLICAS %s", id);
+        if (r->elements >= 1)
+            break;
+        test_sleep_ms(20);
+    }
     free(id);
     CHECK(r->elements >= 1);
     const char *line = r->element[0]->str;

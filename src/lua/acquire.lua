@@ -35,6 +35,10 @@ local now = server_now_ms()
 
 local member = nil
 if ticket > 0 then
+    -- A hand-off pushes in the same script that grants, and we do not
+    -- hold the lock: a message still in our wake list is from a grant that
+    -- expired while we were away.  Popped later it would pass for a grant.
+    redis.call('DEL', wake_key(token))
     member = find_member(ticket, token)
     if member then
         redis.call('ZREM', queue_key, member)

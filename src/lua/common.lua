@@ -77,7 +77,26 @@ local function current_fence()
 end
 
 -- The member of `token` with score `ticket`, or nil if it was evicted.
+-- Ticket 0 means "unknown" (the reply that carried it was lost): then the
+-- whole queue is scanned, which only such a rare recovery pays for.
 local function find_member(ticket, token)
+    if ticket == 0 then
+        local pattern = '*:' .. string.gsub(token, '[%*%?%[%]\\]', '\\%0')
+                        .. ':*'
+        local cursor = '0'
+        repeat
+            local page = redis.call('ZSCAN', queue_key, cursor, 'MATCH',
+                                    pattern, 'COUNT', 1000)
+            cursor = page[1]
+            for i = 1, #page[2], 2 do
+                local _, tok = parse_member(page[2][i])
+                if tok == token then
+                    return page[2][i]
+                end
+            end
+        until cursor == '0'
+        return nil
+    end
     local suffix = ':' .. token .. ':'
     local found = redis.call('ZRANGEBYSCORE', queue_key, ticket, ticket)
     for i = 1, math.min(#found, MAX_EVICTIONS) do
@@ -142,7 +161,7 @@ local function grant_to_head(now, caller, caller_lease, foreign_live)
         local wake = wake_key(token)
         redis.call('RPUSH', wake, string.format('%d:%d:%d', ticket, px,
                                                 set_owner(token, px)))
-        redis.call('PEXPIRE', wake, live)
+        redis.call('PEXPIRE', wake, px) -- no message outlives its grant
     else
         drop_queue_if_empty()
         return nil
