@@ -11,9 +11,22 @@ cmd=$1
 dir=$2
 nodes=6
 
+# Stops every server of ours and waits until each has exited: a server
+# still shutting down would delete the files of its successor.
 stop_all() {
+    pids=""
     for pidfile in "$dir"/node-*/redis.pid; do
-        [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+        [ -f "$pidfile" ] || continue
+        pid=$(cat "$pidfile")
+        kill -CONT "$pid" 2>/dev/null || true
+        kill "$pid" 2>/dev/null && pids="$pids $pid"
+    done
+    for pid in $pids; do
+        n=0
+        while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do
+            sleep 0.1
+            n=$((n + 1))
+        done
     done
 }
 
