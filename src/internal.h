@@ -212,8 +212,8 @@ struct fairlock {
     pid_t request_pid; /* process that made the current request */
     int64_t fence;
     int64_t lease_ms;
-    int64_t foreign_live_ms;
-    int64_t last_sent_ms; /* when the last acquire script was sent */
+    int64_t foreign_live_ms; /* the stale timeout, resolved at create */
+    int64_t last_sent_ms;    /* when the last acquire script was sent */
 
     /* Read from any thread (fairlock_state, fairlock_valid_until_ms),
      * written by the owner thread and the renewal thread. */

@@ -239,6 +239,13 @@ int fairlock_create(const fairlock_options *opts, fairlock **out) {
         lock->conn.url = &lock->url;
     }
     lock->rank = -1;
+    /* The stale timeout as the reference derives it: the option, else
+     * the timeout, else (both unset) a liveness window of our choosing. */
+    lock->foreign_live_ms = opts->stale_timeout_ms;
+    if (lock->foreign_live_ms == FAIRLOCK_DEFAULT)
+        lock->foreign_live_ms = opts->timeout_ms == FAIRLOCK_FOREVER
+                                    ? FAIRLOCK_DEFAULT_LIVENESS_MS
+                                    : opts->timeout_ms;
     lock->usable = 1;
     return fairlock__ok(lock);
 }
@@ -655,13 +662,9 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
                               "or a timeout");
     lease = lease == FAIRLOCK_FOREVER ? 0 : lease;
 
-    int64_t stale = lock->opts.stale_timeout_ms;
-    if (stale == FAIRLOCK_DEFAULT)
-        stale = lock->opts.timeout_ms == FAIRLOCK_FOREVER
-                    ? FAIRLOCK_DEFAULT_LIVENESS_MS
-                    : lock->opts.timeout_ms;
-    int64_t live = stale < FAIRLOCK_MIN_LIVENESS_MS ? FAIRLOCK_MIN_LIVENESS_MS
-                                                    : stale;
+    int64_t live = lock->foreign_live_ms < FAIRLOCK_MIN_LIVENESS_MS
+                       ? FAIRLOCK_MIN_LIVENESS_MS
+                       : lock->foreign_live_ms;
 
     if ((rc = ready(lock)) != FAIRLOCK_OK)
         return rc;
@@ -677,7 +680,6 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
     lock->fence = 0;
     lock->request_pid = getpid();
     lock->lease_ms = lease;
-    lock->foreign_live_ms = stale;
     size_t token_len = strlen(lock->token);
     size_t prefix = lock->key_base_len + sizeof wake_infix - 1;
     memcpy(lock->wake_key + prefix, lock->token, token_len + 1);
@@ -750,10 +752,6 @@ int fairlock_release_token(fairlock *lock, const char *token) {
     if (rc != FAIRLOCK_OK)
         return rc;
     int released = 0;
-    if (lock->foreign_live_ms == 0)
-        lock->foreign_live_ms = lock->opts.stale_timeout_ms > 0
-                                    ? lock->opts.stale_timeout_ms
-                                    : FAIRLOCK_DEFAULT_LIVENESS_MS;
     if ((rc = run_release(lock, token, &released)) != FAIRLOCK_OK)
         return rc;
     if (!released)
