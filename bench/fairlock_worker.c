@@ -168,10 +168,17 @@ static int client_open(const config *cfg, client *c, char *why,
         c->ctx = NULL;
         return -1;
     }
+    /* The lock has a connection of its own, made from a URL, as with the
+     * library's defaults; c->ctx carries the PINGs and the workload. */
+    char url[512];
+    if (cfg->unix_path)
+        snprintf(url, sizeof url, "unix://%s", cfg->unix_path);
+    else
+        snprintf(url, sizeof url, "redis://%s:%d", cfg->host, cfg->port);
     fairlock_options o;
     fairlock_options_init(&o);
     o.name = cfg->name;
-    o.redis = c->ctx;
+    o.url = url;
     if (cfg->ttl_ms > 0)
         o.ttl_ms = cfg->ttl_ms;
     if (cfg->check_ms > 0)

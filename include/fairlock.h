@@ -293,6 +293,11 @@ FAIRLOCK_EXPORT int fairlock_state(fairlock *lock);
  * the time the granting or last renewing request was sent, plus the lease,
  * minus a drift margin (1% + 2 ms).  0 when not held, INT64_MAX for a
  * lease without expiry.  Compare with clock_gettime(CLOCK_MONOTONIC).
+ * While two lease-setting commands may both have been the last the server
+ * ran (an extend overlapping a renewal), the shorter bound.  After a
+ * hand-off the lease is first capped at the liveness window and the full
+ * lease is asked for without waiting for the reply: until the next call on
+ * the handle reads it, the bound is the capped lease's.
  * Thread safety: may be called from any thread. Since 0.1.0. */
 FAIRLOCK_EXPORT int64_t fairlock_valid_until_ms(fairlock *lock);
 

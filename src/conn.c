@@ -4,6 +4,7 @@
  * The handle has one connection and the renewal thread another; each is
  * used by one thread only, and reports into its own fairlock__error. */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +21,21 @@ static struct timeval ms_to_timeval(int64_t ms) {
     return tv;
 }
 
+/* Hands the deferred command its reply (NULL: lost) and forgets it. */
+static void settle_deferred(fairlock__conn *conn, redisReply *reply) {
+    fairlock__reply_fn fn = conn->deferred_fn;
+    conn->deferred_fn = NULL;
+    if (fn != NULL)
+        fn(conn->deferred_arg, reply);
+    freeReplyObject(reply);
+}
+
 static void drop_owned(fairlock__conn *conn) {
     if (conn->owned && conn->ctx != NULL) {
         redisFree(conn->ctx);
         conn->ctx = NULL;
+        conn->known_count = 0;
+        settle_deferred(conn, NULL);
     }
 }
 
@@ -222,9 +234,12 @@ int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err) {
                 conn->ctx->errstr);
         return FAIRLOCK_OK;
     }
-    /* A forked child must not talk on its parent's socket. */
-    if (conn->ctx != NULL && conn->pid != getpid())
+    /* A forked child must not talk on its parent's socket, nor act on a
+     * reply the parent is owed. */
+    if (conn->ctx != NULL && conn->pid != getpid()) {
+        conn->deferred_fn = NULL;
         drop_owned(conn);
+    }
     if (conn->ctx != NULL)
         return FAIRLOCK_OK;
     return connect_owned(conn, err);
@@ -251,8 +266,8 @@ static int parse_redirect(const redisContext *ctx, const char *reply,
 /* One command on ctx; block_ms lengthens the socket timeout meanwhile and
  * the context's previous timeout is put back (a borrowed context keeps its
  * owner's setting). */
-static redisReply *send_on(redisContext *ctx, const fairlock__conn *conn,
-                           int argc, const char **argv, const size_t *lens,
+static redisReply *send_on(redisContext *ctx, fairlock__conn *conn, int argc,
+                           const char **argv, const size_t *lens,
                            int64_t block_ms) {
     struct timeval saved = {0, 0};
     socklen_t saved_len = sizeof saved;
@@ -262,30 +277,42 @@ static redisReply *send_on(redisContext *ctx, const fairlock__conn *conn,
                              &saved_len) == 0;
         redisSetTimeout(ctx, ms_to_timeval(conn->io_timeout_ms + block_ms));
     }
-    redisReply *reply = redisCommandArgv(ctx, argc, argv, lens);
+    redisReply *reply = NULL;
+    if (ctx == conn->ctx && conn->deferred_fn != NULL) {
+        /* Written behind the deferred command, so the server has both
+         * before we wait for the first reply. */
+        if (redisAppendCommandArgv(ctx, argc, argv, lens) == REDIS_OK) {
+            void *deferred = NULL;
+            int ok = redisGetReply(ctx, &deferred) == REDIS_OK;
+            settle_deferred(conn, ok ? deferred : NULL);
+            if (ok && redisGetReply(ctx, (void **)&reply) != REDIS_OK)
+                reply = NULL;
+        }
+    } else {
+        reply = redisCommandArgv(ctx, argc, argv, lens);
+    }
     if (reply != NULL && restore)
         redisSetTimeout(ctx, saved);
     return reply;
 }
 
 /* A cluster ASK redirect: the one command goes to the importing node,
- * preceded by ASKING, on a connection made for it. */
+ * preceded by ASKING (which covers the next command only), on a
+ * connection made for it and kept in *ask for the rest of the call. */
 static redisReply *send_asking(fairlock__conn *conn, fairlock__error *err,
-                               const char *host, int port, int argc,
-                               const char **argv, const size_t *lens,
+                               redisContext **ask, const char *host, int port,
+                               int argc, const char **argv, const size_t *lens,
                                int64_t block_ms) {
-    redisContext *ctx = open_node(conn, host, port, 1, err);
-    if (ctx == NULL)
+    if (*ask == NULL && (*ask = open_node(conn, host, port, 1, err)) == NULL)
         return NULL;
     const char *asking[1] = {"ASKING"};
-    redisReply *reply = NULL;
-    if (setup_command(ctx, err, "ASKING", 1, asking, NULL) == FAIRLOCK_OK) {
-        reply = send_on(ctx, conn, argc, argv, lens, block_ms);
-        if (reply == NULL)
-            fairlock__error_set(err, FAIRLOCK_REDIS, "Redis I/O error: %s",
-                                ctx->errstr);
-    }
-    redisFree(ctx);
+    if (setup_command(*ask, err, "ASKING", 1, asking, NULL) != FAIRLOCK_OK)
+        return NULL;
+    redisReply *reply = send_on(*ask, conn, argc, argv, lens, block_ms);
+    if (reply == NULL)
+        fairlock__error_set(err, FAIRLOCK_REDIS, "Redis I/O error: %s",
+                            (*ask)->errstr[0] ? (*ask)->errstr
+                                              : "connection lost");
     return reply;
 }
 
@@ -294,74 +321,169 @@ static int starts_with(const redisReply *r, const char *prefix) {
            strncmp(r->str, prefix, strlen(prefix)) == 0;
 }
 
+/* Error replies after which the command may be sent again because they
+ * prove it did not run.  TRYAGAIN: a multi-key command (every script: it
+ * declares keys that usually do not exist) on a slot in migration whose
+ * keys are not all on the node asked; CLUSTERDOWN: a failover or an
+ * unserved slot. */
+typedef enum {
+    REFUSED_NOT, /* ran, or an error we do not retry */
+    REFUSED_MOVED,
+    REFUSED_ASK,
+    REFUSED_TRANSIENT, /* TRYAGAIN, CLUSTERDOWN */
+    REFUSED_READONLY   /* a demoted master behind sentinels */
+} refusal;
+
+static refusal refused(fairlock__url_kind kind, const redisReply *r) {
+    if (r->type != REDIS_REPLY_ERROR)
+        return REFUSED_NOT;
+    if (kind == FAIRLOCK__URL_CLUSTER) {
+        if (starts_with(r, "MOVED "))
+            return REFUSED_MOVED;
+        if (starts_with(r, "ASK "))
+            return REFUSED_ASK;
+        if (starts_with(r, "TRYAGAIN") || starts_with(r, "CLUSTERDOWN"))
+            return REFUSED_TRANSIENT;
+    }
+    if (kind == FAIRLOCK__URL_SENTINEL && starts_with(r, "READONLY"))
+        return REFUSED_READONLY;
+    return REFUSED_NOT;
+}
+
+static fairlock__url_kind conn_kind(const fairlock__conn *conn) {
+    return conn->borrowed ? FAIRLOCK__URL_TCP : conn->url->kind;
+}
+
+/* Describes why a refused command was given up after `waited_ms`. */
+static void describe_refusal(fairlock__error *err, const redisReply *r,
+                             int64_t waited_ms, int tries) {
+    const char *why;
+    if (starts_with(r, "TRYAGAIN") || starts_with(r, "ASK "))
+        why = "the lock's hash slot is being migrated between cluster "
+              "nodes (CLUSTER SETSLOT MIGRATING/IMPORTING)";
+    else if (starts_with(r, "CLUSTERDOWN"))
+        why = "the cluster is down";
+    else if (starts_with(r, "MOVED "))
+        why = "cluster redirects did not settle";
+    else
+        why = "the master is read-only";
+    fairlock__error_set(err, FAIRLOCK_REDIS,
+                        "%s; still so after %" PRId64 " ms and %d tries: %.80s",
+                        why, waited_ms, tries, r->str);
+}
+
 redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
                                    int argc, const char **argv,
                                    const size_t *lens, int64_t block_ms) {
-    /* Redirects and transient cluster states are retried a few times; a
-     * command that fails on I/O is never resent, because its outcome is
-     * unknown: the caller resolves that. */
-    enum { MAX_TRIES = 8 };
-    fairlock__url_kind kind = conn->borrowed ? FAIRLOCK__URL_TCP
-                                             : conn->url->kind;
+    /* A refused command is sent again until the call's deadline, pausing
+     * 10 ms, then twice as long each time up to 200 ms.  A command that
+     * fails on I/O is never resent, because its outcome is unknown: the
+     * caller resolves that. */
+    enum { FIRST_PAUSE_MS = 10, MAX_PAUSE_MS = 200, FREE_REDIRECTS = 2 };
+    fairlock__url_kind kind = conn_kind(conn);
+    int64_t first = fairlock__now_ms();
+    int64_t until = first + conn->io_timeout_ms + (block_ms > 0 ? block_ms : 0);
+    if (conn->deadline_ms > until)
+        until = conn->deadline_ms;
+    int64_t pause_ms = 0;
+    int redirects = 0;
+    /* The importing node of the last ASK, and whether the next try goes
+     * there. */
+    char ask_host[256] = "";
+    int ask_port = 0, asking = 0;
+    redisContext *ask = NULL;
+    redisReply *reply;
     for (int tries = 1;; tries++) {
-        redisContext *ctx = conn->ctx;
-        redisReply *reply = send_on(ctx, conn, argc, argv, lens, block_ms);
-        if (reply == NULL) {
-            fairlock__error_set(err, FAIRLOCK_REDIS, "Redis I/O error: %s",
-                                ctx->errstr[0] ? ctx->errstr
-                                               : "connection lost");
-            drop_owned(conn);
-            return NULL;
+        redisContext *ctx;
+        if (asking) {
+            reply = send_asking(conn, err, &ask, ask_host, ask_port, argc, argv,
+                                lens, block_ms);
+            if (reply == NULL)
+                break;
+            ctx = ask;
+        } else {
+            ctx = conn->ctx;
+            reply = send_on(ctx, conn, argc, argv, lens, block_ms);
+            if (reply == NULL) {
+                fairlock__error_set(err, FAIRLOCK_REDIS, "Redis I/O error: %s",
+                                    ctx->errstr[0] ? ctx->errstr
+                                                   : "connection lost");
+                drop_owned(conn);
+                break;
+            }
         }
-        if (tries >= MAX_TRIES || reply->type != REDIS_REPLY_ERROR)
-            return reply;
+        refusal why = refused(kind, reply);
         char host[256];
-        int port;
-        if (kind == FAIRLOCK__URL_CLUSTER && starts_with(reply, "MOVED ") &&
-            parse_redirect(ctx, reply->str, host, sizeof host, &port) == 0) {
-            freeReplyObject(reply);
+        int port = 0;
+        if (why == REFUSED_NOT)
+            break;
+        if ((why == REFUSED_MOVED || why == REFUSED_ASK) &&
+            parse_redirect(ctx, reply->str, host, sizeof host, &port) != 0) {
+            fairlock__error_set(err, FAIRLOCK_REDIS,
+                                "malformed cluster redirect: %.80s",
+                                reply->str);
+            break;
+        }
+        /* Redirects in a row are followed at once a few times, then
+         * paced too (nodes may disagree until a new slot owner is known
+         * to all). */
+        redirects = why == REFUSED_TRANSIENT ? 0 : redirects + 1;
+        int pause = why == REFUSED_TRANSIENT || redirects > FREE_REDIRECTS;
+        int64_t now = fairlock__now_ms();
+        if (now >= until) {
+            describe_refusal(err, reply, now - first, tries);
+            break;
+        }
+        freeReplyObject(reply);
+        reply = NULL;
+        if (why == REFUSED_ASK) {
+            if (ask != NULL && (ask_port != port || strcmp(ask_host, host))) {
+                redisFree(ask);
+                ask = NULL;
+            }
+            snprintf(ask_host, sizeof ask_host, "%s", host);
+            ask_port = port;
+            asking = 1;
+        } else {
+            /* After a TRYAGAIN the command goes back to the slot's owner,
+             * which either runs it, sends us to the importing node again
+             * or, once the slot has moved, says MOVED. */
+            asking = 0;
+        }
+        if (why == REFUSED_MOVED) {
             snprintf(conn->node_host, sizeof conn->node_host, "%s", host);
             conn->node_port = port;
             drop_owned(conn);
-        } else if (kind == FAIRLOCK__URL_CLUSTER &&
-                   starts_with(reply, "ASK ") &&
-                   parse_redirect(ctx, reply->str, host, sizeof host, &port) ==
-                       0) {
-            freeReplyObject(reply);
-            return send_asking(conn, err, host, port, argc, argv, lens,
-                               block_ms);
-        } else if (kind == FAIRLOCK__URL_CLUSTER &&
-                   (starts_with(reply, "TRYAGAIN") ||
-                    starts_with(reply, "CLUSTERDOWN"))) {
-            /* A slot in migration or a failover in progress. */
-            freeReplyObject(reply);
-            usleep(20000 * (useconds_t)tries);
-        } else if (kind == FAIRLOCK__URL_SENTINEL &&
-                   starts_with(reply, "READONLY")) {
+        } else if (why == REFUSED_READONLY) {
             /* The master we knew was demoted: ask the sentinels again. */
-            freeReplyObject(reply);
             drop_owned(conn);
-        } else {
-            return reply;
+        }
+        if (pause) {
+            pause_ms = pause_ms == 0
+                           ? FIRST_PAUSE_MS
+                           : (pause_ms * 2 > MAX_PAUSE_MS ? MAX_PAUSE_MS
+                                                          : pause_ms * 2);
+            int64_t nap = pause_ms < until - now ? pause_ms : until - now;
+            usleep((useconds_t)(nap * 1000));
         }
         if (conn->ctx == NULL && connect_owned(conn, err) != FAIRLOCK_OK)
-            return NULL;
+            break;
     }
+    if (ask != NULL)
+        redisFree(ask);
+    return reply;
 }
 
-int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
-                        const fairlock__keys *keys,
-                        const fairlock__script *script, int argc,
-                        const char **argv, redisReply **out) {
-    enum { MAX_EXTRA_ARGS = 8, MAX_ARGS = 3 + FAIRLOCK__KEY_COUNT + 8 };
-    const char *cmd[MAX_ARGS];
-    size_t lens[MAX_ARGS];
+enum { MAX_SCRIPT_ARGS = 8, MAX_EVAL_ARGS = 3 + FAIRLOCK__KEY_COUNT + 8 };
+
+/* EVALSHA sha1 nkeys KEYS... ARGV... into cmd/lens (MAX_EVAL_ARGS);
+ * returns the count.  nkeys is the caller's buffer of 8. */
+static int format_evalsha(const char **cmd, size_t *lens, char *nkeys,
+                          const fairlock__keys *keys,
+                          const fairlock__script *script, int argc,
+                          const char **argv) {
     int n = 0;
-    char nkeys[8];
-    if (argc > MAX_EXTRA_ARGS)
-        return fairlock__error_set(err, FAIRLOCK_INVALID,
-                                   "too many script arguments");
-    snprintf(nkeys, sizeof nkeys, "%d", FAIRLOCK__KEY_COUNT);
+    snprintf(nkeys, 8, "%d", FAIRLOCK__KEY_COUNT);
     cmd[n] = "EVALSHA", lens[n++] = 7;
     cmd[n] = script->sha1, lens[n++] = 40;
     cmd[n] = nkeys, lens[n++] = strlen(nkeys);
@@ -369,6 +491,65 @@ int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
         cmd[n] = keys->names[i], lens[n++] = keys->lens[i];
     for (int i = 0; i < argc; i++)
         cmd[n] = argv[i], lens[n++] = strlen(argv[i]);
+    return n;
+}
+
+static int script_known(const fairlock__conn *conn,
+                        const fairlock__script *script) {
+    for (int i = 0; i < conn->known_count; i++)
+        if (conn->known[i] == script)
+            return 1;
+    return 0;
+}
+
+int fairlock__conn_can_defer(const fairlock__conn *conn,
+                             const fairlock__script *script) {
+    fairlock__url_kind kind = conn_kind(conn);
+    return !conn->borrowed && conn->ctx != NULL && !conn->ctx->err &&
+           conn->pid == getpid() && conn->deferred_fn == NULL &&
+           (kind == FAIRLOCK__URL_TCP || kind == FAIRLOCK__URL_UNIX) &&
+           script_known(conn, script);
+}
+
+int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
+                              const fairlock__keys *keys,
+                              const fairlock__script *script, int argc,
+                              const char **argv, fairlock__reply_fn fn,
+                              void *arg) {
+    if (argc > MAX_SCRIPT_ARGS || !fairlock__conn_can_defer(conn, script))
+        return FAIRLOCK_INVALID;
+    const char *cmd[MAX_EVAL_ARGS];
+    size_t lens[MAX_EVAL_ARGS];
+    char nkeys[8];
+    int n = format_evalsha(cmd, lens, nkeys, keys, script, argc, argv);
+    redisContext *ctx = conn->ctx;
+    int done = 0;
+    if (redisAppendCommandArgv(ctx, n, cmd, lens) == REDIS_OK) {
+        while (!done && redisBufferWrite(ctx, &done) == REDIS_OK)
+            ;
+    }
+    if (!done) {
+        fairlock__error_set(err, FAIRLOCK_REDIS, "Redis I/O error: %s",
+                            ctx->errstr[0] ? ctx->errstr : "connection lost");
+        drop_owned(conn);
+        return FAIRLOCK_REDIS;
+    }
+    conn->deferred_fn = fn;
+    conn->deferred_arg = arg;
+    return FAIRLOCK_OK;
+}
+
+int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
+                        const fairlock__keys *keys,
+                        const fairlock__script *script, int argc,
+                        const char **argv, redisReply **out) {
+    const char *cmd[MAX_EVAL_ARGS];
+    size_t lens[MAX_EVAL_ARGS];
+    char nkeys[8];
+    if (argc > MAX_SCRIPT_ARGS)
+        return fairlock__error_set(err, FAIRLOCK_INVALID,
+                                   "too many script arguments");
+    int n = format_evalsha(cmd, lens, nkeys, keys, script, argc, argv);
 
     redisReply *reply = fairlock__conn_command(conn, err, n, cmd, lens, 0);
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
@@ -382,9 +563,22 @@ int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
     }
     if (reply == NULL)
         return FAIRLOCK_REDIS;
+    if (!(reply->type == REDIS_REPLY_ERROR &&
+          strncmp(reply->str, "NOSCRIPT", 8) == 0) &&
+        conn->ctx != NULL && !script_known(conn, script) &&
+        conn->known_count < FAIRLOCK__KNOWN_SCRIPTS)
+        conn->known[conn->known_count++] = script;
     if (reply->type == REDIS_REPLY_ERROR) {
-        fairlock__error_set(err, FAIRLOCK_REDIS, "script %s failed: %s",
-                            script->name, reply->str);
+        if (refused(conn_kind(conn), reply) != REFUSED_NOT) {
+            /* Retried until the deadline: conn_command said why in err. */
+            char why[FAIRLOCK__ERRMSG_SIZE];
+            snprintf(why, sizeof why, "%s", err->msg);
+            fairlock__error_set(err, FAIRLOCK_REDIS, "script %s failed: %s",
+                                script->name, why);
+        } else {
+            fairlock__error_set(err, FAIRLOCK_REDIS, "script %s failed: %s",
+                                script->name, reply->str);
+        }
         freeReplyObject(reply);
         return FAIRLOCK_REDIS;
     }

@@ -13,7 +13,7 @@
 #include "fairlock.h"
 
 #define FAIRLOCK__ERRMSG_SIZE 256
-#define FAIRLOCK__KEY_COUNT 6
+#define FAIRLOCK__KEY_COUNT 7
 
 /* ---- URL parsing (url.c): pure, no I/O, fuzzable. ---- */
 
@@ -69,6 +69,13 @@ int fairlock__error_set(fairlock__error *err, int code, const char *fmt, ...)
 
 /* ---- Script replies (reply.c): pure, fuzzable. ---- */
 
+/* When a waiter calls its acquire script again (acquire.lua's "next"). */
+enum {
+    FAIRLOCK__NEXT_ON_PUSH = 0, /* a push, its heartbeat or the lease's end */
+    FAIRLOCK__NEXT_NOW = 1,     /* lock free, dead entries left to clear */
+    FAIRLOCK__NEXT_POLL = 2     /* clients of another kind: check_interval */
+};
+
 /* Outcome of an acquire script. */
 typedef struct fairlock__attempt {
     int granted;
@@ -77,12 +84,19 @@ typedef struct fairlock__attempt {
     int64_t pttl_ms;  /* holder's remaining lease; <0 none or no holder */
     int64_t lease_ms; /* lease given with a grant; 0 = no expiry */
     int64_t fence;    /* fencing token of a grant, 0 = none */
+    int next_call;    /* FAIRLOCK__NEXT_*: when a waiter should call again */
 } fairlock__attempt;
 
 /* Decodes the reply of acquire.lua / acquire_nonfifo.lua.  Returns 0, or -1
  * with a reason in err. */
 int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
                              char *err, size_t errlen);
+
+/* Decodes the reply of cancel.lua: *undone (0 or 1) and the scan cursor to
+ * resume from ("0": done), at most 20 digits, into cursor[cursor_len].
+ * Returns 0, or -1 with a reason in err. */
+int fairlock__decode_cancel(const redisReply *reply, int *undone, char *cursor,
+                            size_t cursor_len, char *err, size_t errlen);
 
 /* Decodes the element a hand-off pushes to a waiter's wake list
  * ("ticket:lease_ms:fence") into out->ticket, lease_ms and fence.
@@ -122,10 +136,16 @@ int64_t fairlock__now_ms(void);
 
 /* ---- Connection (conn.c). ---- */
 
+/* Receives the reply of a deferred command (fairlock__conn_defer_eval), or
+ * NULL when it was lost with the connection.  The reply is freed after. */
+typedef void (*fairlock__reply_fn)(void *arg, const redisReply *reply);
+
+#define FAIRLOCK__KNOWN_SCRIPTS 8
+
 /* The keys of one lock, in the order every script takes them. */
 typedef struct fairlock__keys {
     char *names[FAIRLOCK__KEY_COUNT]; /* NAME :queue :seq :nfwait :nfwake
-                                         :fence */
+                                         :fence :watch */
     size_t lens[FAIRLOCK__KEY_COUNT];
 } fairlock__keys;
 
@@ -136,12 +156,26 @@ typedef struct fairlock__conn {
     pid_t pid;                /* process that made an owned connection */
     const fairlock__url *url; /* where to connect when not borrowed */
     int64_t io_timeout_ms;
+    /* Cluster: until when (monotonic ms) a command refused with TRYAGAIN,
+     * CLUSTERDOWN or a redirect is sent again.  An acquire sets its own
+     * deadline (INT64_MAX when it waits for ever) and puts 0 back; any
+     * command may retry for io_timeout_ms from its first try in any case. */
+    int64_t deadline_ms;
     /* Cluster: the node that answered for the lock's slot last (from a
      * MOVED redirect), tried before the seeds. */
     char node_host[256];
     int node_port;
     /* Sentinel: the sentinel that answered last, asked first next time. */
     size_t sentinel_first;
+    /* A command whose reply is still to come: it is read just before the
+     * next command's (which is written first, so the two are pipelined)
+     * and handed to deferred_fn. */
+    fairlock__reply_fn deferred_fn;
+    void *deferred_arg;
+    /* Scripts this connection has run without NOSCRIPT since it was made:
+     * only those may be deferred, whose NOSCRIPT nobody would retry. */
+    const fairlock__script *known[FAIRLOCK__KNOWN_SCRIPTS];
+    int known_count;
 } fairlock__conn;
 
 /* Connects lazily (owned) or checks the borrowed context.  Returns
@@ -150,11 +184,32 @@ int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err);
 void fairlock__conn_close(fairlock__conn *conn);
 
 /* Sends one command and reads its reply.  block_ms > 0 lengthens the
- * socket timeout for a blocking command.  Returns NULL with err set on I/O
- * failure; error replies are returned to the caller. */
+ * socket timeout for a blocking command.  Replies that prove the command
+ * did not run (on a cluster: MOVED and ASK, followed; TRYAGAIN and
+ * CLUSTERDOWN, retried with back-off; READONLY behind sentinels) are
+ * retried until conn->deadline_ms or io_timeout_ms after the first try,
+ * whichever is later; then the last such reply is returned with err set
+ * to a description (a slot in migration, the cluster down).  Returns NULL
+ * with err set on I/O failure, never resent (its outcome is unknown);
+ * other error replies are returned to the caller. */
 redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
                                    int argc, const char **argv,
                                    const size_t *lens, int64_t block_ms);
+
+/* Sends a script with the lock's keys by EVALSHA without waiting for its
+ * reply, which goes to fn(arg, reply) when the next command on the
+ * connection is made, or fn(arg, NULL) if the connection is lost or closed
+ * first.  Only on an owned, plain (TCP or unix socket) connection that has
+ * run this script before and has no deferred command yet; returns
+ * FAIRLOCK_INVALID when it cannot defer (send it the ordinary way then),
+ * FAIRLOCK_REDIS with err set when the write failed (outcome unknown). */
+int fairlock__conn_can_defer(const fairlock__conn *conn,
+                             const fairlock__script *script);
+int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
+                              const fairlock__keys *keys,
+                              const fairlock__script *script, int argc,
+                              const char **argv, fairlock__reply_fn fn,
+                              void *arg);
 
 /* Runs a script with the lock's keys via EVALSHA, falling back to EVAL on
  * NOSCRIPT.  Returns FAIRLOCK_OK and *out, or FAIRLOCK_REDIS with err set
@@ -164,21 +219,31 @@ int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
                         const fairlock__script *script, int argc,
                         const char **argv, redisReply **out);
 
-/* ---- Renewal thread (renew.c). ---- */
+/* ---- Validity bound and renewal thread (renew.c). ---- */
 
 typedef struct fairlock__renewer fairlock__renewer;
 
-/* Starts renewing the grant `token` with `lease_ms`, whose validity runs
- * to valid_until_ms; creates the thread on first use.  Returns FAIRLOCK_OK
- * or FAIRLOCK_NOMEM / FAIRLOCK_REDIS with err set. */
+/* Records the grant `token` with `lease_ms` (0: no expiry), counted from
+ * sent_ms, a time before the command that set that lease was sent, and
+ * publishes its validity bound; from now on the bound is renew.c's to
+ * publish until fairlock__renew_stop().  With auto_renew, starts renewing
+ * (the thread is created on first use).  Returns FAIRLOCK_OK or
+ * FAIRLOCK_NOMEM with err set. */
 int fairlock__renew_start(fairlock *lock, const char *token, int64_t lease_ms,
-                          int64_t valid_until_ms, fairlock__error *err);
-/* Stops renewing and waits for a renewal in flight.  Returns 1 if the lease
- * was found lost, with the reason copied into err. */
+                          int64_t sent_ms, fairlock__error *err);
+/* Stops renewing, waits for a renewal in flight and forgets the grant.
+ * Returns 1 if the lease was found lost, with the reason copied into err. */
 int fairlock__renew_stop(fairlock *lock, fairlock__error *err);
-/* Records a new lease and validity (after a manual extend). */
-void fairlock__renew_update(fairlock *lock, int64_t lease_ms,
-                            int64_t valid_until_ms);
+/* A manual extend of the recorded grant: _begin just before the script is
+ * sent (sent_ms read before that), _end with its outcome: 1 the script
+ * extended our lock, 0 it found the lock not ours, -1 unknown (the call
+ * failed).  _end returns 1 if the lock is held afterwards: 0 also when the
+ * renewer has meanwhile seen the key taken.  On success the renewer goes
+ * on with the new lease, and resumes after a loss it reported for want of
+ * an answer.  Both publish the bound. */
+void fairlock__renew_extend_begin(fairlock *lock, int64_t lease_ms,
+                                  int64_t sent_ms);
+int fairlock__renew_extend_end(fairlock *lock, int outcome);
 /* The drift margin taken off every validity bound. */
 int64_t fairlock__drift_ms(int64_t lease_ms);
 /* Stops and joins the thread; closes its connection. */

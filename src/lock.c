@@ -29,7 +29,7 @@
 #define MAX_DURATION_MS ((int64_t)1 << 53)
 
 static const char *const key_suffixes[FAIRLOCK__KEY_COUNT] = {
-    "", ":queue", ":seq", ":nfwait", ":nfwake", ":fence"};
+    "", ":queue", ":seq", ":nfwait", ":nfwake", ":fence", ":watch"};
 static const char wake_infix[] = ":wake:";
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -325,18 +325,38 @@ static int eval_flag(fairlock *lock, const fairlock__script *script, int argc,
 
 /* Runs cancel.lua for the current token: removes our queue entry, undoes a
  * grant (a held lock too), and passes the lock on.  *undone is 1 when a
- * grant was undone.  On success the request is forgotten. */
+ * grant was undone.  On success the request is forgotten.
+ *
+ * A non-FIFO request never queues (ticket -1: nothing to find).  A FIFO
+ * request whose ticket is unknown (its first reply was lost) is searched
+ * for a page per call, so that no single script scans a long queue. */
 static int resolve_pending(fairlock *lock, int *undone) {
-    char ticket[24], live[24];
-    format_i64(ticket, sizeof ticket, lock->ticket);
+    char ticket[24], live[24], cursor[24] = "0";
+    format_i64(ticket, sizeof ticket, lock->opts.fifo ? lock->ticket : -1);
     format_i64(live, sizeof live, lock->foreign_live_ms);
-    const char *argv[3] = {lock->token, ticket, live};
+    const char *argv[4] = {lock->token, ticket, live, cursor};
     *undone = 0;
     int rc = ready(lock);
-    if (rc == FAIRLOCK_OK)
-        rc = eval_flag(lock, &fairlock__script_cancel, 3, argv, undone);
-    if (rc == FAIRLOCK_OK)
-        forget_request(lock);
+    while (rc == FAIRLOCK_OK) {
+        redisReply *reply;
+        if ((rc = eval(lock, &fairlock__script_cancel, 4, argv, &reply)) !=
+            FAIRLOCK_OK)
+            break;
+        int undone_now = 0;
+        char why[128];
+        int bad = fairlock__decode_cancel(reply, &undone_now, cursor,
+                                          sizeof cursor, why, sizeof why);
+        freeReplyObject(reply);
+        if (bad) {
+            rc = fairlock__fail(lock, FAIRLOCK_REDIS, "%s", why);
+            break;
+        }
+        *undone = *undone || undone_now;
+        if (strcmp(cursor, "0") == 0) {
+            forget_request(lock);
+            break;
+        }
+    }
     return rc;
 }
 
@@ -372,8 +392,9 @@ static int run_attempt(fairlock *lock, int try_once, int64_t nonfifo_wait_ms,
         script = &fairlock__script_acquire;
     } else {
         format_i64(wait, sizeof wait, try_once ? 0 : nonfifo_wait_ms);
-        argv[0] = lock->token, argv[1] = wait;
-        argc = 2;
+        format_i64(live, sizeof live, lock->foreign_live_ms);
+        argv[0] = lock->token, argv[1] = wait, argv[2] = live;
+        argc = 3;
         script = &fairlock__script_acquire_nonfifo;
     }
     redisReply *reply;
@@ -444,6 +465,55 @@ static int wait_for_replicas(fairlock *lock) {
  * confirm it (we were paused longer than our liveness window), so the
  * caller goes back to waiting. */
 #define HANDOFF_EXPIRED (-1)
+/* Sentinel result of confirm_later(): do it now, the ordinary way. */
+#define FAIRLOCK__CANNOT_DEFER (-2)
+
+/* The reply to the confirmation that confirm_later() sent: 1 the lease is
+ * ours as asked, 0 the key was no longer ours, -1 unknown. */
+static void confirmed(void *arg, const redisReply *reply) {
+    fairlock *lock = arg;
+    int outcome = -1;
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
+        outcome = reply->integer == 1;
+    if (!fairlock__renew_extend_end(lock, outcome) && outcome == 0 &&
+        lock->held)
+        publish(lock, FAIRLOCK_STATE_LOST, 0);
+}
+
+/* A hand-off to a waiter is capped at its liveness window, so a head that
+ * died before it could take the lock holds it no longer than a dead
+ * waiter holds the queue; the live head then takes its full lease.  That
+ * confirmation need not delay the caller: while the capped lease has most
+ * of its length to run, it is sent without waiting for the reply, which is
+ * read just before the next command on the connection (pipelined with it:
+ * usually the release).  Until then fairlock_valid_until_ms() is the
+ * capped lease's bound, which is true whatever the reply says.  Only on an
+ * owned plain connection that has run extend.lua before (see
+ * fairlock__conn_defer_eval); otherwise FAIRLOCK__CANNOT_DEFER. */
+static int confirm_later(fairlock *lock, int64_t capped_ms, int64_t from) {
+    if (lock->opts.wait_replicas > 0 || lock->opts.auto_renew ||
+        !fairlock__conn_can_defer(&lock->conn, &fairlock__script_extend))
+        return FAIRLOCK__CANNOT_DEFER;
+    char px[24];
+    format_i64(px, sizeof px, lock->lease_ms);
+    const char *argv[2] = {lock->token, px};
+    publish(lock, FAIRLOCK_STATE_HELD, validity(from, capped_ms));
+    int rc = fairlock__renew_start(lock, lock->token, capped_ms, from,
+                                   &lock->err);
+    if (rc != FAIRLOCK_OK)
+        return abandon_request(lock, rc);
+    fairlock__renew_extend_begin(lock, lock->lease_ms, fairlock__now_ms());
+    rc = fairlock__conn_defer_eval(&lock->conn, &lock->err, &lock->keys,
+                                   &fairlock__script_extend, 2, argv, confirmed,
+                                   lock);
+    if (rc != FAIRLOCK_OK) {
+        fairlock__error ignored;
+        fairlock__renew_extend_end(lock, -1);
+        fairlock__renew_stop(lock, &ignored);
+        return abandon_request(lock, rc);
+    }
+    return fairlock__ok(lock);
+}
 
 /* The lock is ours.  A hand-off to a waiter is capped at the waiter's
  * liveness window (a dead waiter must not hold the lock long); now that we
@@ -457,16 +527,22 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
     if (attempt->ticket > 0)
         lock->ticket = attempt->ticket;
     lock->fence = attempt->fence;
-    int64_t valid_until = validity(granted_sent_ms, attempt->lease_ms);
+    int64_t from = granted_sent_ms;
+    int64_t valid_until = validity(from, attempt->lease_ms);
     /* The grant happened after our last request, which may be a heartbeat
      * ago: when that leaves less than two thirds of the lease as a bound,
      * an extend buys a fresh one (and it is needed anyway when the
      * hand-off capped the lease). */
     int64_t px = attempt->lease_ms;
-    if (attempt->lease_ms != lock->lease_ms ||
-        (px > 0 && valid_until - fairlock__now_ms() < px * 2 / 3)) {
+    int64_t left = valid_until - fairlock__now_ms();
+    if (attempt->lease_ms != lock->lease_ms && px > 0 && left >= px * 2 / 3) {
+        int rc = confirm_later(lock, px, from);
+        if (rc != FAIRLOCK__CANNOT_DEFER)
+            return rc;
+    }
+    if (attempt->lease_ms != lock->lease_ms || (px > 0 && left < px * 2 / 3)) {
         int owned = 0;
-        int64_t sent = fairlock__now_ms();
+        from = fairlock__now_ms();
         int rc = run_extend(lock, lock->lease_ms, &owned);
         if (rc != FAIRLOCK_OK)
             return abandon_request(lock, rc);
@@ -475,7 +551,7 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
             lock->fence = 0;
             return HANDOFF_EXPIRED;
         }
-        valid_until = validity(sent, lock->lease_ms);
+        valid_until = validity(from, lock->lease_ms);
     }
     if (lock->opts.wait_replicas > 0) {
         int rc = wait_for_replicas(lock);
@@ -483,12 +559,11 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
             return abandon_request(lock, rc);
     }
     publish(lock, FAIRLOCK_STATE_HELD, valid_until);
-    if (lock->opts.auto_renew) {
-        int rc = fairlock__renew_start(lock, lock->token, lock->lease_ms,
-                                       valid_until, &lock->err);
-        if (rc != FAIRLOCK_OK)
-            return abandon_request(lock, rc);
-    }
+    /* From here renew.c publishes the bound (and renews, with auto_renew). */
+    int rc = fairlock__renew_start(lock, lock->token, lock->lease_ms, from,
+                                   &lock->err);
+    if (rc != FAIRLOCK_OK)
+        return abandon_request(lock, rc);
     return fairlock__ok(lock);
 }
 
@@ -577,6 +652,15 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
             rc = run_attempt(lock, try_once, nonfifo_wait_ms, &attempt);
             continue;
         }
+        /* The lock is free and the script spent its eviction budget on
+         * dead entries before reaching a live head: go on clearing them
+         * now rather than at the next heartbeat.  Every call removes
+         * entries, so this ends. */
+        if (attempt.next_call == FAIRLOCK__NEXT_NOW &&
+            (try_once || fairlock__now_ms() < deadline)) {
+            rc = run_attempt(lock, try_once, nonfifo_wait_ms, &attempt);
+            continue;
+        }
         if (try_once) {
             forget_request(lock);
             return fairlock__fail(lock, FAIRLOCK_TIMEOUT,
@@ -587,7 +671,8 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
         }
         int64_t now = fairlock__now_ms();
         int64_t poll_ms = lock->opts.fifo ? heartbeat_ms : check_ms;
-        if (!lock->opts.fifo || attempt.rank <= 1)
+        if (!lock->opts.fifo || attempt.rank <= 1 ||
+            attempt.next_call == FAIRLOCK__NEXT_POLL)
             poll_ms = min64(poll_ms, check_ms);
         /* Hand-offs ahead of us move us up without telling us, so when
          * the holder's lease runs out we may be the head: look again. */
@@ -686,7 +771,13 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
     lock->wake_key_len = prefix + token_len;
 
     int try_once = !blocking || timeout_ms == 0;
-    return acquire_loop(lock, timeout_ms, try_once, check_interval_ms, live);
+    /* A slot in migration is waited out until the acquire's deadline. */
+    lock->conn.deadline_ms = timeout_ms == FAIRLOCK_FOREVER
+                                 ? INT64_MAX
+                                 : fairlock__now_ms() + timeout_ms;
+    rc = acquire_loop(lock, timeout_ms, try_once, check_interval_ms, live);
+    lock->conn.deadline_ms = 0;
+    return rc;
 }
 
 int fairlock_acquire(fairlock *lock) {
@@ -776,10 +867,14 @@ int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
         return rc;
     int owned = 0;
     int64_t lease = ttl_ms == FAIRLOCK_FOREVER ? 0 : ttl_ms;
-    int64_t sent = fairlock__now_ms();
-    if ((rc = run_extend(lock, lease, &owned)) != FAIRLOCK_OK)
+    /* The renewer may have a renewal on the wire: renew.c works out the
+     * bound from both. */
+    fairlock__renew_extend_begin(lock, lease, fairlock__now_ms());
+    rc = run_extend(lock, lease, &owned);
+    int held = fairlock__renew_extend_end(lock, rc != FAIRLOCK_OK ? -1 : owned);
+    if (rc != FAIRLOCK_OK)
         return rc;
-    if (!owned) {
+    if (!held) {
         fairlock__error lost;
         fairlock__renew_stop(lock, &lost);
         forget_request(lock);
@@ -788,8 +883,6 @@ int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
                               "else's");
     }
     lock->lease_ms = lease;
-    publish(lock, FAIRLOCK_STATE_HELD, validity(sent, lease));
-    fairlock__renew_update(lock, lease, validity(sent, lease));
     return fairlock__ok(lock);
 }
 

@@ -5,7 +5,7 @@
 
 #include "internal.h"
 
-#define ATTEMPT_FIELDS 6
+#define ATTEMPT_FIELDS 7
 
 int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
                              char *err, size_t errlen) {
@@ -25,7 +25,7 @@ int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
         v[i] = e->integer;
     }
     if ((v[0] != 0 && v[0] != 1) || v[1] < 0 || v[2] < 0 || v[4] < 0 ||
-        v[5] < 0) {
+        v[5] < 0 || v[6] < 0 || v[6] > 2) {
         snprintf(err, errlen, "out-of-range value in the acquire reply");
         return -1;
     }
@@ -35,6 +35,30 @@ int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
     out->pttl_ms = v[3];
     out->lease_ms = v[4];
     out->fence = v[5];
+    out->next_call = (int)v[6];
+    return 0;
+}
+
+int fairlock__decode_cancel(const redisReply *reply, int *undone, char *cursor,
+                            size_t cursor_len, char *err, size_t errlen) {
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != 2 || reply->element[0] == NULL ||
+        reply->element[1] == NULL ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        (reply->element[0]->integer != 0 && reply->element[0]->integer != 1) ||
+        reply->element[1]->type != REDIS_REPLY_STRING) {
+        snprintf(err, errlen, "unexpected reply to the cancel script");
+        return -1;
+    }
+    const redisReply *c = reply->element[1];
+    if (c->len == 0 || c->len > 20 || c->len >= cursor_len ||
+        strspn(c->str, "0123456789") != c->len) {
+        snprintf(err, errlen, "malformed cursor in the cancel script's reply");
+        return -1;
+    }
+    memcpy(cursor, c->str, c->len);
+    cursor[c->len] = '\0';
+    *undone = (int)reply->element[0]->integer;
     return 0;
 }
 

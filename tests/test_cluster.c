@@ -66,6 +66,21 @@ static int master_of_slot(long long slot) {
     return port;
 }
 
+/* A master other than the one on `port` (roles change in a failover, so
+ * the test can run again on the same cluster). */
+static int other_master(int port) {
+    redisReply *r = on_node(base_port, "CLUSTER SLOTS");
+    int other = 0;
+    for (size_t i = 0; i < r->elements && other == 0; i++) {
+        int master = (int)r->element[i]->element[2]->element[1]->integer;
+        if (master != port)
+            other = master;
+    }
+    freeReplyObject(r);
+    CHECK(other > 0);
+    return other;
+}
+
 static long long slot_of(const char *key) {
     redisReply *r = on_node(base_port, "CLUSTER KEYSLOT %s", key);
     long long slot = r->integer;
@@ -80,16 +95,35 @@ static char *node_id(int port) {
     return id;
 }
 
-static fairlock *cluster_lock(const char *name, int hash_tag, int *rc) {
+static int never_interrupt(void *arg) {
+    (void)arg;
+    return 0;
+}
+
+/* io_timeout_ms 0 keeps the default; slice_ms > 0 cuts waits into BLPOPs
+ * of at most that long (through an interrupt callback that never fires). */
+static fairlock *cluster_lock_io(const char *name, int hash_tag,
+                                 int64_t io_timeout_ms, int64_t slice_ms,
+                                 int *rc) {
     fairlock_options opts;
     fairlock_options_init(&opts);
     opts.name = name;
     opts.url = cluster_url;
     opts.timeout_ms = 10000;
     opts.hash_tag = hash_tag;
+    if (io_timeout_ms > 0)
+        opts.io_timeout_ms = io_timeout_ms;
+    if (slice_ms > 0) {
+        opts.interrupt = never_interrupt;
+        opts.interrupt_check_ms = slice_ms;
+    }
     fairlock *lock = NULL;
     *rc = fairlock_create(&opts, &lock);
     return lock;
+}
+
+static fairlock *cluster_lock(const char *name, int hash_tag, int *rc) {
+    return cluster_lock_io(name, hash_tag, 0, 0, rc);
 }
 
 static void names_must_share_a_slot(void) {
@@ -153,14 +187,22 @@ typedef struct {
     int64_t counter;
 } shared_counts;
 
-/* Loops acquire → non-atomic increment → release until *stop, counting
- * Redis errors (expected only briefly around a failover). */
-static void worker(const char *name, shared_counts *counts,
-                   volatile int *stop) {
+typedef struct {
+    shared_counts counts;
+    volatile int stop;
+    int64_t io_timeout_ms; /* of the workers' handles; 0: the default */
+    int64_t slice_ms;      /* longest BLPOP of a wait; 0: no limit */
+} shared_run;
+
+/* Loops acquire → non-atomic increment → release until run->stop,
+ * counting Redis errors (expected only briefly around a failover). */
+static void worker(const char *name, shared_run *run) {
+    shared_counts *counts = &run->counts;
     int rc;
-    fairlock *lock = cluster_lock(name, 0, &rc);
+    fairlock *lock = cluster_lock_io(name, 0, run->io_timeout_ms, run->slice_ms,
+                                     &rc);
     CHECK_INT(rc, ==, FAIRLOCK_OK);
-    while (!*stop) {
+    while (!run->stop) {
         rc = fairlock_acquire(lock);
         if (rc != FAIRLOCK_OK) {
             fprintf(stderr, "   acquire: %s: %s\n", fairlock_code_name(rc),
@@ -185,18 +227,12 @@ static void worker(const char *name, shared_counts *counts,
     fairlock_free(lock);
 }
 
-typedef struct {
-    shared_counts counts;
-    volatile int stop;
-} shared_run;
-
 static pid_t spawn_workers(const char *name, shared_run *run, int n,
                            pid_t *pids) {
     for (int i = 0; i < n; i++) {
-        pids[i] = fork();
-        CHECK(pids[i] >= 0);
+        pids[i] = test_fork(); /* dies with the test: no orphan */
         if (pids[i] == 0) {
-            worker(name, &run->counts, &run->stop);
+            worker(name, run);
             _exit(0);
         }
     }
@@ -206,7 +242,9 @@ static pid_t spawn_workers(const char *name, shared_run *run, int n,
 static void stop_workers(shared_run *run, int n, const pid_t *pids) {
     run->stop = 1;
     for (int i = 0; i < n; i++)
-        CHECK_INT(test_wait_child(pids[i], 0), ==, 0);
+        /* A worker stuck in a call fails the test instead of hanging
+         * it; the bound is far above any call's own deadline. */
+        CHECK_INT(test_wait_child_within(pids[i], 0, 120000), ==, 0);
 }
 
 static int64_t grants_now(shared_run *run) {
@@ -228,7 +266,7 @@ static void slot_migration_under_load(void) {
     const char *name = "{fltest-migrate}:job";
     long long slot = slot_of(name);
     int from = master_of_slot(slot);
-    int to = from == base_port ? base_port + 1 : base_port;
+    int to = other_master(from);
     char *from_id = node_id(from), *to_id = node_id(to);
 
     shared_run *run = test_shared(sizeof *run);
@@ -279,6 +317,119 @@ static void slot_migration_under_load(void) {
     freeReplyObject(r);
     free(from_id);
     free(to_id);
+}
+
+/* How many TRYAGAIN and ASK replies a node has sent (INFO errorstats). */
+static long long migration_replies(int port) {
+    redisReply *r = on_node(port, "INFO errorstats");
+    long long total = 0;
+    const char *names[2] = {"errorstat_TRYAGAIN:count=",
+                            "errorstat_ASK:count="};
+    for (int i = 0; i < 2; i++) {
+        const char *at = strstr(r->str, names[i]);
+        if (at != NULL)
+            total += atoll(at + strlen(names[i]));
+    }
+    freeReplyObject(r);
+    return total;
+}
+
+/* A lock nobody uses yet, taken and given back by a child while its slot
+ * is in migration: with none of its keys anywhere, the owner answers ASK
+ * and the importing node TRYAGAIN. */
+typedef struct {
+    int acquire_rc, release_rc;
+    char msg[256];
+} free_lock_result;
+
+static pid_t use_free_lock(const char *name, free_lock_result *out) {
+    pid_t pid = test_fork();
+    if (pid == 0) {
+        int rc;
+        fairlock *lock = cluster_lock_io(name, 0, 30000, 0, &rc);
+        CHECK_INT(rc, ==, FAIRLOCK_OK);
+        out->acquire_rc = fairlock_acquire(lock);
+        snprintf(out->msg, sizeof out->msg, "%s", fairlock_errmsg(lock));
+        out->release_rc = out->acquire_rc == FAIRLOCK_OK
+                              ? fairlock_release(lock)
+                              : FAIRLOCK_OK;
+        if (out->release_rc != FAIRLOCK_OK)
+            snprintf(out->msg, sizeof out->msg, "%s", fairlock_errmsg(lock));
+        fairlock_free(lock);
+        _exit(0);
+    }
+    return pid;
+}
+
+/* Holds the lock's slot half-way in a migration -- MIGRATING on its owner,
+ * IMPORTING on another master, no key moved -- for 3 s while four
+ * processes use the lock, then puts the slot back.  Meanwhile a script on
+ * the busy lock meets TRYAGAIN (some of its keys are missing on the
+ * owner), a BLPOP of a wake list meets ASK and blocks on the importing
+ * node (the workers cut their waits into 20 ms BLPOPs, so new ones are
+ * sent during the window), and a free lock of the same slot meets ASK and
+ * then TRYAGAIN (use_free_lock).  No error may reach a caller: each call
+ * retries until its own deadline, which a 30 s I/O timeout puts far beyond
+ * the 3 s, so a slow machine cannot fail it.  No script can run while the
+ * slot is in this state (Redis refuses a multi-key command unless every
+ * key is on the node asked), so grants pause and resume after it. */
+static void slot_held_migrating(void) {
+    const char *name = "{fltest-hold}:job";
+    const char *free_name = "{fltest-hold}:free";
+    long long slot = slot_of(name);
+    CHECK_INT(slot_of(free_name), ==, slot);
+    int owner = master_of_slot(slot);
+    int other = other_master(owner);
+    char *owner_id = node_id(owner), *other_id = node_id(other);
+
+    shared_run *run = test_shared(sizeof *run);
+    free_lock_result *solo = test_shared(sizeof *solo);
+    run->io_timeout_ms = 30000;
+    run->slice_ms = 20;
+    pid_t pids[4];
+    spawn_workers(name, run, 4, pids);
+    wait_for_grants(run, 50);
+
+    long long replies = migration_replies(owner) + migration_replies(other);
+    freeReplyObject(
+        on_node(other, "CLUSTER SETSLOT %lld IMPORTING %s", slot, owner_id));
+    freeReplyObject(
+        on_node(owner, "CLUSTER SETSLOT %lld MIGRATING %s", slot, other_id));
+    int64_t before = grants_now(run);
+    pid_t solo_pid = use_free_lock(free_name, solo);
+    test_sleep_ms(3000);
+    int64_t during = grants_now(run) - before;
+    replies = migration_replies(owner) + migration_replies(other) - replies;
+    freeReplyObject(on_node(owner, "CLUSTER SETSLOT %lld STABLE", slot));
+    freeReplyObject(on_node(other, "CLUSTER SETSLOT %lld STABLE", slot));
+    CHECK_INT(master_of_slot(slot), ==, owner);
+
+    wait_for_grants(run, 50);
+    stop_workers(run, 4, pids);
+    CHECK_INT(test_wait_child_within(solo_pid, 0, 120000), ==, 0);
+    fprintf(stderr,
+            "   held migrating: %lld grants (%lld while migrating), %lld "
+            "errors, %lld overlaps, %lld TRYAGAIN/ASK replies; free lock: "
+            "%s, %s\n",
+            (long long)run->counts.grants, (long long)during,
+            (long long)run->counts.errors, (long long)run->counts.overlaps,
+            replies, fairlock_code_name(solo->acquire_rc),
+            fairlock_code_name(solo->release_rc));
+    if (solo->acquire_rc != FAIRLOCK_OK || solo->release_rc != FAIRLOCK_OK)
+        fprintf(stderr, "   free lock: %s\n", solo->msg);
+    CHECK_INT(run->counts.overlaps, ==, 0);
+    CHECK_INT(run->counts.counter, ==, run->counts.grants);
+    CHECK_INT(run->counts.errors, ==, 0);
+    CHECK_INT(solo->acquire_rc, ==, FAIRLOCK_OK);
+    CHECK_INT(solo->release_rc, ==, FAIRLOCK_OK);
+    /* The callers did run into the migration (and retried through it). */
+    CHECK_INT(replies, >, 0);
+    redisReply *r = on_node(owner, "EXISTS %s %s:queue %s:seq %s", name, name,
+                            name, free_name);
+    CHECK_INT(r->integer, ==, 0);
+    freeReplyObject(r);
+    free(owner_id);
+    free(other_id);
 }
 
 /* Port of a replica of the master on `port` (waiting for the master to
@@ -334,6 +485,7 @@ int main(void) {
     RUN_TEST(names_must_share_a_slot);
     RUN_TEST(locks_on_every_master);
     RUN_TEST(slot_migration_under_load);
+    RUN_TEST(slot_held_migrating);
     RUN_TEST(failover_under_load);
     return 0;
 }

@@ -28,27 +28,72 @@ static int decode(const char *wire, fairlock__attempt *a) {
 
 static void attempt_replies(void) {
     fairlock__attempt a;
-    CHECK_INT(decode("*6\r\n:1\r\n:7\r\n:0\r\n:0\r\n:30000\r\n:9\r\n", &a), ==,
-              0);
+    CHECK_INT(
+        decode("*7\r\n:1\r\n:7\r\n:0\r\n:0\r\n:30000\r\n:9\r\n:0\r\n", &a), ==,
+        0);
     CHECK_INT(a.granted, ==, 1);
     CHECK_INT(a.ticket, ==, 7);
     CHECK_INT(a.lease_ms, ==, 30000);
     CHECK_INT(a.fence, ==, 9);
-    CHECK_INT(decode("*6\r\n:0\r\n:9\r\n:3\r\n:-1\r\n:0\r\n:0\r\n", &a), ==, 0);
+    CHECK_INT(a.next_call, ==, FAIRLOCK__NEXT_ON_PUSH);
+    CHECK_INT(decode("*7\r\n:0\r\n:9\r\n:3\r\n:-1\r\n:0\r\n:0\r\n:1\r\n", &a),
+              ==, 0);
     CHECK_INT(a.granted, ==, 0);
     CHECK_INT(a.rank, ==, 3);
     CHECK_INT(a.pttl_ms, ==, -1);
+    CHECK_INT(a.next_call, ==, FAIRLOCK__NEXT_NOW);
 
     CHECK_INT(decode("$2\r\nOK\r\n", &a), ==, -1);
-    CHECK_INT(decode("*5\r\n:1\r\n:7\r\n:0\r\n:0\r\n:0\r\n", &a), ==, -1);
-    CHECK_INT(decode("*6\r\n:2\r\n:7\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a), ==, -1);
-    CHECK_INT(decode("*6\r\n:1\r\n:-7\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a), ==,
-              -1);
-    CHECK_INT(decode("*6\r\n:1\r\n$1\r\n7\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a), ==,
-              -1);
-    CHECK_INT(decode("*6\r\n:1\r\n:7\r\n*0\r\n:0\r\n:0\r\n:0\r\n", &a), ==, -1);
+    /* The six-field reply of the scripts before "again" existed. */
+    CHECK_INT(decode("*6\r\n:1\r\n:7\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a), ==, -1);
+    CHECK_INT(decode("*7\r\n:2\r\n:7\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a),
+              ==, -1);
+    CHECK_INT(decode("*7\r\n:1\r\n:-7\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a),
+              ==, -1);
+    CHECK_INT(
+        decode("*7\r\n:1\r\n$1\r\n7\r\n:0\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a), ==,
+        -1);
+    CHECK_INT(decode("*7\r\n:1\r\n:7\r\n*0\r\n:0\r\n:0\r\n:0\r\n:0\r\n", &a),
+              ==, -1);
+    CHECK_INT(decode("*7\r\n:0\r\n:7\r\n:0\r\n:0\r\n:0\r\n:0\r\n:2\r\n", &a),
+              ==, 0);
+    CHECK_INT(a.next_call, ==, FAIRLOCK__NEXT_POLL);
+    CHECK_INT(decode("*7\r\n:0\r\n:7\r\n:0\r\n:0\r\n:0\r\n:0\r\n:3\r\n", &a),
+              ==, -1);
     CHECK_INT(decode("-ERR boom\r\n", &a), ==, -1);
     CHECK_INT(fairlock__decode_attempt(NULL, &a, (char[8]){0}, 8), ==, -1);
+}
+
+static void cancel_replies(void) {
+    int undone = -1;
+    char cursor[21], err[128];
+    redisReply *r = read_reply("*2\r\n:1\r\n$1\r\n0\r\n");
+    CHECK_INT(fairlock__decode_cancel(r, &undone, cursor, sizeof cursor, err,
+                                      sizeof err),
+              ==, 0);
+    CHECK_INT(undone, ==, 1);
+    CHECK_STR(cursor, "0");
+    freeReplyObject(r);
+    r = read_reply("*2\r\n:0\r\n$5\r\n12345\r\n");
+    CHECK_INT(fairlock__decode_cancel(r, &undone, cursor, sizeof cursor, err,
+                                      sizeof err),
+              ==, 0);
+    CHECK_INT(undone, ==, 0);
+    CHECK_STR(cursor, "12345");
+    freeReplyObject(r);
+    const char *bad[] = {":1\r\n",
+                         "*2\r\n:2\r\n$1\r\n0\r\n",
+                         "*2\r\n:1\r\n$2\r\n1x\r\n",
+                         "*2\r\n:1\r\n$0\r\n\r\n",
+                         "*2\r\n:1\r\n:0\r\n",
+                         "*2\r\n:1\r\n$21\r\n123456789012345678901\r\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = read_reply(bad[i]);
+        CHECK_INT(fairlock__decode_cancel(r, &undone, cursor, sizeof cursor,
+                                          err, sizeof err),
+                  ==, -1);
+        freeReplyObject(r);
+    }
 }
 
 static int handoff(const char *s, fairlock__attempt *a) {
@@ -140,6 +185,7 @@ static void tokens(void) {
 
 int main(void) {
     RUN_TEST(attempt_replies);
+    RUN_TEST(cancel_replies);
     RUN_TEST(handoff_messages);
     RUN_TEST(status_replies);
     RUN_TEST(tokens);

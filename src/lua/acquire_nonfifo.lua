@@ -1,11 +1,12 @@
 -- acquire_nonfifo.lua -- take the lock if free, ignoring the queue.
 --
 -- ARGV[1] token  ARGV[2] how long (ms) to advertise that non-FIFO waiters
--- wait, 0 for a single try
+-- wait, 0 for a single try  ARGV[3] liveness window of other clients
 --
 -- Reply as acquire.lua's; the ticket is always 0.
 
 local token, waiting = ARGV[1], tonumber(ARGV[2])
+local foreign_live = tonumber(ARGV[3])
 local lease = token_terms(token)
 if not lease then
     return redis.error_reply('ERR fairlock: malformed token')
@@ -13,12 +14,32 @@ end
 local holder = redis.call('GET', lock_key)
 if holder == token then
     local pttl = redis.call('PTTL', lock_key)
-    return {1, 0, 0, pttl, pttl > 0 and pttl or 0, current_fence()}
+    return {1, 0, 0, pttl, pttl > 0 and pttl or 0, current_fence(), 0}
 end
 if not holder then
-    return {1, 0, 0, 0, lease, set_owner(token, lease)}
+    -- A live FIFO waiter of another kind at the head takes a free lock
+    -- itself, by polling; barging in at every release would starve it (and
+    -- hide a dead one from its judgement).  fairlock FIFO waiters need no
+    -- such care: a release hands them the lock before it is ever free.
+    local head = redis.call('ZRANGE', queue_key, 0, 0)[1]
+    local defer = false
+    if head then
+        local _, head_token = parse_member(head)
+        if head_token and not token_terms(head_token) then
+            keep_queue_for(head_token)
+            if foreign_head_alive(head, server_now_ms(), foreign_live) then
+                defer = true
+            else
+                redis.call('ZREM', queue_key, head)
+                drop_queue_if_empty()
+            end
+        end
+    end
+    if not defer then
+        return {1, 0, 0, 0, lease, set_owner(token, lease), 0}
+    end
 end
 if waiting > 0 and redis.call('PTTL', nf_wait_key) < waiting then
     redis.call('SET', nf_wait_key, '1', 'PX', waiting)
 end
-return {0, 0, 0, redis.call('PTTL', lock_key), 0, 0}
+return {0, 0, 0, redis.call('PTTL', lock_key), 0, 0, 0}

@@ -10,16 +10,29 @@
 --   KEYS[5] NAME:nfwake     list a releaser pushes to wake one non-FIFO waiter
 --   KEYS[6] NAME:fence      fencing counter; exists only once a client asked
 --                           for fencing, and then counts every grant
+--   KEYS[7] NAME:watch      "t0:member": since server time t0 the lock has
+--                           been seen free with the foreign member at the
+--                           head (see foreign_head_alive); expires 2 x the
+--                           window + 1 s after the last look
 -- Per-waiter wake lists are NAME:wake:TOKEN.  Only a waiter that has been
 -- handed the lock has one, and it expires within that waiter's liveness
 -- window, so nothing outlives its owner.
 --
 -- Timestamps are the server's wall clock (TIME): every client shares it.
--- Every loop is bounded by MAX_EVICTIONS.
+-- Members of other clients (the reference implementation) carry a stamp
+-- of their own process's monotonic clock, which means nothing here: they
+-- are never aged by it (see foreign_head_alive).
+-- Every loop is bounded by MAX_EVICTIONS, every scan by SCAN_PAGE.
 
 local lock_key, queue_key, seq_key = KEYS[1], KEYS[2], KEYS[3]
 local nf_wait_key, nf_wake_key, fence_key = KEYS[4], KEYS[5], KEYS[6]
+local watch_key = KEYS[7]
 local MAX_EVICTIONS = 64
+local SCAN_PAGE = 256
+-- A live reference waiter at the head takes a free lock within its poll
+-- interval (50 ms by default): no window shorter than a few of those may
+-- convict it, whatever stale timeout the judging client has.
+local MIN_FOREIGN_WINDOW = 250
 
 local function server_now_ms()
     local t = redis.call('TIME')
@@ -58,13 +71,9 @@ local function wake_key(token)
     return lock_key .. ':wake:' .. token
 end
 
--- Makes `token` the holder; returns the grant's fencing token, or 0.
-local function set_owner(token, px)
-    if px > 0 then
-        redis.call('SET', lock_key, token, 'PX', px)
-    else
-        redis.call('SET', lock_key, token)
-    end
+-- The fencing token of a grant to `token`: the next value of the counter
+-- once any client asked for fencing, else 0.
+local function next_fence(token)
     if string.sub(token, -2) == '.f' or
         redis.call('EXISTS', fence_key) == 1 then
         return redis.call('INCR', fence_key)
@@ -72,73 +81,159 @@ local function set_owner(token, px)
     return 0
 end
 
+-- Makes `token` the holder; returns the grant's fencing token, or 0.
+local function set_owner(token, px)
+    if px > 0 then
+        redis.call('SET', lock_key, token, 'PX', px)
+    else
+        redis.call('SET', lock_key, token)
+    end
+    return next_fence(token)
+end
+
 local function current_fence()
     return tonumber(redis.call('GET', fence_key) or '0')
 end
 
 -- The member of `token` with score `ticket`, or nil if it was evicted.
--- Ticket 0 means "unknown" (the reply that carried it was lost): then the
--- whole queue is scanned, which only such a rare recovery pays for.
 local function find_member(ticket, token)
-    if ticket == 0 then
-        local pattern = '*:' .. string.gsub(token, '[%*%?%[%]\\]', '\\%0')
-                        .. ':*'
-        local cursor = '0'
-        repeat
-            local page = redis.call('ZSCAN', queue_key, cursor, 'MATCH',
-                                    pattern, 'COUNT', 1000)
-            cursor = page[1]
-            for i = 1, #page[2], 2 do
-                local _, tok = parse_member(page[2][i])
-                if tok == token then
-                    return page[2][i]
-                end
-            end
-        until cursor == '0'
-        return nil
-    end
-    local suffix = ':' .. token .. ':'
-    local found = redis.call('ZRANGEBYSCORE', queue_key, ticket, ticket)
-    for i = 1, math.min(#found, MAX_EVICTIONS) do
-        local m = found[i]
-        local _, tok = parse_member(m)
+    local found = redis.call('ZRANGEBYSCORE', queue_key, ticket, ticket,
+                             'LIMIT', 0, MAX_EVICTIONS)
+    for i = 1, #found do
+        local _, tok = parse_member(found[i])
         if tok == token then
-            return m
+            return found[i]
         end
     end
     return nil
+end
+
+-- One page of the search for the member of `token` when its ticket is
+-- unknown (the reply that carried it was lost).  Returns the member or nil,
+-- and the ZSCAN cursor to resume from ('0': the whole queue was seen).
+-- A page is bounded, so a long queue costs several calls, never one long
+-- script.
+local function find_member_page(token, cursor)
+    local pattern = '*:' .. string.gsub(token, '[%*%?%[%]\\]', '\\%0')
+                    .. ':*'
+    local page = redis.call('ZSCAN', queue_key, cursor, 'MATCH', pattern,
+                            'COUNT', SCAN_PAGE)
+    for i = 1, #page[2], 2 do
+        local _, tok = parse_member(page[2][i])
+        if tok == token then
+            return page[2][i], '0'
+        end
+    end
+    return nil, page[1]
 end
 
 -- The queue keys go in the same script that empties the queue, so no
 -- client can slip an INCR or ZADD between the check and the delete.
 local function drop_queue_if_empty()
     if redis.call('ZCARD', queue_key) == 0 then
-        redis.call('DEL', queue_key, seq_key)
+        redis.call('DEL', queue_key, seq_key, watch_key)
     end
 end
 
--- Removes stale entries from the head of the queue (bounded) and returns
--- the first live one as member, ticket, token, lease, live; lease is nil
--- for an entry of another client.  Staleness is judged by the waiter's own
--- liveness window when its token carries one, else by foreign_live.
-local function live_head(now, foreign_live)
+-- A foreign head (a client of the reference implementation) takes a free
+-- lock itself, with SET NX, within its poll interval; its stamp is of its
+-- own monotonic clock and tells nothing.  So it is judged only while the
+-- lock is free, by the server's clock: NAME:watch remembers since when
+-- scripts have seen the lock free with this member at the head.  While it
+-- is the head nobody else takes the lock: our scripts grant only to a
+-- fairlock head, and non-FIFO ones defer to a live foreign head.  The
+-- record expires when nobody looked for a while, so only a lock left free
+-- for longer than `window` with the same head convicts that head.
+-- Returns false when the head is dead.
+local function foreign_head_alive(head, now, window)
+    window = math.max(window, MIN_FOREIGN_WINDOW)
+    local seen = redis.call('GET', watch_key)
+    local since = now
+    if seen then
+        local t0, member = string.match(seen, '^(%d+):(.*)$')
+        if member == head then
+            since = tonumber(t0)
+        end
+    end
+    if now - since > window then
+        redis.call('DEL', watch_key)
+        return false
+    end
+    -- Observers come at least every heartbeat (a third of a window) or
+    -- check_interval; a longer silence starts the judgement again.
+    redis.call('SET', watch_key, string.format('%d:%s', since, head),
+               'PX', 2 * window + 1000)
+    return true
+end
+
+-- A queue holding members of other clients must not expire under them:
+-- they never re-register.  Our own members' expiry is only a cleanup for
+-- a queue whose every waiter died.
+local function keep_queue_for(token)
+    if not token_terms(token) then
+        redis.call('PERSIST', queue_key)
+        redis.call('PERSIST', seq_key)
+    end
+end
+
+-- Looks at the tail, where other clients add themselves, for a script
+-- that changes the queue without enqueueing (cancel, release).
+local function keep_queue_for_tail()
+    local tail = redis.call('ZRANGE', queue_key, -1, -1)[1]
+    if tail then
+        local _, token = parse_member(tail)
+        if token then
+            keep_queue_for(token)
+        end
+    end
+end
+
+-- Whether the head of the queue is a member of another client.
+local function foreign_at_head()
+    local head = redis.call('ZRANGE', queue_key, 0, 0)[1]
+    if not head then
+        return false
+    end
+    local _, token = parse_member(head)
+    return token ~= nil and not token_terms(token)
+end
+
+-- Removes stale entries from the head of the queue (at most MAX_EVICTIONS)
+-- and returns the first live one as member, ticket, token, lease, live;
+-- lease is nil for an entry of another client.  A fairlock entry is stale
+-- when older than the liveness window its token carries.  A foreign head
+-- is judged only when `lock_free` (foreign_head_alive, with foreign_live
+-- as its window); otherwise it is returned as live.  `dropping`, when
+-- given, is a token whose entry goes without judgement (its owner is
+-- leaving).  Returns nil, true when it stopped at its eviction budget with
+-- more entries to look at.
+local function live_head(now, foreign_live, lock_free, dropping)
     for _ = 1, MAX_EVICTIONS do
         local head = redis.call('ZRANGE', queue_key, 0, 0)[1]
         if not head then
-            return nil
+            return nil, false
         end
         local ticket, token, ts = parse_member(head)
         local lease, live = nil, nil
         if token then
             lease, live = token_terms(token)
         end
-        live = live or foreign_live
-        if token and now - ts <= live then
-            return head, ticket, token, lease, live
+        if token and token ~= dropping then
+            if lease then
+                if now - ts <= live then
+                    return head, ticket, token, lease, live
+                end
+            else
+                keep_queue_for(token)
+                if not lock_free or
+                    foreign_head_alive(head, now, foreign_live) then
+                    return head, ticket, token, nil, foreign_live
+                end
+            end
         end
         redis.call('ZREM', queue_key, head)
     end
-    return nil
+    return nil, true
 end
 
 -- Called whenever the lock key is free: grants the lock to the live head
@@ -146,36 +241,54 @@ end
 -- with SET NX).  A head other than the caller gets a lease no longer than
 -- its liveness window, so a head that died since its last heartbeat holds
 -- the lock no longer than a dead waiter would hold the queue.  Returns the
--- ticket and fence when the caller itself was granted.
-local function grant_to_head(now, caller, caller_lease, foreign_live)
-    local head, ticket, token, lease, live = live_head(now, foreign_live)
+-- ticket and fence when the caller itself was granted; else nil and
+-- whether the eviction budget ran out before a live head was found (the
+-- caller should then call again at once: the lock is free).
+local function grant_to_head(now, caller, caller_lease, foreign_live, dropping)
+    local head, ticket, token, lease, live =
+        live_head(now, foreign_live, true, dropping)
+    if not head then
+        drop_queue_if_empty()
+        return nil, ticket -- live_head's "budget ran out"
+    end
     local granted, fence = nil, 0
-    if head and token == caller then
+    if token == caller then
         fence = set_owner(token, caller_lease)
         granted = ticket
-    elseif head and lease then
+    elseif lease then
         local px = lease
         if px == 0 or px > live then
             px = live
         end
+        -- The push goes before the lock key is set: on a Cluster node whose
+        -- slot is migrating, a wake list that is not here fails the script,
+        -- and it must fail before the grant (a fence skipped is harmless).
         local wake = wake_key(token)
-        redis.call('RPUSH', wake, string.format('%d:%d:%d', ticket, px,
-                                                set_owner(token, px)))
+        local fence = next_fence(token)
+        redis.call('RPUSH', wake, string.format('%d:%d:%d', ticket, px, fence))
         redis.call('PEXPIRE', wake, px) -- no message outlives its grant
+        if px > 0 then
+            redis.call('SET', lock_key, token, 'PX', px)
+        else
+            redis.call('SET', lock_key, token)
+        end
     else
-        drop_queue_if_empty()
-        return nil
+        return nil, false -- a live foreign head takes the lock itself
     end
     redis.call('ZREM', queue_key, head)
-    live_head(now, foreign_live)
+    -- Clean up behind the new holder; the lock is no longer free, so a
+    -- foreign head is left alone.
+    live_head(now, foreign_live, false, nil)
+    keep_queue_for_tail()
     drop_queue_if_empty()
     return granted, fence
 end
 
--- After a release: if no FIFO waiter took the lock, wake one non-FIFO
--- waiter.  The wake list lives no longer than the marker of waiters.
+-- After a release: if no FIFO waiter is left (a live one of another kind
+-- takes the lock itself), wake one non-FIFO waiter.  The wake list lives
+-- no longer than the marker of waiters.
 local function wake_non_fifo()
-    if redis.call('EXISTS', lock_key) == 0 then
+    if redis.call('EXISTS', lock_key, queue_key) == 0 then
         local ttl = redis.call('PTTL', nf_wait_key)
         if ttl > 0 then
             redis.call('RPUSH', nf_wake_key, '1')
@@ -186,13 +299,13 @@ end
 
 -- Frees the lock held by `token`.  Returns 1 if it was held.  Without a
 -- queue there is nobody to hand over to, and no need for the clock.
-local function release_if_owner(token, foreign_live)
+local function release_if_owner(token, foreign_live, dropping)
     if redis.call('GET', lock_key) ~= token then
         return 0
     end
     redis.call('DEL', lock_key)
     if redis.call('EXISTS', queue_key) == 1 then
-        grant_to_head(server_now_ms(), nil, 0, foreign_live)
+        grant_to_head(server_now_ms(), nil, 0, foreign_live, dropping)
     end
     wake_non_fifo()
     return 1

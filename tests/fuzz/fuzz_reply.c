@@ -45,7 +45,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             char err[128];
             if (fairlock__decode_attempt(reply, &attempt, err, sizeof err) ==
                     0 &&
-                (attempt.granted < 0 || attempt.granted > 1))
+                (attempt.granted < 0 || attempt.granted > 1 ||
+                 attempt.next_call < 0 || attempt.next_call > 2))
+                abort();
+            int undone = -1;
+            char cursor[21];
+            if (fairlock__decode_cancel(reply, &undone, cursor, sizeof cursor,
+                                        err, sizeof err) == 0 &&
+                ((undone != 0 && undone != 1) ||
+                 strlen(cursor) > sizeof cursor - 1 || cursor[0] == '\0'))
                 abort();
             fairlock_status *status = NULL;
             if (fairlock__decode_status(reply, &status, err, sizeof err) ==
