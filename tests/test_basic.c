@@ -55,14 +55,17 @@ static void nonblocking_and_timeout(void) {
     redisFree(c);
 }
 
+/* The PTTL ranges leave seconds between the grant and the PTTL, so a
+ * slow machine does not matter, and stay apart from every other lease the
+ * code could have given. */
 static void lease_follows_timeout_or_ttl(void) {
     const char *name = test_name("basic-lease");
     redisContext *c = test_redis();
     /* The reference: timeout is also the lease. */
-    fairlock *lock = test_lock(name, 3000);
+    fairlock *lock = test_lock(name, 30000);
     CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
-    CHECK_INT(pttl(c, name), >, 2000);
-    CHECK_INT(pttl(c, name), <=, 3000);
+    CHECK_INT(pttl(c, name), >, 20000);
+    CHECK_INT(pttl(c, name), <=, 30000);
     CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
     /* Per-call timeout overrides the lease too. */
     CHECK_RC(lock, fairlock_acquire_ex(lock, 60000, -1, FAIRLOCK_DEFAULT),
@@ -79,10 +82,10 @@ static void lease_follows_timeout_or_ttl(void) {
     fairlock_free(lock);
 
     /* An explicit ttl wins over the timeout. */
-    lock = lock_with(name, FAIRLOCK_FOREVER, 5000, 1);
+    lock = lock_with(name, FAIRLOCK_FOREVER, 45000, 1);
     CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
-    CHECK_INT(pttl(c, name), >, 4000);
-    CHECK_INT(pttl(c, name), <=, 5000);
+    CHECK_INT(pttl(c, name), >, 35000);
+    CHECK_INT(pttl(c, name), <=, 45000);
     CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
     fairlock_free(lock);
 
@@ -97,7 +100,8 @@ static void lease_follows_timeout_or_ttl(void) {
 static void extend_owned_locked(void) {
     const char *name = test_name("basic-extend");
     redisContext *c = test_redis();
-    fairlock *lock = lock_with(name, 1000, 1000, 1);
+    /* A lease far longer than the calls below take, however slow. */
+    fairlock *lock = lock_with(name, 30000, 30000, 1);
     int owned = 1, locked = 1;
     CHECK_RC(lock, fairlock_owned(lock, &owned), FAIRLOCK_OK);
     CHECK_INT(owned, ==, 0);
@@ -133,7 +137,8 @@ static void extend_owned_locked(void) {
 static void release_errors(void) {
     const char *name = test_name("basic-release");
     redisContext *c = test_redis();
-    fairlock *lock = lock_with(name, 5000, 150, 1);
+    /* A lease that outlasts the calls below however slow the machine. */
+    fairlock *lock = lock_with(name, 30000, 30000, 1);
     CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_NOTOWNED);
     CHECK(strstr(fairlock_errmsg(lock), "not held") != NULL);
 
@@ -145,10 +150,13 @@ static void release_errors(void) {
     CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
     CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_NOTOWNED);
     CHECK_INT(fairlock_ticket(lock), ==, 0);
+    fairlock_free(lock);
 
     /* Released after the lease ran out and someone else took it: the
-     * other owner's lock must survive. */
-    fairlock *other = lock_with(name, 5000, 5000, 1);
+     * other owner's lock must survive.  (A slow machine only lets the
+     * 150 ms lease run out sooner.) */
+    lock = lock_with(name, 30000, 150, 1);
+    fairlock *other = lock_with(name, 30000, 30000, 1);
     CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
     test_sleep_ms(300);
     CHECK_RC(other, fairlock_acquire(other), FAIRLOCK_OK);
@@ -251,7 +259,7 @@ static void borrowed_connection(void) {
     fairlock_options_init(&opts);
     opts.name = name;
     opts.redis = c;
-    opts.timeout_ms = 2000;
+    opts.timeout_ms = 30000; /* also a's lease: it outlasts b's wait */
     fairlock *a = test_lock_opts(&opts);
     fairlock *b = test_lock_opts(&opts);
     CHECK_RC(a, fairlock_acquire(a), FAIRLOCK_OK);
@@ -319,7 +327,7 @@ static void wrong_password(void) {
     fairlock_options_init(&opts);
     opts.name = test_name("basic-auth");
     opts.url = url;
-    opts.timeout_ms = 1000;
+    opts.timeout_ms = 30000; /* also the lease of the good acquire below */
     fairlock *lock = test_lock_opts(&opts);
     CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_REDIS);
     CHECK(strstr(fairlock_errmsg(lock), "authentication") != NULL);

@@ -43,9 +43,14 @@ class ReferenceSemantics(Base):
         self.assertFalse(lock.held)
         self.assertClean(name)
 
+    # Upper bounds on a wait are deadlines that only a real failure
+    # reaches, never measurements: the holder keeps the lock for a minute,
+    # so a waiter that ignored its timeout would still wait (or, past the
+    # lease, get the lock) long after them.  Lower bounds are exact: a
+    # slow machine only makes a wait longer.
     def test_timeout(self):
         name = support.unique("timeout")
-        holder = self.lock(name, timeout=5)
+        holder = self.lock(name, timeout=60)
         holder.acquire()
         waiter = self.lock(name, timeout=0.3)
         start = time.monotonic()
@@ -53,7 +58,7 @@ class ReferenceSemantics(Base):
             waiter.acquire()
         elapsed = time.monotonic() - start
         self.assertGreaterEqual(elapsed, 0.28)
-        self.assertLess(elapsed, 2.0)
+        self.assertLess(elapsed, 20)
         exc = cm.exception
         self.assertIsInstance(exc, TimeoutError)
         self.assertIsInstance(exc, fairlock.LockError)
@@ -61,26 +66,31 @@ class ReferenceSemantics(Base):
         self.assertEqual(exc.code, "FAIRLOCK_TIMEOUT")
         self.assertIn(repr(name), str(exc))
         self.assertEqual(self.redis.zcard(f"{name}:queue"), 0)
-        # A per-call timeout overrides the object's.
+        # A per-call timeout overrides the object's (of 40 s here).
+        patient = self.lock(name, timeout=40)
         start = time.monotonic()
         with self.assertRaises(fairlock.LockTimeoutError):
-            waiter.acquire(timeout=0.1)
-        self.assertLess(time.monotonic() - start, 0.29)
+            patient.acquire(timeout=0.1)
+        elapsed = time.monotonic() - start
+        self.assertGreaterEqual(elapsed, 0.09)
+        self.assertLess(elapsed, 20)
         holder.release()
         self.assertClean(name)
 
     def test_non_blocking(self):
         name = support.unique("nonblock")
-        holder = self.lock(name, timeout=5)
+        holder = self.lock(name, timeout=60)
         holder.acquire()
-        for lock, kwargs in ((self.lock(name, blocking=False), {}),
-                             (self.lock(name), {"blocking": False}),
-                             (self.lock(name, fifo=False, blocking=False),
-                              {})):
+        # A timeout of 40 s that a single try must not wait out.
+        for lock, kwargs in (
+                (self.lock(name, blocking=False, timeout=40), {}),
+                (self.lock(name, timeout=40), {"blocking": False}),
+                (self.lock(name, fifo=False, blocking=False, timeout=40),
+                 {})):
             start = time.monotonic()
             with self.assertRaises(fairlock.LockTimeoutError):
                 lock.acquire(**kwargs)
-            self.assertLess(time.monotonic() - start, 0.5)
+            self.assertLess(time.monotonic() - start, 20)
             with self.assertRaises(fairlock.LockTimeoutError):
                 with self.lock(name, blocking=False):
                     self.fail("entered a held lock")
@@ -116,18 +126,20 @@ class ReferenceSemantics(Base):
         self.assertNotIsInstance(cm.exception, fairlock.LockTimeoutError)
         self.assertTrue(lock.release())
 
+    # PTTL ranges leave seconds for the time between the grant and the
+    # PTTL, and stay apart from every other lease the code could give.
     def test_lease_is_the_timeout(self):
         name = support.unique("lease")
-        lock = self.lock(name, timeout=3)
+        lock = self.lock(name, timeout=30)
         lock.acquire()
-        self.assertTrue(2000 < self.redis.pttl(name) <= 3000)
+        self.assertTrue(20000 < self.redis.pttl(name) <= 30000)
         lock.release()
         lock = self.lock(name)  # timeout None: no expiry
         lock.acquire()
         self.assertEqual(self.redis.pttl(name), -1)
         lock.release()
-        lock.acquire(timeout=4)  # the call's timeout is the lease
-        self.assertTrue(3000 < self.redis.pttl(name) <= 4000)
+        lock.acquire(timeout=50)  # the call's timeout is the lease
+        self.assertTrue(40000 < self.redis.pttl(name) <= 50000)
         lock.release()
 
 
@@ -135,11 +147,11 @@ class Extras(Base):
 
     def test_ttl_and_extend(self):
         name = support.unique("ttl")
-        lock = self.lock(name, timeout=1, ttl=2)
+        lock = self.lock(name, timeout=1, ttl=20)
         lock.acquire()
-        self.assertTrue(1000 < self.redis.pttl(name) <= 2000)
-        self.assertIs(lock.extend(10), True)
-        self.assertTrue(9000 < self.redis.pttl(name) <= 10000)
+        self.assertTrue(10000 < self.redis.pttl(name) <= 20000)
+        self.assertIs(lock.extend(100), True)
+        self.assertTrue(90000 < self.redis.pttl(name) <= 100000)
         self.assertTrue(lock.extend(math.inf))
         self.assertEqual(self.redis.pttl(name), -1)
         self.assertEqual(lock.valid_until, math.inf)
@@ -209,10 +221,13 @@ class Extras(Base):
         self.assertClean(name)
 
     def test_auto_renew(self):
+        # Held for more than twice the lease: only renewals (every third
+        # of it) keep it, and a renewal would have to be a second late to
+        # lose it.
         name = support.unique("renew")
-        lock = self.lock(name, ttl=0.3, auto_renew=True)
+        lock = self.lock(name, ttl=1.5, auto_renew=True)
         lock.acquire()
-        time.sleep(0.9)
+        time.sleep(3.5)
         self.assertTrue(lock.owned())
         self.assertTrue(lock.release())
         self.assertClean(name)
@@ -278,7 +293,13 @@ class Clients(Base):
                           db=2)
 
     def test_tcp_client(self):
-        self.check_client(redis.Redis(port=self.port))  # host 'localhost'
+        # 127.0.0.1, not redis-py's default host 'localhost', which need
+        # not resolve (a container's /etc/hosts may lack it).  That a
+        # client with the default host maps to redis://localhost:PORT is
+        # a conversion, checked without connecting (and in test_args).
+        self.assertEqual(fairlock._url_of(redis.Redis(port=self.port)),
+                         "redis://localhost:%d/0" % self.port)
+        self.check_client(redis.Redis(host="127.0.0.1", port=self.port))
         self.check_client(redis.Redis(host="127.0.0.1", port=self.port,
                                       db=3), db=3)
 
@@ -307,8 +328,9 @@ class Clients(Base):
                              password=password)
         self.assertTrue(client.ping())  # redis-py agrees
         self.check_client(client)
-        self.check_client(redis.Redis(port=self.port, username=user,
-                                      password=password, db=1), db=1)
+        self.check_client(redis.Redis(host="127.0.0.1", port=self.port,
+                                      username=user, password=password,
+                                      db=1), db=1)
         wrong = redis.Redis(unix_socket_path=self.socket, username=user,
                             password="wrong-secret")
         lock = fairlock.RedisLockFifo(support.unique("acl"), wrong)
@@ -321,46 +343,61 @@ class Clients(Base):
 class Threads(Base):
 
     def test_gil_released_while_waiting(self):
-        """While the main thread waits in acquire(), Python threads run."""
+        """While the main thread waits in acquire(), Python threads run:
+        a thread sees the main thread's queue entry and releases the lock
+        it waits for.  With the GIL held through the wait, that thread
+        could not run until the acquire had timed out (40 s)."""
         name = support.unique("gil")
-        holder = self.lock(name, timeout=5)
+        holder = self.lock(name, timeout=60)
         holder.acquire()
-        count, stop = [0], threading.Event()
+        released = []
 
-        def spin():
-            while not stop.is_set():
-                count[0] += 1
-        spinner = threading.Thread(target=spin)
-        spinner.start()
-        time.sleep(0.05)
-        start = count[0]
+        def release_when_queued():
+            if support.wait_until(
+                    lambda: self.redis.zcard(f"{name}:queue") == 1,
+                    timeout=30):
+                released.append(holder.release())
+        helper = threading.Thread(target=release_when_queued)
+        helper.start()
+        waiter = self.lock(name, timeout=40)
         try:
-            with self.assertRaises(fairlock.LockTimeoutError):
-                self.lock(name).acquire(timeout=0.5)
+            self.assertIs(waiter.acquire(), True)
         finally:
-            stop.set()
-            spinner.join()
-        self.assertGreater(count[0] - start, 10000)
-        holder.release()
+            helper.join(60)
+        self.assertEqual(released, [True])
+        self.assertTrue(waiter.release())
+        self.assertClean(name)
 
     def test_calls_on_one_object_are_serialized(self):
         """A call made while another thread waits in acquire() on the same
         object waits for that acquire to end."""
         name = support.unique("serial")
-        holder = self.lock(name, timeout=5)
+        holder = self.lock(name, timeout=60)
         holder.acquire()
-        shared = self.lock(name)
+        shared = self.lock(name, timeout=40)
+        acquired, owned = [], []
+
+        def ask_owned():
+            # True only if it runs after the acquire: until then the
+            # holder has the lock.
+            owned.append(shared.owned())
         waiter = threading.Thread(
-            target=lambda: self.assertRaises(fairlock.LockTimeoutError,
-                                             shared.acquire, timeout=0.5))
+            target=lambda: acquired.append(shared.acquire()))
         waiter.start()
         self.assertTrue(support.wait_until(
             lambda: self.redis.zcard(f"{name}:queue") == 1))
-        start = time.monotonic()
-        self.assertTrue(shared.locked())
-        self.assertGreater(time.monotonic() - start, 0.2)
-        waiter.join(10)
-        holder.release()
+        asker = threading.Thread(target=ask_owned)
+        asker.start()
+        # The asker blocks while the acquire waits (on a slow machine it
+        # may not have called owned() yet: the check below holds anyway).
+        time.sleep(0.3)
+        self.assertEqual(owned, [], "owned() returned during the wait")
+        self.assertTrue(holder.release())
+        waiter.join(30)
+        asker.join(30)
+        self.assertEqual((acquired, owned), ([True], [True]))
+        self.assertTrue(shared.release())
+        self.assertClean(name)
 
     def test_threads_share_nothing_across_objects(self):
         """Threads with one object each exclude one another."""

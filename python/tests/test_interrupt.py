@@ -21,8 +21,11 @@ url, name, mode = sys.argv[1:4]
 hits = []
 if mode == "usr1":
     signal.signal(signal.SIGUSR1, lambda signum, frame: hits.append(signum))
+# A liveness window of two minutes: the waiter's own heartbeats (every
+# 40 s) cannot end its wait early.
 lock = fairlock.RedisLockFifo(name, url=url, fifo=(mode != "nonfifo"),
-                              timeout=(20 if mode == "usr1" else None))
+                              timeout=(20 if mode == "usr1" else None),
+                              fifo_stale_timeout=120)
 print("waiting", flush=True)
 try:
     lock.acquire()
@@ -58,11 +61,14 @@ class Interrupt(support.ServerTestCase):
         time.sleep(0.2)  # deep in its blocking wait
         sent = time.monotonic()
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=10)
+        out, err = child.communicate(timeout=30)
         elapsed = time.monotonic() - sent
         self.assertEqual(child.returncode, 3, err)
         self.assertEqual(out, "KeyboardInterrupt\n")
-        self.assertLess(elapsed, 1.5, "KeyboardInterrupt was not prompt")
+        # Prompt: not at the end of the wait, which nothing ends before
+        # the holder's 30 s lease (no heartbeat for 40 s).  A deadline, not
+        # a measurement: a loaded machine stays far below it.
+        self.assertLess(elapsed, 15, "KeyboardInterrupt was not prompt")
         # Its queue entry is gone; the holder still holds the lock.
         self.assertEqual(r.zcard(f"{name}:queue"), 0)
         self.assertEqual(r.keys(f"{name}:wake:*"), [])
@@ -118,7 +124,8 @@ class Interrupt(support.ServerTestCase):
             self.assertTrue(support.wait_until(
                 lambda: r.zcard(f"{name}:queue") == 1))
             os.kill(os.getpid(), signal.SIGUSR2)
-            self.assertTrue(support.wait_until(lambda: hits, timeout=2))
+            # At once, not when the wait ends (the holder's lease is 30 s).
+            self.assertTrue(support.wait_until(lambda: hits, timeout=15))
             time.sleep(0.2)
             self.assertTrue(thread.is_alive())
             self.assertEqual(r.zcard(f"{name}:queue"), 1)
