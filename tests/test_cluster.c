@@ -11,6 +11,13 @@
 static char cluster_url[512];
 static int base_port, node_count;
 
+/* Deadlines for events that take a second or two on an idle machine
+ * (grants, a failover, gossip, a slot emptied): only a failure reaches
+ * them, never a slow machine.  No duration is asserted. */
+#define EVENT_DEADLINE_MS 60000
+
+static int64_t ms_since(int64_t ns) { return (test_now_ns() - ns) / 1000000; }
+
 static void load_cluster_env(void) {
     const char *path = getenv("FAIRLOCK_TEST_CLUSTER_ENV");
     CHECK(path != NULL);
@@ -100,16 +107,17 @@ static int never_interrupt(void *arg) {
     return 0;
 }
 
-/* io_timeout_ms 0 keeps the default; slice_ms > 0 cuts waits into BLPOPs
- * of at most that long (through an interrupt callback that never fires). */
+/* timeout_ms and io_timeout_ms 0 keep 10 s and the default; slice_ms > 0
+ * cuts waits into BLPOPs of at most that long (through an interrupt
+ * callback that never fires). */
 static fairlock *cluster_lock_io(const char *name, int hash_tag,
-                                 int64_t io_timeout_ms, int64_t slice_ms,
-                                 int *rc) {
+                                 int64_t timeout_ms, int64_t io_timeout_ms,
+                                 int64_t slice_ms, int *rc) {
     fairlock_options opts;
     fairlock_options_init(&opts);
     opts.name = name;
     opts.url = cluster_url;
-    opts.timeout_ms = 10000;
+    opts.timeout_ms = timeout_ms > 0 ? timeout_ms : 10000;
     opts.hash_tag = hash_tag;
     if (io_timeout_ms > 0)
         opts.io_timeout_ms = io_timeout_ms;
@@ -123,7 +131,7 @@ static fairlock *cluster_lock_io(const char *name, int hash_tag,
 }
 
 static fairlock *cluster_lock(const char *name, int hash_tag, int *rc) {
-    return cluster_lock_io(name, hash_tag, 0, 0, rc);
+    return cluster_lock_io(name, hash_tag, 0, 0, 0, rc);
 }
 
 static void names_must_share_a_slot(void) {
@@ -190,6 +198,7 @@ typedef struct {
 typedef struct {
     shared_counts counts;
     volatile int stop;
+    int64_t timeout_ms;    /* acquire timeout, also the lease; 0: 10 s */
     int64_t io_timeout_ms; /* of the workers' handles; 0: the default */
     int64_t slice_ms;      /* longest BLPOP of a wait; 0: no limit */
 } shared_run;
@@ -199,8 +208,8 @@ typedef struct {
 static void worker(const char *name, shared_run *run) {
     shared_counts *counts = &run->counts;
     int rc;
-    fairlock *lock = cluster_lock_io(name, 0, run->io_timeout_ms, run->slice_ms,
-                                     &rc);
+    fairlock *lock = cluster_lock_io(name, 0, run->timeout_ms,
+                                     run->io_timeout_ms, run->slice_ms, &rc);
     CHECK_INT(rc, ==, FAIRLOCK_OK);
     while (!run->stop) {
         rc = fairlock_acquire(lock);
@@ -253,7 +262,8 @@ static int64_t grants_now(shared_run *run) {
 
 static void wait_for_grants(shared_run *run, int64_t more) {
     int64_t target = grants_now(run) + more;
-    for (int i = 0; i < 1500 && grants_now(run) < target; i++)
+    int64_t from = test_now_ns();
+    while (grants_now(run) < target && ms_since(from) < EVENT_DEADLINE_MS)
         test_sleep_ms(10);
     CHECK_INT(grants_now(run), >=, target);
 }
@@ -270,6 +280,10 @@ static void slot_migration_under_load(void) {
     char *from_id = node_id(from), *to_id = node_id(to);
 
     shared_run *run = test_shared(sizeof *run);
+    /* A call refused while keys move is retried until its deadline: far
+     * beyond any time a loaded machine needs to move them. */
+    run->timeout_ms = 90000;
+    run->io_timeout_ms = 90000;
     pid_t pids[4];
     spawn_workers(name, run, 4, pids);
     wait_for_grants(run, 50);
@@ -278,7 +292,12 @@ static void slot_migration_under_load(void) {
         on_node(to, "CLUSTER SETSLOT %lld IMPORTING %s", slot, from_id));
     freeReplyObject(
         on_node(from, "CLUSTER SETSLOT %lld MIGRATING %s", slot, to_id));
-    for (int round = 0; round < 50; round++) {
+    /* Until the slot is empty on `from` (new keys of the slot go to `to`,
+     * so this ends); a slot still holding keys would make SETSLOT NODE
+     * fail below. */
+    int64_t migrate_from = test_now_ns();
+    for (;;) {
+        CHECK_INT(ms_since(migrate_from), <, EVENT_DEADLINE_MS);
         redisReply *keys = on_node(from, "CLUSTER GETKEYSINSLOT %lld 100",
                                    slot);
         size_t n = keys->elements;
@@ -334,10 +353,23 @@ static long long migration_replies(int port) {
     return total;
 }
 
+/* How long the slot stays half-way in a migration: until the callers have
+ * met it (at least one TRYAGAIN or ASK reply, and the free lock's acquire
+ * under way for a while) and at least HOLD_MIN_MS have passed.  Only a
+ * failure reaches HOLD_CAP_MS; every caller's deadline (acquire timeout,
+ * lease, I/O timeout, which bounds a refused release's retries) is
+ * HOLD_CALLER_DEADLINE_MS, far beyond it, so a slow machine that keeps
+ * the slot migrating longer cannot make a call fail. */
+#define HOLD_MIN_MS 3000
+#define HOLD_FREE_LOCK_MS 1000
+#define HOLD_CAP_MS 60000
+#define HOLD_CALLER_DEADLINE_MS 90000
+
 /* A lock nobody uses yet, taken and given back by a child while its slot
  * is in migration: with none of its keys anywhere, the owner answers ASK
  * and the importing node TRYAGAIN. */
 typedef struct {
+    int started; /* the acquire is about to be called */
     int acquire_rc, release_rc;
     char msg[256];
 } free_lock_result;
@@ -346,8 +378,10 @@ static pid_t use_free_lock(const char *name, free_lock_result *out) {
     pid_t pid = test_fork();
     if (pid == 0) {
         int rc;
-        fairlock *lock = cluster_lock_io(name, 0, 30000, 0, &rc);
+        fairlock *lock = cluster_lock_io(name, 0, HOLD_CALLER_DEADLINE_MS,
+                                         HOLD_CALLER_DEADLINE_MS, 0, &rc);
         CHECK_INT(rc, ==, FAIRLOCK_OK);
+        __atomic_store_n(&out->started, 1, __ATOMIC_SEQ_CST);
         out->acquire_rc = fairlock_acquire(lock);
         snprintf(out->msg, sizeof out->msg, "%s", fairlock_errmsg(lock));
         out->release_rc = out->acquire_rc == FAIRLOCK_OK
@@ -362,17 +396,18 @@ static pid_t use_free_lock(const char *name, free_lock_result *out) {
 }
 
 /* Holds the lock's slot half-way in a migration -- MIGRATING on its owner,
- * IMPORTING on another master, no key moved -- for 3 s while four
- * processes use the lock, then puts the slot back.  Meanwhile a script on
- * the busy lock meets TRYAGAIN (some of its keys are missing on the
- * owner), a BLPOP of a wake list meets ASK and blocks on the importing
- * node (the workers cut their waits into 20 ms BLPOPs, so new ones are
- * sent during the window), and a free lock of the same slot meets ASK and
- * then TRYAGAIN (use_free_lock).  No error may reach a caller: each call
- * retries until its own deadline, which a 30 s I/O timeout puts far beyond
- * the 3 s, so a slow machine cannot fail it.  No script can run while the
- * slot is in this state (Redis refuses a multi-key command unless every
- * key is on the node asked), so grants pause and resume after it. */
+ * IMPORTING on another master, no key moved -- while four processes use
+ * the lock, then puts the slot back.  Meanwhile a script on the busy lock
+ * meets TRYAGAIN (some of its keys are missing on the owner), a BLPOP of a
+ * wake list meets ASK and blocks on the importing node (the workers cut
+ * their waits into 20 ms BLPOPs, so new ones are sent during the window),
+ * and a free lock of the same slot meets ASK and then TRYAGAIN
+ * (use_free_lock).  No error may reach a caller: each call retries until
+ * its own deadline.  The window ends on the event it is there for, the
+ * callers meeting the migration (see HOLD_MIN_MS), not after a fixed time
+ * in which a slow machine might not get there.  No script can run while
+ * the slot is in this state (Redis refuses a multi-key command unless
+ * every key is on the node asked), so grants pause and resume after it. */
 static void slot_held_migrating(void) {
     const char *name = "{fltest-hold}:job";
     const char *free_name = "{fltest-hold}:free";
@@ -384,22 +419,37 @@ static void slot_held_migrating(void) {
 
     shared_run *run = test_shared(sizeof *run);
     free_lock_result *solo = test_shared(sizeof *solo);
-    run->io_timeout_ms = 30000;
+    run->timeout_ms = HOLD_CALLER_DEADLINE_MS;
+    run->io_timeout_ms = HOLD_CALLER_DEADLINE_MS;
     run->slice_ms = 20;
     pid_t pids[4];
     spawn_workers(name, run, 4, pids);
     wait_for_grants(run, 50);
 
-    long long replies = migration_replies(owner) + migration_replies(other);
+    long long before_replies = migration_replies(owner) +
+                               migration_replies(other);
     freeReplyObject(
         on_node(other, "CLUSTER SETSLOT %lld IMPORTING %s", slot, owner_id));
     freeReplyObject(
         on_node(owner, "CLUSTER SETSLOT %lld MIGRATING %s", slot, other_id));
+    int64_t held_from = test_now_ns(), solo_seen = 0;
     int64_t before = grants_now(run);
     pid_t solo_pid = use_free_lock(free_name, solo);
-    test_sleep_ms(3000);
+    long long replies = 0;
+    for (;;) {
+        replies = migration_replies(owner) + migration_replies(other) -
+                  before_replies;
+        if (solo_seen == 0 && __atomic_load_n(&solo->started, __ATOMIC_SEQ_CST))
+            solo_seen = test_now_ns();
+        if ((replies > 0 && solo_seen != 0 &&
+             ms_since(held_from) >= HOLD_MIN_MS &&
+             ms_since(solo_seen) >= HOLD_FREE_LOCK_MS) ||
+            ms_since(held_from) >= HOLD_CAP_MS)
+            break;
+        test_sleep_ms(20);
+    }
+    int64_t held_ms = ms_since(held_from);
     int64_t during = grants_now(run) - before;
-    replies = migration_replies(owner) + migration_replies(other) - replies;
     freeReplyObject(on_node(owner, "CLUSTER SETSLOT %lld STABLE", slot));
     freeReplyObject(on_node(other, "CLUSTER SETSLOT %lld STABLE", slot));
     CHECK_INT(master_of_slot(slot), ==, owner);
@@ -408,12 +458,13 @@ static void slot_held_migrating(void) {
     stop_workers(run, 4, pids);
     CHECK_INT(test_wait_child_within(solo_pid, 0, 120000), ==, 0);
     fprintf(stderr,
-            "   held migrating: %lld grants (%lld while migrating), %lld "
-            "errors, %lld overlaps, %lld TRYAGAIN/ASK replies; free lock: "
-            "%s, %s\n",
-            (long long)run->counts.grants, (long long)during,
-            (long long)run->counts.errors, (long long)run->counts.overlaps,
-            replies, fairlock_code_name(solo->acquire_rc),
+            "   held migrating %lld ms: %lld grants (%lld while migrating), "
+            "%lld errors, %lld overlaps, %lld TRYAGAIN/ASK replies; free "
+            "lock: %s, %s\n",
+            (long long)held_ms, (long long)run->counts.grants,
+            (long long)during, (long long)run->counts.errors,
+            (long long)run->counts.overlaps, replies,
+            fairlock_code_name(solo->acquire_rc),
             fairlock_code_name(solo->release_rc));
     if (solo->acquire_rc != FAIRLOCK_OK || solo->release_rc != FAIRLOCK_OK)
         fprintf(stderr, "   free lock: %s\n", solo->msg);
@@ -424,6 +475,7 @@ static void slot_held_migrating(void) {
     CHECK_INT(solo->release_rc, ==, FAIRLOCK_OK);
     /* The callers did run into the migration (and retried through it). */
     CHECK_INT(replies, >, 0);
+    CHECK(solo_seen != 0);
     redisReply *r = on_node(owner, "EXISTS %s %s:queue %s:seq %s", name, name,
                             name, free_name);
     CHECK_INT(r->integer, ==, 0);
@@ -437,10 +489,11 @@ static void slot_held_migrating(void) {
 static int replica_of(int port) {
     char *id = node_id(port);
     redisReply *r = NULL;
-    for (int i = 0; i < 500; i++) {
+    int64_t from = test_now_ns();
+    for (;;) {
         freeReplyObject(r);
         r = on_node(port, "CLUSTER REPLICAS %s", id);
-        if (r->elements >= 1)
+        if (r->elements >= 1 || ms_since(from) >= EVENT_DEADLINE_MS)
             break;
         test_sleep_ms(20);
     }
@@ -467,7 +520,9 @@ static void failover_under_load(void) {
     spawn_workers(name, run, 4, pids);
     wait_for_grants(run, 50);
     freeReplyObject(on_node(replica, "CLUSTER FAILOVER"));
-    for (int i = 0; i < 500 && master_of_slot(slot) != replica; i++)
+    int64_t failover_from = test_now_ns();
+    while (master_of_slot(slot) != replica &&
+           ms_since(failover_from) < EVENT_DEADLINE_MS)
         test_sleep_ms(20);
     CHECK_INT(master_of_slot(slot), ==, replica);
     wait_for_grants(run, 100);
