@@ -33,9 +33,9 @@ extern "C" {
 #endif
 
 #define FAIRLOCK_VERSION_MAJOR 0
-#define FAIRLOCK_VERSION_MINOR 1
+#define FAIRLOCK_VERSION_MINOR 2
 #define FAIRLOCK_VERSION_PATCH 0
-#define FAIRLOCK_VERSION_STRING "0.1.0"
+#define FAIRLOCK_VERSION_STRING "0.2.0"
 #define FAIRLOCK_VERSION_NUMBER                                                \
     (FAIRLOCK_VERSION_MAJOR * 10000 + FAIRLOCK_VERSION_MINOR * 100 +           \
      FAIRLOCK_VERSION_PATCH)
@@ -108,7 +108,17 @@ typedef int (*fairlock_interrupt_fn)(void *arg);
 /* Options for fairlock_create().  Always initialise with
  * fairlock_options_init() and then set what you need, so that fields added
  * in later versions get their defaults.  The library copies every string it
- * keeps; the borrowed redisContext must outlive the handle. */
+ * keeps; the borrowed redisContext must outlive the handle.
+ *
+ * The struct may grow: new fields are only ever added at its end.
+ * fairlock_options_init() and fairlock_create() are macros that pass the
+ * size of the struct the program was compiled with, so the library reads
+ * and writes only that much: a program built against an older header
+ * gets the defaults for every later field, and one built against a newer
+ * header than the library's has the fields the library does not know
+ * ignored (check fairlock_version_number() before relying on a new
+ * option).  Programs built against 0.1.0 call the functions of those
+ * names, which assume 0.1.0's struct. */
 typedef struct fairlock_options {
     /* The Redis key of the lock (the reference's `name`).  Required.  Any
      * bytes are allowed; name_len == 0 means strlen(name). */
@@ -204,18 +214,30 @@ typedef struct fairlock_options {
     int hash_tag;
 } fairlock_options;
 
-/* Fill *opts with the reference's defaults.
- * Thread safety: touches only *opts. Since 0.1.0. */
-FAIRLOCK_EXPORT void fairlock_options_init(fairlock_options *opts);
+/* Fill *opts, a struct of `size` bytes, with the reference's defaults.
+ * Call it through fairlock_options_init(opts).
+ * Thread safety: touches only *opts. Since 0.2.0. */
+FAIRLOCK_EXPORT void fairlock_options_init_sized(fairlock_options *opts,
+                                                 size_t size);
+#define fairlock_options_init(opts)                                            \
+    fairlock_options_init_sized((opts), sizeof(fairlock_options))
+/* The 0.1.0 entry point, for programs built against 0.1.0. */
+FAIRLOCK_EXPORT void(fairlock_options_init)(fairlock_options *opts);
 
-/* Make a lock handle from *opts (which is not kept).  No I/O happens here.
+/* Make a lock handle from *opts, a struct of `size` bytes (which is not
+ * kept).  Call it through fairlock_create(opts, out).  No I/O happens here.
  * Returns FAIRLOCK_OK and sets *out, or an error code.  As with
  * sqlite3_open(), on FAIRLOCK_INVALID *out is still a handle whose
  * fairlock_errmsg() explains the problem; free it with fairlock_free().  On
  * FAIRLOCK_NOMEM, *out is NULL.
- * Thread safety: reentrant. Since 0.1.0. */
-FAIRLOCK_EXPORT int fairlock_create(const fairlock_options *opts,
-                                    fairlock **out);
+ * Thread safety: reentrant. Since 0.2.0 (fairlock_create since 0.1.0). */
+FAIRLOCK_EXPORT int fairlock_create_sized(const fairlock_options *opts,
+                                          size_t size, fairlock **out);
+#define fairlock_create(opts, out)                                             \
+    fairlock_create_sized((opts), sizeof(fairlock_options), (out))
+/* The 0.1.0 entry point, for programs built against 0.1.0. */
+FAIRLOCK_EXPORT int(fairlock_create)(const fairlock_options *opts,
+                                     fairlock **out);
 
 /* Free a handle.  A lock it still holds is released first, on a best-effort
  * basis; queue entries are removed -- except in a forked child freeing its

@@ -42,9 +42,12 @@ static void format_i64(char *buf, size_t len, int64_t v) {
  * Options and handle lifetime
  * ------------------------------------------------------------------------- */
 
-void fairlock_options_init(fairlock_options *opts) {
-    if (opts == NULL)
-        return;
+/* The options as 0.1.0 laid them out: what the entry points of 0.1.0
+ * (fairlock_options_init, fairlock_create), which programs built against
+ * it call, may read and write.  Fields added later come after these. */
+#define OPTIONS_SIZE_0_1 (offsetof(fairlock_options, hash_tag) + sizeof(int))
+
+static void options_defaults(fairlock_options *opts) {
     memset(opts, 0, sizeof *opts);
     opts->timeout_ms = FAIRLOCK_FOREVER;
     opts->ttl_ms = FAIRLOCK_DEFAULT;
@@ -55,6 +58,24 @@ void fairlock_options_init(fairlock_options *opts) {
     opts->io_timeout_ms = DEFAULT_IO_TIMEOUT_MS;
     opts->interrupt_check_ms = DEFAULT_INTERRUPT_CHECK_MS;
     opts->wait_replicas_timeout_ms = DEFAULT_WAIT_REPLICAS_TIMEOUT_MS;
+}
+
+/* The caller's struct is `size` bytes: that of the header it was compiled
+ * with.  Only those are written; a larger struct (a newer header) gets
+ * zeros past the fields this library knows. */
+void fairlock_options_init_sized(fairlock_options *opts, size_t size) {
+    if (opts == NULL)
+        return;
+    fairlock_options defaults;
+    options_defaults(&defaults);
+    memset(opts, 0, size);
+    memcpy(opts, &defaults, size < sizeof defaults ? size : sizeof defaults);
+}
+
+/* The 0.1.0 entry point (the header's macro of that name calls the sized
+ * one); the parentheses keep the macro from expanding here. */
+void(fairlock_options_init)(fairlock_options *opts) {
+    fairlock_options_init_sized(opts, OPTIONS_SIZE_0_1);
 }
 
 int fairlock_seconds_to_ms(double seconds, int64_t *ms) {
@@ -179,7 +200,26 @@ static int resolve_url(fairlock *lock, const fairlock_options *opts) {
     return FAIRLOCK_OK;
 }
 
-int fairlock_create(const fairlock_options *opts, fairlock **out) {
+static int create(const fairlock_options *opts, fairlock **out);
+
+/* Only the caller's `size` bytes are read; the fields past them (added
+ * after the header it was compiled with) keep their defaults, and fields
+ * of a newer header that this library does not know are ignored. */
+int fairlock_create_sized(const fairlock_options *opts, size_t size,
+                          fairlock **out) {
+    if (opts == NULL)
+        return create(NULL, out);
+    fairlock_options full;
+    options_defaults(&full);
+    memcpy(&full, opts, size < sizeof full ? size : sizeof full);
+    return create(&full, out);
+}
+
+int(fairlock_create)(const fairlock_options *opts, fairlock **out) {
+    return fairlock_create_sized(opts, OPTIONS_SIZE_0_1, out);
+}
+
+static int create(const fairlock_options *opts, fairlock **out) {
     if (out == NULL)
         return FAIRLOCK_INVALID;
     fairlock *lock = calloc(1, sizeof *lock);

@@ -126,9 +126,7 @@ static int64_t grants(shared_run *run) {
 #define GRANTS_DEADLINE_MS 60000
 #define FAILOVER_DEADLINE_MS 60000
 
-static int64_t ms_since(int64_t ns) {
-    return (test_now_ns() - ns) / 1000000;
-}
+static int64_t ms_since(int64_t ns) { return (test_now_ns() - ns) / 1000000; }
 
 /* Polls until the workers have made `target` grants or deadline_ms has
  * passed since from_ns. */
@@ -159,14 +157,12 @@ static int sentinel_sees_replica(int sentinel, int port) {
     int ok = 0;
     if (c != NULL && !c->err) {
         redisReply *r = redisCommand(c, "SENTINEL REPLICAS mymaster");
-        for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY &&
-                           i < r->elements && !ok;
-             i++) {
+        for (size_t i = 0;
+             r && r->type == REDIS_REPLY_ARRAY && i < r->elements && !ok; i++) {
             const redisReply *e = r->element[i];
             int port_matches = 0, up = 0;
-            for (size_t k = 0; e->type == REDIS_REPLY_ARRAY &&
-                               k + 1 < e->elements;
-                 k += 2) {
+            for (size_t k = 0;
+                 e->type == REDIS_REPLY_ARRAY && k + 1 < e->elements; k += 2) {
                 const char *key = e->element[k]->str;
                 const char *value = e->element[k + 1]->str;
                 if (key == NULL || value == NULL)
@@ -196,8 +192,8 @@ static void restart_as_replica(const char *role, int port, int master_of) {
              "--pidfile %s/%s/redis.pid --logfile %s/%s/redis.log "
              "--dir %s/%s --save '' --appendonly no "
              "--replicaof 127.0.0.1 %d >/dev/null 2>&1",
-             port, sentinel_dir, role, sentinel_dir, role, sentinel_dir,
-             role, master_of);
+             port, sentinel_dir, role, sentinel_dir, role, sentinel_dir, role,
+             master_of);
     CHECK(system(cmd) == 0);
     int64_t start = test_now_ns();
     int ready = 0;
