@@ -88,6 +88,30 @@ static void non_fifo_cancel_scans_nothing(void) {
     redisFree(c);
 }
 
+/* Runs cancel.lua for `token` with `ticket` as resolve_pending() does, a
+ * call per page until the cursor comes back "0"; returns the calls. */
+static int cancel_to_the_end(fairlock__conn *conn, const fairlock__keys *keys,
+                             const char *token, const char *ticket) {
+    char cursor[24] = "0", why[256];
+    fairlock__error err = {0};
+    int calls = 0, undone = 1;
+    do {
+        const char *argv[4] = {token, ticket, "10000", cursor};
+        redisReply *reply = NULL;
+        CHECK_INT(fairlock__conn_eval(conn, &err, keys,
+                                      &fairlock__script_cancel, 4, argv,
+                                      &reply),
+                  ==, FAIRLOCK_OK);
+        CHECK_INT(fairlock__decode_cancel(reply, &undone, cursor, sizeof cursor,
+                                          why, sizeof why),
+                  ==, 0);
+        freeReplyObject(reply);
+        CHECK_INT(undone, ==, 0);
+        CHECK_INT(++calls, <=, 40001); /* it ends */
+    } while (strcmp(cursor, "0") != 0);
+    return calls;
+}
+
 /* cancel.lua with ticket 0 (the reply that carried the ticket was lost)
  * looks for the caller's entry one bounded page per call and says where to
  * resume; the entry is found and removed in the end. */
@@ -122,24 +146,8 @@ static void unknown_ticket_cancel_is_paged(void) {
     fairlock__error err = {0};
     CHECK_INT(fairlock__conn_ready(&conn, &err), ==, FAIRLOCK_OK);
 
-    char cursor[24] = "0";
     long long scans = calls_of(c, "zscan");
-    int calls = 0, undone = 1;
-    do {
-        const char *argv[4] = {token, "0", "10000", cursor};
-        redisReply *reply = NULL;
-        CHECK_INT(fairlock__conn_eval(&conn, &err, &keys,
-                                      &fairlock__script_cancel, 4, argv,
-                                      &reply),
-                  ==, FAIRLOCK_OK);
-        CHECK_INT(fairlock__decode_cancel(reply, &undone, cursor, sizeof cursor,
-                                          why, sizeof why),
-                  ==, 0);
-        freeReplyObject(reply);
-        CHECK_INT(undone, ==, 0);
-        calls++;
-        CHECK_INT(calls, <=, 40001); /* it ends */
-    } while (strcmp(cursor, "0") != 0);
+    int calls = cancel_to_the_end(&conn, &keys, token, "0");
     /* One ZSCAN page per call: the work of each call is bounded. */
     CHECK_INT(calls_of(c, "zscan") - scans, ==, calls);
     CHECK_INT(calls, >, 1);
@@ -151,21 +159,7 @@ static void unknown_ticket_cancel_is_paged(void) {
     CHECK_INT(
         test_int(c, "ZADD %s:queue 40005 40005:%s:%lld", name, token, far), ==,
         1);
-    strcpy(cursor, "0");
-    calls = 0;
-    do {
-        const char *argv[4] = {token, "7", "10000", cursor};
-        redisReply *reply = NULL;
-        CHECK_INT(fairlock__conn_eval(&conn, &err, &keys,
-                                      &fairlock__script_cancel, 4, argv,
-                                      &reply),
-                  ==, FAIRLOCK_OK);
-        CHECK_INT(fairlock__decode_cancel(reply, &undone, cursor, sizeof cursor,
-                                          why, sizeof why),
-                  ==, 0);
-        freeReplyObject(reply);
-        CHECK_INT(++calls, <=, 40001);
-    } while (strcmp(cursor, "0") != 0);
+    cancel_to_the_end(&conn, &keys, token, "7");
     CHECK_INT(test_queue_rank_of(c, name, token, NULL), ==, -1);
     CHECK_INT(test_int(c, "ZCARD %s:queue", name), ==, 40000);
 
