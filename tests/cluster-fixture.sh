@@ -7,6 +7,7 @@
 #
 # Nothing is persisted and nothing listens beyond 127.0.0.1.
 set -eu
+. "$(dirname "$0")/fixture-lib.sh"
 cmd=$1
 dir=$2
 nodes=6
@@ -18,6 +19,7 @@ stop_all() {
     for pidfile in "$dir"/node-*/redis.pid; do
         [ -f "$pidfile" ] || continue
         pid=$(cat "$pidfile")
+        ours "$pid" || continue
         kill -CONT "$pid" 2>/dev/null || true
         kill "$pid" 2>/dev/null && pids="$pids $pid"
     done

@@ -8,6 +8,7 @@
 # The server keeps nothing on disk and never touches a user's Redis: it
 # has its own socket and port.  DEBUG is enabled for fault tests.
 set -eu
+. "$(dirname "$0")/fixture-lib.sh"
 cmd=$1
 dir=$2
 case "$cmd" in
@@ -16,7 +17,7 @@ start)
     # one starts here: its shutdown would delete the new one's socket.
     if [ -f "$dir/redis.pid" ]; then
         old=$(cat "$dir/redis.pid")
-        kill "$old" 2>/dev/null || true
+        ours "$old" && kill "$old" 2>/dev/null || true
         n=0
         while kill -0 "$old" 2>/dev/null && [ $n -lt 100 ]; do
             sleep 0.1
@@ -52,7 +53,8 @@ start)
                 port=$candidate
                 break
             fi
-            [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+            [ -f "$dir/redis.pid" ] && ours "$(cat "$dir/redis.pid")" &&
+                kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
             sleep 0.2
         fi
     done
@@ -79,7 +81,7 @@ stop)
     # one starts here: its shutdown would delete the new one's socket.
     if [ -f "$dir/redis.pid" ]; then
         old=$(cat "$dir/redis.pid")
-        kill "$old" 2>/dev/null || true
+        ours "$old" && kill "$old" 2>/dev/null || true
         n=0
         while kill -0 "$old" 2>/dev/null && [ $n -lt 100 ]; do
             sleep 0.1

@@ -6,6 +6,7 @@
 #                                   ports; writes DIR/sentinel.env
 #   sentinel-fixture.sh stop DIR    stop them all and remove DIR
 set -eu
+. "$(dirname "$0")/fixture-lib.sh"
 cmd=$1
 dir=$2
 
@@ -16,6 +17,7 @@ stop_all() {
     for pidfile in "$dir"/*/redis.pid; do
         [ -f "$pidfile" ] || continue
         pid=$(cat "$pidfile")
+        ours "$pid" || continue
         kill -CONT "$pid" 2>/dev/null || true
         kill "$pid" 2>/dev/null && pids="$pids $pid"
     done
