@@ -14,7 +14,7 @@ set -euo pipefail
 
 base="build-essential binutils cmake pkg-config libhiredis-dev
       redis-server redis-tools python3 python3-dev python3-redis"
-ci_extra="clang libclang-rt-dev valgrind"
+ci_extra="clang clang-format libclang-rt-dev valgrind"
 base=$(echo $base) # one line
 
 packages=$base
