@@ -1,8 +1,8 @@
 # embed_lua.cmake -- turn src/lua/*.lua into a C file of script constants.
 #
 # Run with cmake -P.  Inputs: OUT (the .c file), COMMON (prepended to every
-# script, so shared functions are written once), SCRIPTS (;-separated
-# .lua paths).  Each script's SHA1 is computed here, over exactly the text
+# script, so shared functions are written once, but for a script whose
+# second line begins "-- standalone:"), SCRIPTS (;-separated .lua paths).  Each script's SHA1 is computed here, over exactly the text
 # sent to Redis, so EVALSHA needs no SHA1 code in the library.
 file(READ "${COMMON}" common)
 set(out "/* Generated from src/lua by cmake/embed_lua.cmake. Do not edit. */\n")
@@ -10,7 +10,12 @@ string(APPEND out "#include \"internal.h\"\n")
 foreach(path IN LISTS SCRIPTS)
   get_filename_component(name "${path}" NAME_WE)
   file(READ "${path}" body)
-  set(text "${common}${body}")
+  # A script that says so on its second line stands alone.
+  if(body MATCHES "^[^\n]*\n-- standalone:")
+    set(text "${body}")
+  else()
+    set(text "${common}${body}")
+  endif()
   string(SHA1 sha "${text}")
   string(REPLACE "\\" "\\\\" text "${text}")
   string(REPLACE "\"" "\\\"" text "${text}")

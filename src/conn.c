@@ -34,7 +34,6 @@ static void drop_owned(fairlock__conn *conn) {
     if (conn->owned && conn->ctx != NULL) {
         redisFree(conn->ctx);
         conn->ctx = NULL;
-        conn->known_count = 0;
         settle_deferred(conn, NULL);
     }
 }
@@ -494,21 +493,22 @@ static int format_evalsha(const char **cmd, size_t *lens, char *nkeys,
     return n;
 }
 
-static int script_known(const fairlock__conn *conn,
-                        const fairlock__script *script) {
-    for (int i = 0; i < conn->known_count; i++)
-        if (conn->known[i] == script)
-            return 1;
-    return 0;
-}
-
-int fairlock__conn_can_defer(const fairlock__conn *conn,
-                             const fairlock__script *script) {
+int fairlock__conn_can_defer(const fairlock__conn *conn) {
     fairlock__url_kind kind = conn_kind(conn);
     return !conn->borrowed && conn->ctx != NULL && !conn->ctx->err &&
            conn->pid == getpid() && conn->deferred_fn == NULL &&
-           (kind == FAIRLOCK__URL_TCP || kind == FAIRLOCK__URL_UNIX) &&
-           script_known(conn, script);
+           (kind == FAIRLOCK__URL_TCP || kind == FAIRLOCK__URL_UNIX);
+}
+
+void fairlock__conn_settle(fairlock__conn *conn) {
+    if (conn->deferred_fn == NULL || conn->ctx == NULL)
+        return;
+    void *reply = NULL;
+    if (redisGetReply(conn->ctx, &reply) != REDIS_OK) {
+        drop_owned(conn); /* settles with NULL: unknown */
+        return;
+    }
+    settle_deferred(conn, reply);
 }
 
 int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
@@ -516,12 +516,16 @@ int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
                               const fairlock__script *script, int argc,
                               const char **argv, fairlock__reply_fn fn,
                               void *arg) {
-    if (argc > MAX_SCRIPT_ARGS || !fairlock__conn_can_defer(conn, script))
+    if (argc > MAX_SCRIPT_ARGS || !fairlock__conn_can_defer(conn))
         return FAIRLOCK_INVALID;
     const char *cmd[MAX_EVAL_ARGS];
     size_t lens[MAX_EVAL_ARGS];
     char nkeys[8];
     int n = format_evalsha(cmd, lens, nkeys, keys, script, argc, argv);
+    /* The body itself: a NOSCRIPT (a flushed script cache, a server
+     * restarted behind a proxy) would have nobody to send it again. */
+    cmd[0] = "EVAL", lens[0] = 4;
+    cmd[1] = script->body, lens[1] = strlen(script->body);
     redisContext *ctx = conn->ctx;
     int done = 0;
     if (redisAppendCommandArgv(ctx, n, cmd, lens) == REDIS_OK) {
@@ -563,11 +567,6 @@ int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
     }
     if (reply == NULL)
         return FAIRLOCK_REDIS;
-    if (!(reply->type == REDIS_REPLY_ERROR &&
-          strncmp(reply->str, "NOSCRIPT", 8) == 0) &&
-        conn->ctx != NULL && !script_known(conn, script) &&
-        conn->known_count < FAIRLOCK__KNOWN_SCRIPTS)
-        conn->known[conn->known_count++] = script;
     if (reply->type == REDIS_REPLY_ERROR) {
         if (refused(conn_kind(conn), reply) != REFUSED_NOT) {
             /* Retried until the deadline: conn_command said why in err. */

@@ -140,8 +140,6 @@ int64_t fairlock__now_ms(void);
  * NULL when it was lost with the connection.  The reply is freed after. */
 typedef void (*fairlock__reply_fn)(void *arg, const redisReply *reply);
 
-#define FAIRLOCK__KNOWN_SCRIPTS 8
-
 /* The keys of one lock, in the order every script takes them. */
 typedef struct fairlock__keys {
     char *names[FAIRLOCK__KEY_COUNT]; /* NAME :queue :seq :nfwait :nfwake
@@ -172,10 +170,6 @@ typedef struct fairlock__conn {
      * and handed to deferred_fn. */
     fairlock__reply_fn deferred_fn;
     void *deferred_arg;
-    /* Scripts this connection has run without NOSCRIPT since it was made:
-     * only those may be deferred, whose NOSCRIPT nobody would retry. */
-    const fairlock__script *known[FAIRLOCK__KNOWN_SCRIPTS];
-    int known_count;
 } fairlock__conn;
 
 /* Connects lazily (owned) or checks the borrowed context.  Returns
@@ -196,15 +190,17 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
                                    int argc, const char **argv,
                                    const size_t *lens, int64_t block_ms);
 
-/* Sends a script with the lock's keys by EVALSHA without waiting for its
- * reply, which goes to fn(arg, reply) when the next command on the
- * connection is made, or fn(arg, NULL) if the connection is lost or closed
- * first.  Only on an owned, plain (TCP or unix socket) connection that has
- * run this script before and has no deferred command yet; returns
- * FAIRLOCK_INVALID when it cannot defer (send it the ordinary way then),
- * FAIRLOCK_REDIS with err set when the write failed (outcome unknown). */
-int fairlock__conn_can_defer(const fairlock__conn *conn,
-                             const fairlock__script *script);
+/* Sends a script with the lock's keys by EVAL (its body: keep such
+ * scripts small) without waiting for its reply, which goes to
+ * fn(arg, reply) when the next command on the connection is made, or
+ * fn(arg, NULL) if the connection is lost or closed first.  Only on an
+ * owned, plain (TCP or unix socket) connection with no deferred command
+ * yet (fairlock__conn_can_defer); returns FAIRLOCK_INVALID when it cannot
+ * defer (send it the ordinary way then), FAIRLOCK_REDIS with err set when
+ * the write failed (outcome unknown). */
+int fairlock__conn_can_defer(const fairlock__conn *conn);
+/* Reads the reply of a deferred command now, if one is owed. */
+void fairlock__conn_settle(fairlock__conn *conn);
 int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
                               const fairlock__keys *keys,
                               const fairlock__script *script, int argc,

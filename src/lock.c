@@ -528,11 +528,13 @@ static void confirmed(void *arg, const redisReply *reply) {
  * read just before the next command on the connection (pipelined with it:
  * usually the release).  Until then fairlock_valid_until_ms() is the
  * capped lease's bound, which is true whatever the reply says.  Only on an
- * owned plain connection that has run extend.lua before (see
- * fairlock__conn_defer_eval); otherwise FAIRLOCK__CANNOT_DEFER. */
+ * owned plain connection (see fairlock__conn_defer_eval); otherwise
+ * FAIRLOCK__CANNOT_DEFER.  The renewal ledger has one slot for a command
+ * of the owner's in flight, so fairlock_extend() reads this reply before
+ * it sends its own. */
 static int confirm_later(fairlock *lock, int64_t capped_ms, int64_t from) {
     if (lock->opts.wait_replicas > 0 || lock->opts.auto_renew ||
-        !fairlock__conn_can_defer(&lock->conn, &fairlock__script_extend))
+        !fairlock__conn_can_defer(&lock->conn))
         return FAIRLOCK__CANNOT_DEFER;
     char px[24];
     format_i64(px, sizeof px, lock->lease_ms);
@@ -903,7 +905,13 @@ int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
     if (lock->opts.auto_renew && ttl_ms == FAIRLOCK_FOREVER)
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "auto_renew needs a finite lease");
-    if ((rc = ready(lock)) != FAIRLOCK_OK)
+    /* A hand-off's confirmation may still be owed a reply: the ledger has
+     * room for one command of ours in flight (see confirm_later). */
+    if ((rc = ready(lock)) == FAIRLOCK_OK) {
+        fairlock__conn_settle(&lock->conn);
+        rc = ready(lock);
+    }
+    if (rc != FAIRLOCK_OK)
         return rc;
     int owned = 0;
     int64_t lease = ttl_ms == FAIRLOCK_FOREVER ? 0 : ttl_ms;

@@ -220,7 +220,9 @@ typedef struct {
     int warmed, parent_holds; /* handshakes */
 } confirm_result;
 
-static void deferred_confirmation(void) {
+enum { NEXT_OWNED, NEXT_OWNED_AFTER_FLUSH, NEXT_EXTEND };
+
+static void deferred_confirmation_then(int next) {
     const char *name = test_name("proto-confirm");
     redisContext *c = test_redis();
     confirm_result *res = test_shared(sizeof *res);
@@ -230,8 +232,8 @@ static void deferred_confirmation(void) {
     if (child == 0) {
         redisContext *own = test_redis();
         fairlock *waiter = test_lock(name, FAIRLOCK_FOREVER);
-        /* Only a script known to be cached on the connection is sent
-         * without waiting: run extend.lua once. */
+        /* A first round, so that the hand-off below finds scripts cached
+         * on the server (NEXT_OWNED_AFTER_FLUSH then flushes them). */
         CHECK_RC(waiter, fairlock_acquire(waiter), FAIRLOCK_OK);
         CHECK_RC(waiter, fairlock_extend(waiter, FAIRLOCK_FOREVER),
                  FAIRLOCK_OK);
@@ -241,9 +243,19 @@ static void deferred_confirmation(void) {
         CHECK_RC(waiter, fairlock_acquire(waiter), FAIRLOCK_OK);
         res->valid_after_acquire = fairlock_valid_until_ms(waiter);
         res->state_after_acquire = fairlock_state(waiter);
-        int owned = 0;
-        CHECK_RC(waiter, fairlock_owned(waiter, &owned), FAIRLOCK_OK);
-        CHECK_INT(owned, ==, 1);
+        if (next == NEXT_EXTEND) {
+            /* Its own command in flight while the confirmation's reply is
+             * still owed: the reply is read first. */
+            int64_t sent = test_now_ns() / 1000000;
+            CHECK_RC(waiter, fairlock_extend(waiter, 60000), FAIRLOCK_OK);
+            int64_t valid = fairlock_valid_until_ms(waiter);
+            CHECK_INT(valid, >, sent + 30000);
+            CHECK_INT(valid, <=, test_now_ns() / 1000000 + 60000);
+        } else {
+            int owned = 0;
+            CHECK_RC(waiter, fairlock_owned(waiter, &owned), FAIRLOCK_OK);
+            CHECK_INT(owned, ==, 1);
+        }
         res->valid_after_next_call = fairlock_valid_until_ms(waiter);
         res->pttl_after_next_call = test_int(own, "PTTL %s", name);
         res->rc_release = fairlock_release(waiter);
@@ -258,6 +270,13 @@ static void deferred_confirmation(void) {
     CHECK_RC(holder, fairlock_acquire(holder), FAIRLOCK_OK);
     res->parent_holds = 1;
     test_wait_queued(c, name, 1);
+    if (next == NEXT_OWNED_AFTER_FLUSH) {
+        /* A NOSCRIPT that nobody would retry, had the confirmation been
+         * an EVALSHA. */
+        redisReply *r = redisCommand(c, "SCRIPT FLUSH");
+        CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+    }
     CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
     CHECK_INT(test_wait_child_within(child, 0, 120000), ==, 0);
     CHECK_INT(res->state_after_acquire, ==, FAIRLOCK_STATE_HELD);
@@ -265,13 +284,36 @@ static void deferred_confirmation(void) {
     CHECK_INT(res->valid_after_acquire, <, INT64_MAX);
     CHECK_INT(res->valid_after_acquire, <=,
               test_now_ns() / 1000000 + FAIRLOCK_DEFAULT_LIVENESS_MS);
-    /* Confirmed: no expiry on the server, none in the bound. */
-    CHECK_INT(res->pttl_after_next_call, ==, -1);
-    CHECK_INT(res->valid_after_next_call, ==, INT64_MAX);
+    if (next == NEXT_EXTEND) {
+        CHECK_INT(res->pttl_after_next_call, >, 30000);
+        CHECK_INT(res->pttl_after_next_call, <=, 60000);
+    } else {
+        /* Confirmed: no expiry on the server, none in the bound. */
+        CHECK_INT(res->pttl_after_next_call, ==, -1);
+        CHECK_INT(res->valid_after_next_call, ==, INT64_MAX);
+    }
     CHECK_INT(res->rc_release, ==, FAIRLOCK_OK);
     CHECK_INT(test_wait_no_keys(c, name, 60000), ==, 0);
     fairlock_free(holder);
     redisFree(c);
+}
+
+static void deferred_confirmation(void) {
+    deferred_confirmation_then(NEXT_OWNED);
+}
+
+/* Regression: after SCRIPT FLUSH the confirmation, sent as EVALSHA,
+ * answered NOSCRIPT unseen, and the unlimited lease silently stayed capped
+ * at the liveness window (a second client got the lock 400 ms later). */
+static void deferred_confirmation_after_script_flush(void) {
+    deferred_confirmation_then(NEXT_OWNED_AFTER_FLUSH);
+}
+
+/* Regression: fairlock_extend() sent while the confirmation's reply was
+ * owed shared its ledger slot, so the bound could come from the wrong
+ * command. */
+static void extend_while_confirmation_is_owed(void) {
+    deferred_confirmation_then(NEXT_EXTEND);
 }
 
 int main(void) {
@@ -279,5 +321,7 @@ int main(void) {
     RUN_TEST(unknown_ticket_cancel_is_paged);
     RUN_TEST(free_lock_drains_at_once);
     RUN_TEST(deferred_confirmation);
+    RUN_TEST(deferred_confirmation_after_script_flush);
+    RUN_TEST(extend_while_confirmation_is_owed);
     return 0;
 }

@@ -1,8 +1,13 @@
 -- extend.lua -- set the remaining lease of the caller's lock.
+-- standalone: common.lua is not prepended, so that the whole script is
+-- small enough to send with EVAL when a confirmation cannot wait for its
+-- reply (a NOSCRIPT there would have nobody to retry it).
 --
+-- KEYS[1] NAME (the other keys of common.lua are passed but not used)
 -- ARGV[1] token  ARGV[2] lease in ms from now, 0 for no expiry
 -- Reply 1 if the token holds the lock, else 0.
 
+local lock_key = KEYS[1]
 if redis.call('GET', lock_key) ~= ARGV[1] then
     return 0
 end
