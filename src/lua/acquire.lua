@@ -95,19 +95,15 @@ if not holder then
         next_call = 1
     end
 end
+local rank = redis.call('ZRANK', queue_key, member)
+-- Waiters at rank 0 and 1 poll at check_interval anyway: only those
+-- behind need to look at the head.
 if next_call == 0 and (foreign or (holder and not token_terms(holder)) or
-                       foreign_at_head()) then
+                       (rank > 1 and foreign_at_head())) then
     next_call = 2
 end
-
-local rank = redis.call('ZRANK', queue_key, member)
 if try_once then
     redis.call('ZREM', queue_key, member)
     drop_queue_if_empty()
-end
-if not rank then
-    -- Evicted or dropped above (a try, or we were stale ourselves):
-    -- at the back next time.
-    rank = redis.call('ZCARD', queue_key)
 end
 return {0, ticket, rank, redis.call('PTTL', lock_key), 0, 0, next_call}

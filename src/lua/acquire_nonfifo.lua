@@ -21,19 +21,12 @@ if not holder then
     -- itself, by polling; barging in at every release would starve it (and
     -- hide a dead one from its judgement).  fairlock FIFO waiters need no
     -- such care: a release hands them the lock before it is ever free.
-    local head = redis.call('ZRANGE', queue_key, 0, 0)[1]
     local defer = false
-    if head then
-        local _, head_token = parse_member(head)
-        if head_token and not token_terms(head_token) then
-            keep_queue_for(head_token)
-            if foreign_head_alive(head, server_now_ms(), foreign_live) then
-                defer = true
-            else
-                redis.call('ZREM', queue_key, head)
-                drop_queue_if_empty()
-            end
-        end
+    if redis.call('EXISTS', queue_key) == 1 then
+        local head, _, _, head_lease =
+            live_head(server_now_ms(), foreign_live, true, nil)
+        defer = head ~= nil and head_lease == nil
+        drop_queue_if_empty()
     end
     if not defer then
         return {1, 0, 0, 0, lease, set_owner(token, lease), 0}
