@@ -643,6 +643,38 @@ def stop_process(pid):
     return False
 
 
+def still_waiting(server, name, ticket, tok):
+    """True if the request (ticket, tok) is still inside its acquire call:
+    its entry is queued, or the lock was pushed to it and the grant not yet
+    read.  Only meaningful while its process is stopped."""
+    if (ticket, tok) in queue_members(server, name):
+        return True
+    return (server.cmd("GET", name) == tok
+            and server.cmd("LLEN", name + ":wake:" + tok) > 0)
+
+
+def stop_waiter(run, server, name, pick, tries=100):
+    """Stops the process of a waiting request chosen by pick(members) (an
+    index, or None to look again).  A request sampled from the queue may be
+    granted before the signal lands; its process is then a holder, not a
+    waiter, so it is resumed at once (a stop of a few ms, not logged) and
+    another is chosen.  Returns (pid, ticket, t_ns) with t_ns taken while
+    the process is stopped inside its acquire call, or None."""
+    for _ in range(tries):
+        members = queue_members(server, name)
+        rank = pick(members)
+        if rank is not None:
+            ticket, tok = members[rank]
+            pid = run.pid_of(tok, 100)
+            c = run.client_by_pid(pid) if pid else None
+            if c and c.alive() and stop_process(pid):
+                if still_waiting(server, name, ticket, tok):
+                    return pid, ticket, now_ns()
+                os.kill(pid, signal.SIGCONT)
+        time.sleep(0.01)
+    return None
+
+
 def common_checks(res, fig, keys, lost_updates=True, overlaps=True):
     """The figures every scenario must get right.  A scenario whose fault
     legitimately breaks exclusion (a restart without persistence) passes
@@ -918,28 +950,20 @@ def s3_stop_waiters(run):
 
     def stop_one(i):
         cls, ms, head = kinds[i % len(kinds)]
-        for _ in range(100):
-            members = queue_members(L, name)
-            if len(members) >= 2:
-                rank = 0 if head else run.rng.randrange(1, len(members))
-                ticket, tok = members[rank]
-                pid = run.pid_of(tok, 100)
-                c = run.client_by_pid(pid) if pid else None
-                if c and c.alive():
-                    t = now_ns()
-                    if not stop_process(pid):
-                        return
-                    run.fault("stop", pid=pid, **{"class": cls})
-                    # Still that entry at the moment it stopped?
-                    if (ticket, tok) not in queue_members(L, name) and \
-                            L.cmd("GET", name) != tok:
-                        run.fault("note", pid=pid, what="stopped-late")
-                    stops.append((cls, pid, ticket, t))
-                    time.sleep(ms / 1000.0)
-                    os.kill(pid, signal.SIGCONT)
-                    run.fault("cont", pid=pid)
-                    return
-            time.sleep(0.01)
+
+        def pick(members):
+            if len(members) < 2:
+                return None
+            return 0 if head else run.rng.randrange(1, len(members))
+        got = stop_waiter(run, L, name, pick)
+        if got is None:
+            return
+        pid, ticket, t = got
+        run.fault("stop", pid=pid, **{"class": cls})
+        stops.append((cls, pid, ticket, t))
+        time.sleep(ms / 1000.0)
+        os.kill(pid, signal.SIGCONT)
+        run.fault("cont", pid=pid)
     spread(run, dur, 4, stop_one)
     run.wait_clients(60)
     fig = run.check(L, "f3-counter")
@@ -998,23 +1022,16 @@ def s3b_stale_handoff(run):
     stops = []
 
     def stop_head(i):
-        for _ in range(100):
-            members = queue_members(L, name)
-            if len(members) >= 2:
-                ticket, tok = members[0]
-                pid = run.pid_of(tok, 100)
-                c = run.client_by_pid(pid) if pid else None
-                if c and c.alive():
-                    t = now_ns()
-                    if not stop_process(pid):
-                        return
-                    run.fault("stop", pid=pid, **{"class": "medium"})
-                    stops.append((pid, t))
-                    sleep_ms(stop_ms)
-                    os.kill(pid, signal.SIGCONT)
-                    run.fault("cont", pid=pid)
-                    return
-            time.sleep(0.01)
+        got = stop_waiter(run, L, name,
+                          lambda members: 0 if len(members) >= 2 else None)
+        if got is None:
+            return
+        pid, _, t = got
+        run.fault("stop", pid=pid, **{"class": "medium"})
+        stops.append((pid, t))
+        sleep_ms(stop_ms)
+        os.kill(pid, signal.SIGCONT)
+        run.fault("cont", pid=pid)
     spread(run, dur, 3, stop_head)
     run.wait_clients(60)
     fig = run.check(L, "f3b-counter")
