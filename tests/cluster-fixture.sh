@@ -12,24 +12,8 @@ cmd=$1
 dir=$2
 nodes=6
 
-# Stops every server of ours and waits until each has exited: a server
-# still shutting down would delete the files of its successor.
 stop_all() {
-    pids=""
-    for pidfile in "$dir"/node-*/redis.pid; do
-        [ -f "$pidfile" ] || continue
-        pid=$(cat "$pidfile")
-        ours "$pid" || continue
-        kill -CONT "$pid" 2>/dev/null || true
-        kill "$pid" 2>/dev/null && pids="$pids $pid"
-    done
-    for pid in $pids; do
-        n=0
-        while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do
-            sleep 0.1
-            n=$((n + 1))
-        done
-    done
+    stop_servers "$dir"/node-*/redis.pid
 }
 
 case "$cmd" in
@@ -41,9 +25,8 @@ start)
     # test runs: a base whose nodes do not all come up is abandoned.
     base=0
     for try in 1 2 3 4 5 6 7 8; do
-        # Data ports 20000-22495 and bus ports (+10000) stay below 32768,
-        # where Linux does not pick ports for outgoing connections.
-        candidate=$(( 20000 + ($$ * 13 + try * 397) % 2490 ))
+        # Data ports 20000-22495, bus ports 30000-32495.
+        candidate=$(candidate_port 20000 2490 $try)
         i=0
         addrs=""
         while [ $i -lt $nodes ]; do
@@ -62,14 +45,7 @@ start)
         up=1
         i=0
         while [ $i -lt $nodes ]; do
-            n=0
-            until redis-cli -p $((candidate + i)) ping >/dev/null 2>&1 &&
-                  [ -f "$dir/node-$i/redis.pid" ] &&
-                  kill -0 "$(cat "$dir/node-$i/redis.pid")" 2>/dev/null; do
-                n=$((n + 1))
-                if [ $n -ge 50 ]; then up=0; break; fi
-                sleep 0.1
-            done
+            wait_up $((candidate + i)) "$dir/node-$i/redis.pid" || { up=0; break; }
             i=$((i + 1))
         done
         if [ $up = 1 ]; then base=$candidate; break; fi

@@ -12,3 +12,46 @@ ours() {
     esac
     return 1
 }
+
+# stop_servers PIDFILE...: stops each server of ours named by a pid file and
+# waits until every one has exited (up to 10 s each): a server still
+# shutting down would delete the files of its successor.  A paused server
+# is resumed first, or it could not act on the signal.
+stop_servers() {
+    pids=""
+    for pidfile in "$@"; do
+        [ -f "$pidfile" ] || continue
+        pid=$(cat "$pidfile")
+        ours "$pid" || continue
+        kill -CONT "$pid" 2>/dev/null || true
+        kill "$pid" 2>/dev/null && pids="$pids $pid"
+    done
+    for pid in $pids; do
+        n=0
+        while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do
+            sleep 0.1
+            n=$((n + 1))
+        done
+    done
+}
+
+# candidate_port FIRST SPAN TRY: the TRY-th port to try in FIRST..FIRST+SPAN-1.
+# Spread by our pid, so that concurrent test runs start apart; a caller
+# gives up a port (or a base of several) where any server fails to start.
+# Keep FIRST+SPAN (and cluster bus ports, +10000) below 32768, where Linux
+# does not pick ports for outgoing connections, whose TIME_WAIT would make a
+# bind fail.
+candidate_port() {
+    echo $(( $1 + ($$ * 13 + $3 * 397) % $2 ))
+}
+
+# wait_up PORT PIDFILE: succeeds once our server answers on PORT and its pid
+# file names a live process (daemonize returns before the bind), within 5 s.
+wait_up() {
+    n=0
+    until redis-cli -p "$1" ping >/dev/null 2>&1 && [ -f "$2" ] &&
+          kill -0 "$(cat "$2")" 2>/dev/null; do
+        n=$((n + 1)); [ $n -lt 50 ] || return 1
+        sleep 0.1
+    done
+}

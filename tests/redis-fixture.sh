@@ -15,15 +15,7 @@ case "$cmd" in
 start)
     # A server left over from an interrupted run must be gone before a new
     # one starts here: its shutdown would delete the new one's socket.
-    if [ -f "$dir/redis.pid" ]; then
-        old=$(cat "$dir/redis.pid")
-        ours "$old" && kill "$old" 2>/dev/null || true
-        n=0
-        while kill -0 "$old" 2>/dev/null && [ $n -lt 100 ]; do
-            sleep 0.1
-            n=$((n + 1))
-        done
-    fi
+    stop_servers "$dir/redis.pid"
     rm -rf "$dir"
     mkdir -p "$dir"
     # A socket path must fit in sun_path (108 bytes): fall back to /tmp.
@@ -33,9 +25,7 @@ start)
     fi
     port=0
     for try in 1 2 3 4 5 6 7 8 9 10; do
-        # Below 32768: Linux hands out ports above it to outgoing connections,
-        # whose TIME_WAIT would make a bind fail.
-        candidate=$(( 10000 + ($$ * 7 + try * 1543) % 6000 ))
+        candidate=$(candidate_port 10000 6000 $try)
         if redis-server --port "$candidate" --bind 127.0.0.1 \
             --unixsocket "$sockdir/redis.sock" --unixsocketperm 700 \
             --daemonize yes --pidfile "$dir/redis.pid" \
@@ -53,8 +43,7 @@ start)
                 port=$candidate
                 break
             fi
-            [ -f "$dir/redis.pid" ] && ours "$(cat "$dir/redis.pid")" &&
-                kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+            stop_servers "$dir/redis.pid"
             sleep 0.2
         fi
     done
@@ -77,17 +66,7 @@ stop)
         redis-cli -s "$sock" shutdown nosave >/dev/null 2>&1 || true
         case "$sock" in /tmp/fairlock-test.*) rm -rf "$(dirname "$sock")" ;; esac
     fi
-    # A server left over from an interrupted run must be gone before a new
-    # one starts here: its shutdown would delete the new one's socket.
-    if [ -f "$dir/redis.pid" ]; then
-        old=$(cat "$dir/redis.pid")
-        ours "$old" && kill "$old" 2>/dev/null || true
-        n=0
-        while kill -0 "$old" 2>/dev/null && [ $n -lt 100 ]; do
-            sleep 0.1
-            n=$((n + 1))
-        done
-    fi
+    stop_servers "$dir/redis.pid"
     rm -rf "$dir"
     ;;
 *)

@@ -10,34 +10,8 @@ set -eu
 cmd=$1
 dir=$2
 
-# Stops every server of ours and waits until each has exited: a server
-# still shutting down would delete the files of its successor.
 stop_all() {
-    pids=""
-    for pidfile in "$dir"/*/redis.pid; do
-        [ -f "$pidfile" ] || continue
-        pid=$(cat "$pidfile")
-        ours "$pid" || continue
-        kill -CONT "$pid" 2>/dev/null || true
-        kill "$pid" 2>/dev/null && pids="$pids $pid"
-    done
-    for pid in $pids; do
-        n=0
-        while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do
-            sleep 0.1
-            n=$((n + 1))
-        done
-    done
-}
-
-# Succeeds once our server (its pid file names a live process) answers.
-wait_up() {
-    n=0
-    until redis-cli -p "$1" ping >/dev/null 2>&1 && [ -f "$2" ] &&
-          kill -0 "$(cat "$2")" 2>/dev/null; do
-        n=$((n + 1)); [ $n -lt 50 ] || return 1
-        sleep 0.1
-    done
+    stop_servers "$dir"/*/redis.pid
 }
 
 # Starts master, replica and three sentinels on base..base+4.
@@ -83,11 +57,10 @@ start)
     stop_all 2>/dev/null || true
     rm -rf "$dir"
     mkdir -p "$dir"
-    # Ports stay below 32768, where Linux does not pick ports for outgoing
-    # connections; a base where any server fails to start is abandoned.
+    # Ports 16000-19994; a base where any server fails to start is abandoned.
     base=0
     for try in 1 2 3 4 5 6 7 8; do
-        candidate=$(( 16000 + ($$ * 17 + try * 499) % 3990 ))
+        candidate=$(candidate_port 16000 3990 $try)
         if start_all $candidate; then base=$candidate; break; fi
         stop_all
         sleep 0.2

@@ -15,17 +15,23 @@
 
 #include "check.h"
 
-static char env_url[512], env_tcp_url[512], env_pidfile[512];
-static int env_port;
+/* The fixtures' KEY=VALUE files, each read once. */
+typedef struct fixture_file {
+    const char *env_var;
+    char text[4096];
+} fixture_file;
 
-/* Reads the fixture's redis.env (path in $FAIRLOCK_TEST_ENV). */
-static void load_env(void) {
-    if (env_url[0])
-        return;
-    const char *path = getenv("FAIRLOCK_TEST_ENV");
+static const char *fixture_text(const char *env_var) {
+    static fixture_file files[4];
+    size_t i = 0;
+    for (; i < sizeof files / sizeof files[0] && files[i].env_var; i++)
+        if (strcmp(files[i].env_var, env_var) == 0)
+            return files[i].text;
+    CHECK(i < sizeof files / sizeof files[0]);
+    const char *path = getenv(env_var);
     if (path == NULL) {
-        fprintf(stderr, "FAIRLOCK_TEST_ENV is not set: run through ctest, "
-                        "which starts the test redis-server\n");
+        fprintf(stderr, "%s is not set: run through ctest, which starts the "
+                        "fixture servers first\n", env_var);
         exit(1);
     }
     FILE *f = fopen(path, "r");
@@ -33,25 +39,46 @@ static void load_env(void) {
         fprintf(stderr, "cannot open %s: %s\n", path, strerror(errno));
         exit(1);
     }
-    char line[600];
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = '\0';
-        char *eq = strchr(line, '=');
-        if (eq == NULL)
-            continue;
-        *eq = '\0';
-        const char *v = eq + 1;
-        if (strcmp(line, "FAIRLOCK_TEST_URL") == 0)
-            snprintf(env_url, sizeof env_url, "%s", v);
-        else if (strcmp(line, "FAIRLOCK_TEST_TCP_URL") == 0)
-            snprintf(env_tcp_url, sizeof env_tcp_url, "%s", v);
-        else if (strcmp(line, "FAIRLOCK_TEST_PORT") == 0)
-            env_port = atoi(v);
-        else if (strcmp(line, "FAIRLOCK_TEST_PIDFILE") == 0)
-            snprintf(env_pidfile, sizeof env_pidfile, "%s", v);
-    }
+    /* Leading newline: every line then starts after one. */
+    files[i].text[0] = '\n';
+    size_t n = fread(files[i].text + 1, 1, sizeof files[i].text - 2, f);
+    CHECK(!ferror(f) && feof(f));
     fclose(f);
-    CHECK(env_url[0] != '\0');
+    files[i].text[n + 1] = '\0';
+    files[i].env_var = env_var;
+    return files[i].text;
+}
+
+const char *test_fixture_value(const char *env_var, const char *key) {
+    const char *text = fixture_text(env_var);
+    static char value[512];
+    char needle[128];
+    snprintf(needle, sizeof needle, "\n%s=", key);
+    const char *at = strstr(text, needle);
+    if (at == NULL) {
+        fprintf(stderr, "no %s in the file $%s names\n", key, env_var);
+        exit(1);
+    }
+    at += strlen(needle);
+    snprintf(value, sizeof value, "%.*s", (int)strcspn(at, "\n"), at);
+    return value;
+}
+
+static char env_url[512], env_tcp_url[512], env_pidfile[512];
+static int env_port;
+
+/* The redis fixture's address, from $FAIRLOCK_TEST_ENV. */
+static void load_env(void) {
+    if (env_url[0])
+        return;
+    const char *var = "FAIRLOCK_TEST_ENV";
+    snprintf(env_tcp_url, sizeof env_tcp_url, "%s",
+             test_fixture_value(var, "FAIRLOCK_TEST_TCP_URL"));
+    snprintf(env_pidfile, sizeof env_pidfile, "%s",
+             test_fixture_value(var, "FAIRLOCK_TEST_PIDFILE"));
+    env_port = atoi(test_fixture_value(var, "FAIRLOCK_TEST_PORT"));
+    snprintf(env_url, sizeof env_url, "%s",
+             test_fixture_value(var, "FAIRLOCK_TEST_URL"));
 }
 
 const char *test_url(void) {

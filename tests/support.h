@@ -11,6 +11,11 @@
 
 #include "fairlock.h"
 
+/* The value of `key` in the KEY=VALUE file that a fixture wrote and whose
+ * path CTest puts in $env_var; fails the test if there is none.  Each file
+ * is read once; the value is valid until the next call. */
+const char *test_fixture_value(const char *env_var, const char *key);
+
 /* URLs of the fixture's redis-server (unix socket and TCP). */
 const char *test_url(void);
 const char *test_tcp_url(void);
@@ -95,5 +100,41 @@ int test_queue_at(redisContext *c, const char *name, long long rank,
  * ticket in *ticket, may be NULL), or -1 if it has none. */
 long long test_queue_rank_of(redisContext *c, const char *name,
                              const char *token, long long *ticket);
+
+/* ---- Private redis-servers (server.c) ----
+ *
+ * For tests that stop, pause, restart or reconfigure a server, which the
+ * shared fixture server must not suffer.  Each runs in the foreground as a
+ * child of the test (test_fork, so it dies with the test), in its own
+ * mktemp directory, on a unix socket and, when asked, a free loopback
+ * port.  A server can be stopped and started again on the same socket,
+ * port and directory (to restart one that persists). */
+
+#define TEST_SERVER_MAX_EXTRA 8
+
+typedef struct test_server {
+    pid_t pid; /* 0 when not running */
+    int port;  /* 0: unix socket only */
+    char dir[64];
+    char sock[128];
+    char url[160];
+    const char *extra[TEST_SERVER_MAX_EXTRA + 1]; /* more arguments */
+} test_server;
+
+/* Starts (or restarts, same socket and port) a server; s zeroed the first
+ * time.  tcp: also listen on a loopback port.  extra: a NULL-terminated
+ * list of more redis-server arguments (later ones win), or NULL. */
+void test_server_start(test_server *s, int tcp, const char *const *extra);
+/* A new direct connection to it (never NULL). */
+redisContext *test_server_redis(const test_server *s);
+/* SIGTERM: a graceful shutdown (an AOF, if any, is flushed). */
+void test_server_stop(test_server *s);
+/* The SHUTDOWN command, as an operator would stop it. */
+void test_server_shutdown(test_server *s);
+/* Stops it and removes its directory; s is zeroed. */
+void test_server_remove(test_server *s);
+/* SIGSTOP; returns once it has stopped (it runs nothing after that). */
+void test_server_pause(const test_server *s);
+void test_server_resume(const test_server *s);
 
 #endif

@@ -107,9 +107,10 @@ static void entry_points_of_0_1_0(void) {
     release_guarded(opts, size);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_select(argc, argv);
     RUN_TEST(older_header_is_not_overrun);
     RUN_TEST(newer_header_is_tolerated);
     RUN_TEST(entry_points_of_0_1_0);
-    return 0;
+    return check_done();
 }

@@ -453,7 +453,8 @@ static void server_dies_mid_wait(void) {
     CHECK(system(cmd) == 0);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_select(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     RUN_TEST(nonblocking_and_timeout);
     RUN_TEST(lease_follows_timeout_or_ttl);
@@ -467,5 +468,5 @@ int main(void) {
     RUN_TEST(scripts_reload_after_flush);
     RUN_TEST(odd_names_on_the_server);
     RUN_TEST(server_dies_mid_wait);
-    return 0;
+    return check_done();
 }

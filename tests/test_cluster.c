@@ -19,21 +19,11 @@ static int base_port, node_count;
 static int64_t ms_since(int64_t ns) { return (test_now_ns() - ns) / 1000000; }
 
 static void load_cluster_env(void) {
-    const char *path = getenv("FAIRLOCK_TEST_CLUSTER_ENV");
-    CHECK(path != NULL);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL);
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "FAIRLOCK_CLUSTER_URL=", 21) == 0)
-            snprintf(cluster_url, sizeof cluster_url, "%s", line + 21);
-        else if (strncmp(line, "FAIRLOCK_CLUSTER_BASE_PORT=", 27) == 0)
-            base_port = atoi(line + 27);
-        else if (strncmp(line, "FAIRLOCK_CLUSTER_NODES=", 23) == 0)
-            node_count = atoi(line + 23);
-    }
-    fclose(f);
+    const char *var = "FAIRLOCK_TEST_CLUSTER_ENV";
+    snprintf(cluster_url, sizeof cluster_url, "%s",
+             test_fixture_value(var, "FAIRLOCK_CLUSTER_URL"));
+    base_port = atoi(test_fixture_value(var, "FAIRLOCK_CLUSTER_BASE_PORT"));
+    node_count = atoi(test_fixture_value(var, "FAIRLOCK_CLUSTER_NODES"));
     CHECK(cluster_url[0] != '\0' && base_port > 0 && node_count > 0);
 }
 
@@ -534,7 +524,8 @@ static void failover_under_load(void) {
     CHECK_INT(run->counts.counter, ==, run->counts.grants);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_select(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     load_cluster_env();
     RUN_TEST(names_must_share_a_slot);
@@ -542,5 +533,5 @@ int main(void) {
     RUN_TEST(slot_migration_under_load);
     RUN_TEST(slot_held_migrating);
     RUN_TEST(failover_under_load);
-    return 0;
+    return check_done();
 }

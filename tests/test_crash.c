@@ -310,10 +310,11 @@ static void stalled_waiter_loses_its_place(void) {
     redisFree(c);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_select(argc, argv);
     RUN_TEST(killed_holder_loses_the_lock_with_its_lease);
     RUN_TEST(killed_head_does_not_block_the_queue);
     RUN_TEST(killed_middle_waiter_is_skipped);
     RUN_TEST(stalled_waiter_loses_its_place);
-    return 0;
+    return check_done();
 }

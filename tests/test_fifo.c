@@ -367,12 +367,13 @@ static void timed_out_head_passes_a_late_hand_off_on(void) {
     finish_timed_out_head_scene(&s);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_select(argc, argv);
     RUN_TEST(grants_follow_request_order);
     RUN_TEST(release_pushes_the_lock_to_the_head);
     RUN_TEST(non_blocking_try_leaves_no_entry);
     RUN_TEST(timed_out_waiter_leaves_the_queue);
     RUN_TEST(timed_out_head_leaves_the_lock_to_the_next);
     RUN_TEST(timed_out_head_passes_a_late_hand_off_on);
-    return 0;
+    return check_done();
 }

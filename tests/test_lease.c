@@ -32,182 +32,6 @@ static void sleep_us(int64_t us) {
     }
 }
 
-/* ---------------------------------------------------------------------------
- * Private redis-servers
- *
- * Each runs in the foreground as a child of the test (test_fork, so it dies
- * with us), in its own mktemp directory, on a unix socket and, when asked,
- * a free loopback port.  A server can be stopped and started again on the
- * same socket, port and directory (the fencing test restarts one that
- * persists).
- * ------------------------------------------------------------------------- */
-
-#define SERVER_MAX_EXTRA 8
-
-typedef struct server {
-    pid_t pid; /* 0 when not running */
-    int port;  /* 0: unix socket only */
-    char dir[64];
-    char sock[128];
-    char url[160];
-    const char *extra[SERVER_MAX_EXTRA + 1]; /* more arguments */
-} server;
-
-/* A loopback port nobody listens on right now; a race with another
- * process is caught by server_start's retry. */
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    socklen_t len = sizeof a;
-    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static void server_spawn(server *s) {
-    char port[16], logfile[160];
-    snprintf(port, sizeof port, "%d", s->port);
-    snprintf(logfile, sizeof logfile, "%s/redis.log", s->dir);
-    const char *argv[40];
-    int n = 0;
-    argv[n++] = "redis-server";
-    argv[n++] = "--port", argv[n++] = port;
-    argv[n++] = "--bind", argv[n++] = "127.0.0.1";
-    argv[n++] = "--unixsocket", argv[n++] = s->sock;
-    argv[n++] = "--unixsocketperm", argv[n++] = "700";
-    argv[n++] = "--dir", argv[n++] = s->dir;
-    argv[n++] = "--logfile", argv[n++] = logfile;
-    argv[n++] = "--save", argv[n++] = "";
-    argv[n++] = "--appendonly", argv[n++] = "no";
-    argv[n++] = "--enable-debug-command", argv[n++] = "local";
-    /* Later arguments win, so extra ones override the defaults above. */
-    for (int i = 0; s->extra[i] != NULL; i++)
-        argv[n++] = s->extra[i];
-    argv[n] = NULL;
-    pid_t pid = test_fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        if (null >= 0) {
-            dup2(null, 0);
-            dup2(null, 1);
-        }
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
-    }
-    s->pid = pid;
-}
-
-/* Waits until the server answers a data command (not -LOADING); returns 0
- * if it exited instead. */
-static int server_wait_ready(server *s) {
-    int64_t end = now_ms() + SERVER_DEADLINE_MS;
-    while (now_ms() < end) {
-        int status;
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            s->pid = 0;
-            return 0;
-        }
-        redisContext *c = redisConnectUnix(s->sock);
-        if (c != NULL && !c->err) {
-            redisReply *r = redisCommand(c, "EXISTS fltest:ready");
-            int ok = r != NULL && r->type == REDIS_REPLY_INTEGER;
-            freeReplyObject(r);
-            redisFree(c);
-            if (ok)
-                return 1;
-        } else {
-            redisFree(c);
-        }
-        test_sleep_ms(20);
-    }
-    fprintf(stderr, "redis-server in %s did not come up\n", s->dir);
-    exit(1);
-}
-
-/* Starts (or restarts, same socket and port) a private server.  extra is a
- * NULL-terminated list of more arguments, or NULL. */
-static void server_start(server *s, int tcp, const char *const *extra) {
-    if (s->dir[0] == '\0') {
-        snprintf(s->dir, sizeof s->dir, "/tmp/fltest-lease.XXXXXX");
-        CHECK(mkdtemp(s->dir) != NULL);
-        snprintf(s->sock, sizeof s->sock, "%s/redis.sock", s->dir);
-        snprintf(s->url, sizeof s->url, "unix://%s", s->sock);
-        int n = 0;
-        for (; extra != NULL && extra[n] != NULL; n++) {
-            CHECK(n < SERVER_MAX_EXTRA);
-            s->extra[n] = extra[n];
-        }
-        s->extra[n] = NULL;
-    }
-    for (int attempt = 0; attempt < 5; attempt++) {
-        int fresh_port = tcp && (s->port == 0 || attempt > 0);
-        if (fresh_port)
-            s->port = free_port();
-        server_spawn(s);
-        if (server_wait_ready(s))
-            return;
-        if (!fresh_port && !tcp)
-            break; /* a unix-only server has no port to retry with */
-        test_sleep_ms(100);
-    }
-    fprintf(stderr, "cannot start redis-server in %s (see redis.log)\n",
-            s->dir);
-    exit(1);
-}
-
-static redisContext *server_redis(const server *s) {
-    redisContext *c = redisConnectUnix(s->sock);
-    CHECK(c != NULL && !c->err);
-    return c;
-}
-
-static void server_reap(server *s) {
-    test_wait_child_within(s->pid, SIGKILL, 20000);
-    s->pid = 0;
-}
-
-/* SIGTERM: a graceful shutdown (the AOF, if any, is flushed). */
-static void server_stop(server *s) {
-    if (s->pid == 0)
-        return;
-    kill(s->pid, SIGCONT); /* a paused server cannot act on SIGTERM */
-    kill(s->pid, SIGTERM);
-    server_reap(s);
-}
-
-/* The SHUTDOWN command, as an operator would stop it. */
-static void server_shutdown(server *s) {
-    redisContext *c = server_redis(s);
-    redisReply *r = redisCommand(c, "SHUTDOWN");
-    /* Success closes the connection; an error reply means it refused. */
-    CHECK(r == NULL);
-    redisFree(c);
-    server_reap(s);
-}
-
-static void server_remove(server *s) {
-    server_stop(s);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
-    CHECK(system(cmd) == 0);
-    memset(s, 0, sizeof *s);
-}
-
-/* SIGSTOP, and returns once the server has stopped: it runs nothing after
- * this returns. */
-static void server_pause(const server *s) {
-    int exit_status = 0;
-    CHECK(test_stop_child(s->pid, &exit_status) == 1);
-}
-static void server_resume(const server *s) {
-    CHECK(kill(s->pid, SIGCONT) == 0);
-}
-
 /* Polls INFO <section> until it contains needle; returns 1 if it did. */
 static int wait_info(redisContext *c, const char *section, const char *needle,
                      int64_t timeout_ms) {
@@ -632,9 +456,9 @@ static grant_seen *grant_find(grant_seen *g, size_t n, const char *token) {
 
 static void no_renewal_after_release(void) {
     enum { RUN_MS = 8000 };
-    server s;
+    test_server s;
     memset(&s, 0, sizeof s);
-    server_start(&s, 0, NULL);
+    test_server_start(&s, 0, NULL);
     const char *name = "fltest:lease-churn";
     char url[200];
     snprintf(url, sizeof url, "%s?db=1", s.url);
@@ -808,7 +632,7 @@ static void no_renewal_after_release(void) {
     CHECK_INT(kills, >=, CHURN_MIN_KILLS);
     free(grants);
     redisFree(admin);
-    server_remove(&s);
+    test_server_remove(&s);
 }
 
 /* ---------------------------------------------------------------------------
@@ -836,7 +660,7 @@ static void check_lost_then_release(fairlock *lock, lost_log *lost) {
 }
 
 /* MONITOR on a private server, on a named connection. */
-static redisContext *monitor_on(const server *s) {
+static redisContext *monitor_on(const test_server *s) {
     redisContext *mon = named_connection(s->sock, "fltest-monitor");
     struct timeval read_limit = {30, 0};
     redisSetTimeout(mon, read_limit);
@@ -883,12 +707,12 @@ static long extends_after(redisContext *mon, redisContext *c, const char *after,
  * the very first renewal after the tampering: MONITOR shows exactly one
  * extend after it, and none after the notice -- counted, not timed. */
 static void lost_by_tampering(int overwrite) {
-    server s;
+    test_server s;
     memset(&s, 0, sizeof s);
-    server_start(&s, 0, NULL);
+    test_server_start(&s, 0, NULL);
     const char *name = overwrite ? "fltest:lease-overwritten"
                                  : "fltest:lease-del";
-    redisContext *c = server_redis(&s);
+    redisContext *c = test_server_redis(&s);
     lost_log lost;
     memset(&lost, 0, sizeof lost);
     fairlock *lock = renewing_lock(s.url, name, LOST_TTL, &lost);
@@ -923,7 +747,7 @@ static void lost_by_tampering(int overwrite) {
     CHECK_INT(test_keys_of(c, name), ==, 0);
     fairlock_free(lock);
     redisFree(c);
-    server_remove(&s);
+    test_server_remove(&s);
 }
 
 static void lost_when_deleted(void) { lost_by_tampering(0); }
@@ -935,9 +759,9 @@ static void lost_when_overwritten(void) { lost_by_tampering(1); }
  * the deadline (a few seconds are needed) can only come from the lease. */
 static void lost_when_server_paused(void) {
     enum { IO_TIMEOUT_MS = 600000 };
-    server s;
+    test_server s;
     memset(&s, 0, sizeof s);
-    server_start(&s, 0, NULL);
+    test_server_start(&s, 0, NULL);
     const char *name = "fltest:lease-paused";
     lost_log lost;
     memset(&lost, 0, sizeof lost);
@@ -947,7 +771,7 @@ static void lost_when_server_paused(void) {
     CHECK(wait_renewal(lock, fairlock_valid_until_ms(lock), EVENT_DEADLINE_MS));
     int64_t valid_before = fairlock_valid_until_ms(lock);
     int64_t t0 = test_now_ns();
-    server_pause(&s);
+    test_server_pause(&s);
     CHECK(wait_lost(&lost, EVENT_DEADLINE_MS));
     int64_t at_ns = atomic_load(&lost.at_ns);
     fprintf(stderr, "   paused: notice after %lld ms\n",
@@ -962,14 +786,14 @@ static void lost_when_server_paused(void) {
     int64_t expired_ms = t0 / 1000000 + LOST_TTL + 250;
     if (now_ms() < expired_ms)
         test_sleep_ms(expired_ms - now_ms());
-    server_resume(&s);
-    redisContext *c = server_redis(&s);
+    test_server_resume(&s);
+    redisContext *c = test_server_redis(&s);
     CHECK_INT(test_int(c, "EXISTS %s", name), ==, 0);
     check_lost_then_release(lock, &lost);
     CHECK_INT(test_keys_of(c, name), ==, 0);
     fairlock_free(lock);
     redisFree(c);
-    server_remove(&s);
+    test_server_remove(&s);
 }
 
 /* Short outages are ridden out: pauses shorter than what is left of the
@@ -981,9 +805,9 @@ static void lost_when_server_paused(void) {
 #define HICCUP_TTL 4500 /* a renewal every 1.5 s */
 #define HICCUP_PAUSE 2000
 static void hiccups_are_not_losses(void) {
-    server s;
+    test_server s;
     memset(&s, 0, sizeof s);
-    server_start(&s, 0, NULL);
+    test_server_start(&s, 0, NULL);
     const char *name = "fltest:lease-hiccup";
     lost_log lost;
     memset(&lost, 0, sizeof lost);
@@ -992,12 +816,12 @@ static void hiccups_are_not_losses(void) {
     for (int i = 0; i < 3; i++) {
         CHECK(wait_renewal(lock, fairlock_valid_until_ms(lock),
                            EVENT_DEADLINE_MS));
-        server_pause(&s);
+        test_server_pause(&s);
         test_sleep_ms(HICCUP_PAUSE);
-        server_resume(&s);
+        test_server_resume(&s);
     }
     CHECK(wait_renewal(lock, fairlock_valid_until_ms(lock), EVENT_DEADLINE_MS));
-    redisContext *c = server_redis(&s);
+    redisContext *c = test_server_redis(&s);
     for (int i = 0; i < 2; i++) {
         int64_t valid = fairlock_valid_until_ms(lock);
         redisReply *r = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
@@ -1018,7 +842,7 @@ static void hiccups_are_not_losses(void) {
     CHECK_INT(test_keys_of(c, name), ==, 0);
     fairlock_free(lock);
     redisFree(c);
-    server_remove(&s);
+    test_server_remove(&s);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1088,8 +912,8 @@ static fairlock *fence_lock(const char *url, const char *name, int fifo) {
 }
 
 /* Process 0 checks, at each barrier, that the drained queue left no keys. */
-static void fence_barrier(int p, int burst, const server *s, const char *name,
-                          fence_shared *sh) {
+static void fence_barrier(int p, int burst, const test_server *s,
+                          const char *name, fence_shared *sh) {
     atomic_fetch_add(&sh->arrived[burst], 1);
     if (p != 0) {
         CHECK(wait_atomic(&sh->go[burst], 1, 120000));
@@ -1119,7 +943,7 @@ static void fence_barrier(int p, int burst, const server *s, const char *name,
     atomic_store(&sh->go[burst], 1);
 }
 
-static void fence_worker(int p, const server *s, const char *name,
+static void fence_worker(int p, const test_server *s, const char *name,
                          fence_shared *sh) {
     fairlock *fifo = fence_lock(s->url, name, 1);
     fairlock *nonfifo = fence_lock(s->url, name, 0);
@@ -1163,9 +987,9 @@ static int rec_by_time(const void *a, const void *b) {
 static void fences_increase_across_restart(void) {
     static const char *const persist[] = {"--appendonly", "yes",
                                           "--appendfsync", "always", NULL};
-    server s;
+    test_server s;
     memset(&s, 0, sizeof s);
-    server_start(&s, 0, persist);
+    test_server_start(&s, 0, persist);
     const char *name = "fltest:lease-fence";
     fence_shared *sh = test_shared(sizeof *sh);
     int64_t start = now_ms();
@@ -1186,9 +1010,9 @@ static void fences_increase_across_restart(void) {
     }
     int before_restart = atomic_load(&sh->grants);
     int64_t down_ns = test_now_ns();
-    server_shutdown(&s);
+    test_server_shutdown(&s);
     test_sleep_ms(300);
-    server_start(&s, 0, NULL);
+    test_server_start(&s, 0, NULL);
     int64_t up_ns = test_now_ns();
     atomic_store(&sh->restarted, 1);
     for (int p = 0; p < FENCE_PROCS; p++)
@@ -1239,7 +1063,7 @@ static void fences_increase_across_restart(void) {
     CHECK_INT(before_restart, >=, N / 4);
     CHECK_INT(after_restart, >=, N / 4);
     CHECK_INT(atomic_load(&sh->redis_errors), >=, 1);
-    redisContext *c = server_redis(&s);
+    redisContext *c = test_server_redis(&s);
     long long counter = 0;
     char buf[32];
     CHECK(test_get_string(c, "fltest:lease-fence:fence", buf, sizeof buf));
@@ -1254,7 +1078,7 @@ static void fences_increase_across_restart(void) {
             atomic_load(&sh->redis_errors));
     free(all);
     redisFree(c);
-    server_remove(&s);
+    test_server_remove(&s);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1262,15 +1086,16 @@ static void fences_increase_across_restart(void) {
  * ------------------------------------------------------------------------- */
 
 /* A master on a free loopback port and one replica of it, linked up. */
-static void start_replicated(server *master, server *replica) {
+static void start_replicated(test_server *master, test_server *replica) {
     memset(master, 0, sizeof *master);
     memset(replica, 0, sizeof *replica);
-    server_start(master, 1, NULL);
+    test_server_start(master, 1, NULL);
     char port[16];
     snprintf(port, sizeof port, "%d", master->port);
     const char *const replicaof[] = {"--replicaof", "127.0.0.1", port, NULL};
-    server_start(replica, 0, replicaof);
-    redisContext *m = server_redis(master), *r = server_redis(replica);
+    test_server_start(replica, 0, replicaof);
+    redisContext *m = test_server_redis(master),
+                 *r = test_server_redis(replica);
     CHECK(wait_info(r, "replication", "master_link_status:up",
                     SERVER_DEADLINE_MS));
     CHECK(
@@ -1280,9 +1105,10 @@ static void start_replicated(server *master, server *replica) {
 }
 
 static void wait_for_replica(void) {
-    server master, replica;
+    test_server master, replica;
     start_replicated(&master, &replica);
-    redisContext *m = server_redis(&master), *r = server_redis(&replica);
+    redisContext *m = test_server_redis(&master),
+                 *r = test_server_redis(&replica);
 
     const char *name = "fltest:lease-wait";
     fairlock_options opts;
@@ -1305,7 +1131,7 @@ static void wait_for_replica(void) {
 
     /* A stopped replica stays "connected" for a while, so WAIT really
      * waits and then counts no acknowledgement. */
-    server_pause(&replica);
+    test_server_pause(&replica);
     opts.wait_replicas_timeout_ms = 300;
     lock = test_lock_opts(&opts);
     int64_t t0 = now_ms();
@@ -1329,7 +1155,7 @@ static void wait_for_replica(void) {
     CHECK_RC(other, fairlock_acquire(other), FAIRLOCK_OK);
     CHECK_RC(other, fairlock_release(other), FAIRLOCK_OK);
     /* Asking for more replicas than exist fails the same way. */
-    server_resume(&replica);
+    test_server_resume(&replica);
     opts.wait_replicas = 2;
     fairlock *greedy = test_lock_opts(&opts);
     CHECK_RC(greedy, fairlock_acquire(greedy), FAIRLOCK_NOTREPLICATED);
@@ -1339,8 +1165,8 @@ static void wait_for_replica(void) {
     fairlock_free(lock);
     redisFree(m);
     redisFree(r);
-    server_remove(&replica);
-    server_remove(&master);
+    test_server_remove(&replica);
+    test_server_remove(&master);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1353,7 +1179,7 @@ static void wait_for_replica(void) {
  * scheduling delays too (a renewal every 2 s). */
 #define IMPATIENT_IO_TIMEOUT_MS 2000
 #define IMPATIENT_RENEWED_TTL 6000
-static fairlock *impatient_lock(const server *s, const char *name,
+static fairlock *impatient_lock(const test_server *s, const char *name,
                                 int auto_renew, lost_log *lost) {
     fairlock_options opts;
     fairlock_options_init(&opts);
@@ -1383,10 +1209,10 @@ static void wait_dropped(redisContext *c) {
 }
 
 static void unknown_outcome_keeps_token(void) {
-    server s;
+    test_server s;
     memset(&s, 0, sizeof s);
-    server_start(&s, 0, NULL);
-    redisContext *c = server_redis(&s);
+    test_server_start(&s, 0, NULL);
+    redisContext *c = test_server_redis(&s);
     const char *name = "fltest:lease-unknown";
     char token[FAIRLOCK_TOKEN_MAX], seen[FAIRLOCK_TOKEN_MAX];
 
@@ -1399,13 +1225,13 @@ static void unknown_outcome_keeps_token(void) {
         fairlock *lock = impatient_lock(&s, name, renew, &lost);
         CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
         snprintf(token, sizeof token, "%s", fairlock_token(lock));
-        server_pause(&s);
+        test_server_pause(&s);
         CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_REDIS);
         CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_PENDING);
         CHECK_INT(fairlock_valid_until_ms(lock), ==, 0);
         CHECK(fairlock_token(lock) != NULL);
         CHECK_STR(fairlock_token(lock), token);
-        server_resume(&s);
+        test_server_resume(&s);
         int rc = fairlock_release(lock);
         CHECK(rc == FAIRLOCK_OK || rc == FAIRLOCK_NOTOWNED);
         CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_IDLE);
@@ -1441,12 +1267,12 @@ static void unknown_outcome_keeps_token(void) {
      * and the retry extends. */
     CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
     snprintf(token, sizeof token, "%s", fairlock_token(lock));
-    server_pause(&s);
+    test_server_pause(&s);
     CHECK_RC(lock, fairlock_extend(lock, 60000), FAIRLOCK_REDIS);
     CHECK_STR(fairlock_token(lock), token);
     int state = fairlock_state(lock);
     CHECK(state == FAIRLOCK_STATE_HELD || state == FAIRLOCK_STATE_PENDING);
-    server_resume(&s);
+    test_server_resume(&s);
     CHECK_RC(lock, fairlock_extend(lock, 60000), FAIRLOCK_OK);
     CHECK_INT(test_int(c, "PTTL %s", name), >, 30000);
     CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
@@ -1464,7 +1290,7 @@ static void unknown_outcome_keeps_token(void) {
     CHECK_INT(test_keys_of(c, name), ==, 0);
 
     redisFree(c);
-    server_remove(&s);
+    test_server_remove(&s);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1542,9 +1368,9 @@ static void handoff_bound_is_current(void) {
  * hangs until the I/O timeout, returns FAIRLOCK_REDIS instead of
  * FAIRLOCK_NOTREPLICATED, and leaves the grant held on the master. */
 static void wait_timeout_zero_does_not_block(void) {
-    server master, replica;
+    test_server master, replica;
     start_replicated(&master, &replica);
-    server_pause(&replica);
+    test_server_pause(&replica);
     fairlock_options opts;
     fairlock_options_init(&opts);
     opts.name = "fltest:lease-wait0";
@@ -1567,13 +1393,13 @@ static void wait_timeout_zero_does_not_block(void) {
         CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_NOTREPLICATED);
         fprintf(stderr, "   NOTREPLICATED after %lld ms\n",
                 (long long)(now_ms() - t0));
-        redisContext *m = server_redis(&master);
+        redisContext *m = test_server_redis(&master);
         CHECK_INT(test_keys_of(m, opts.name), ==, 0);
         redisFree(m);
     }
     fairlock_free(lock);
-    server_remove(&replica);
-    server_remove(&master);
+    test_server_remove(&replica);
+    test_server_remove(&master);
 }
 
 /* A forked child that frees its copy of an auto-renewed handle (which
@@ -1597,39 +1423,20 @@ static void forked_child_frees_renewed_handle(void) {
     fairlock_free(lock);
 }
 
-static int only_argc;
-static char **only_argv;
-
-/* With arguments, only the tests named by them run; tests of known bugs
- * run only then. */
-static int selected(const char *test, int by_default) {
-    for (int i = 1; i < only_argc; i++)
-        if (strcmp(only_argv[i], test) == 0)
-            return 1;
-    return only_argc < 2 && by_default;
-}
-
-#define RUN_SELECTED(fn)                                                       \
-    do {                                                                       \
-        if (selected(#fn, 1))                                                  \
-            RUN_TEST(fn);                                                      \
-    } while (0)
-
 int main(int argc, char **argv) {
+    check_select(argc, argv);
     signal(SIGPIPE, SIG_IGN);
-    only_argc = argc;
-    only_argv = argv;
-    RUN_SELECTED(renewal_keeps_lock_alive);
-    RUN_SELECTED(no_renewal_after_release);
-    RUN_SELECTED(lost_when_deleted);
-    RUN_SELECTED(lost_when_overwritten);
-    RUN_SELECTED(lost_when_server_paused);
-    RUN_SELECTED(hiccups_are_not_losses);
-    RUN_SELECTED(fences_increase_across_restart);
-    RUN_SELECTED(wait_for_replica);
-    RUN_SELECTED(unknown_outcome_keeps_token);
-    RUN_SELECTED(handoff_bound_is_current);
-    RUN_SELECTED(wait_timeout_zero_does_not_block);
-    RUN_SELECTED(forked_child_frees_renewed_handle);
-    return 0;
+    RUN_TEST(renewal_keeps_lock_alive);
+    RUN_TEST(no_renewal_after_release);
+    RUN_TEST(lost_when_deleted);
+    RUN_TEST(lost_when_overwritten);
+    RUN_TEST(lost_when_server_paused);
+    RUN_TEST(hiccups_are_not_losses);
+    RUN_TEST(fences_increase_across_restart);
+    RUN_TEST(wait_for_replica);
+    RUN_TEST(unknown_outcome_keeps_token);
+    RUN_TEST(handoff_bound_is_current);
+    RUN_TEST(wait_timeout_zero_does_not_block);
+    RUN_TEST(forked_child_frees_renewed_handle);
+    return check_done();
 }

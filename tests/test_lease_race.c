@@ -654,29 +654,12 @@ static void unknown_shorter_extend(void) {
     proxy_stop(&p);
 }
 
-static int only_argc;
-static char **only_argv;
-
-static int selected(const char *test) {
-    for (int i = 1; i < only_argc; i++)
-        if (strcmp(only_argv[i], test) == 0)
-            return 1;
-    return only_argc < 2;
-}
-
-#define RUN_SELECTED(fn)                                                       \
-    do {                                                                       \
-        if (selected(#fn))                                                     \
-            RUN_TEST(fn);                                                      \
-    } while (0)
-
 int main(int argc, char **argv) {
+    check_select(argc, argv);
     signal(SIGPIPE, SIG_IGN);
-    only_argc = argc;
-    only_argv = argv;
-    RUN_SELECTED(shorter_extend_then_late_renewal);
-    RUN_SELECTED(longer_extend_overtaken_by_renewal);
-    RUN_SELECTED(renewal_resumes_after_extend);
-    RUN_SELECTED(unknown_shorter_extend);
-    return 0;
+    RUN_TEST(shorter_extend_then_late_renewal);
+    RUN_TEST(longer_extend_overtaken_by_renewal);
+    RUN_TEST(renewal_resumes_after_extend);
+    RUN_TEST(unknown_shorter_extend);
+    return check_done();
 }

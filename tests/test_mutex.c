@@ -156,9 +156,10 @@ static void mixed_processes_exclude_each_other(void) {
     contend_and_check("mutex-mixed", 150, fifo_of);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_select(argc, argv);
     RUN_TEST(fifo_processes_exclude_each_other);
     RUN_TEST(non_fifo_processes_exclude_each_other);
     RUN_TEST(mixed_processes_exclude_each_other);
-    return 0;
+    return check_done();
 }

@@ -179,7 +179,8 @@ static void seconds_conversion(void) {
     CHECK_INT(fairlock_seconds_to_ms(1, NULL), ==, FAIRLOCK_INVALID);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_select(argc, argv);
     unsetenv("FAIRLOCK_URL");
     unsetenv("REDIS_URL");
     RUN_TEST(defaults_are_the_reference);
@@ -190,5 +191,5 @@ int main(void) {
     RUN_TEST(unreachable_server);
     RUN_TEST(codes_and_version);
     RUN_TEST(seconds_conversion);
-    return 0;
+    return check_done();
 }

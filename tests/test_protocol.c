@@ -316,12 +316,13 @@ static void extend_while_confirmation_is_owed(void) {
     deferred_confirmation_then(NEXT_EXTEND);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_select(argc, argv);
     RUN_TEST(non_fifo_cancel_scans_nothing);
     RUN_TEST(unknown_ticket_cancel_is_paged);
     RUN_TEST(free_lock_drains_at_once);
     RUN_TEST(deferred_confirmation);
     RUN_TEST(deferred_confirmation_after_script_flush);
     RUN_TEST(extend_while_confirmation_is_owed);
-    return 0;
+    return check_done();
 }

@@ -207,7 +207,8 @@ static void non_fifo_defers_to_live_foreign_head(void) {
     redisFree(c);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_select(argc, argv);
     RUN_TEST(simple_usage);
     RUN_TEST(non_fifo_usage);
     RUN_TEST(stale_head_is_evicted);
@@ -215,5 +216,5 @@ int main(void) {
     RUN_TEST(monotonic_stamped_head_is_not_aged);
     RUN_TEST(newcomer_queues_after_the_tail);
     RUN_TEST(non_fifo_defers_to_live_foreign_head);
-    return 0;
+    return check_done();
 }

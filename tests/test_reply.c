@@ -183,11 +183,12 @@ static void tokens(void) {
     CHECK(strcmp(a + 32, ".0.100.f") == 0);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_select(argc, argv);
     RUN_TEST(attempt_replies);
     RUN_TEST(cancel_replies);
     RUN_TEST(handoff_messages);
     RUN_TEST(status_replies);
     RUN_TEST(tokens);
-    return 0;
+    return check_done();
 }

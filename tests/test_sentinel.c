@@ -10,29 +10,15 @@ static char sentinel_url[512], sentinel_dir[512];
 static int master_port, replica_port, sentinel_port;
 
 static void load_sentinel_env(void) {
-    const char *path = getenv("FAIRLOCK_TEST_SENTINEL_ENV");
-    CHECK(path != NULL);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL);
-    char line[600];
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = '\0';
-        char *eq = strchr(line, '=');
-        if (eq == NULL)
-            continue;
-        *eq = '\0';
-        if (strcmp(line, "FAIRLOCK_SENTINEL_URL") == 0)
-            snprintf(sentinel_url, sizeof sentinel_url, "%.500s", eq + 1);
-        else if (strcmp(line, "FAIRLOCK_SENTINEL_DIR") == 0)
-            snprintf(sentinel_dir, sizeof sentinel_dir, "%.500s", eq + 1);
-        else if (strcmp(line, "FAIRLOCK_SENTINEL_MASTER_PORT") == 0)
-            master_port = atoi(eq + 1);
-        else if (strcmp(line, "FAIRLOCK_SENTINEL_REPLICA_PORT") == 0)
-            replica_port = atoi(eq + 1);
-        else if (strcmp(line, "FAIRLOCK_SENTINEL_PORT") == 0)
-            sentinel_port = atoi(eq + 1);
-    }
-    fclose(f);
+    const char *var = "FAIRLOCK_TEST_SENTINEL_ENV";
+    snprintf(sentinel_url, sizeof sentinel_url, "%s",
+             test_fixture_value(var, "FAIRLOCK_SENTINEL_URL"));
+    snprintf(sentinel_dir, sizeof sentinel_dir, "%s",
+             test_fixture_value(var, "FAIRLOCK_SENTINEL_DIR"));
+    master_port = atoi(test_fixture_value(var, "FAIRLOCK_SENTINEL_MASTER_PORT"));
+    replica_port =
+        atoi(test_fixture_value(var, "FAIRLOCK_SENTINEL_REPLICA_PORT"));
+    sentinel_port = atoi(test_fixture_value(var, "FAIRLOCK_SENTINEL_PORT"));
     CHECK(sentinel_url[0] && master_port && replica_port && sentinel_port);
 }
 
@@ -265,10 +251,11 @@ static void failover_under_load(void) {
     restart_as_replica(old_role, old, successor);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_select(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     load_sentinel_env();
     RUN_TEST(lock_on_the_master);
     RUN_TEST(failover_under_load);
-    return 0;
+    return check_done();
 }

@@ -168,11 +168,12 @@ static void malformed(void) {
     parse_bad("redis://alice:hunter2@h:99999", "port");
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_select(argc, argv);
     RUN_TEST(tcp_forms);
     RUN_TEST(credentials);
     RUN_TEST(unix_forms);
     RUN_TEST(sentinel_and_cluster);
     RUN_TEST(malformed);
-    return 0;
+    return check_done();
 }
