@@ -30,8 +30,10 @@ static const char *fixture_text(const char *env_var) {
     CHECK(i < sizeof files / sizeof files[0]);
     const char *path = getenv(env_var);
     if (path == NULL) {
-        fprintf(stderr, "%s is not set: run through ctest, which starts the "
-                        "fixture servers first\n", env_var);
+        fprintf(stderr,
+                "%s is not set: run through ctest, which starts the "
+                "fixture servers first\n",
+                env_var);
         exit(1);
     }
     FILE *f = fopen(path, "r");

@@ -15,9 +15,10 @@ static void load_sentinel_env(void) {
              test_fixture_value(var, "FAIRLOCK_SENTINEL_URL"));
     snprintf(sentinel_dir, sizeof sentinel_dir, "%s",
              test_fixture_value(var, "FAIRLOCK_SENTINEL_DIR"));
-    master_port = atoi(test_fixture_value(var, "FAIRLOCK_SENTINEL_MASTER_PORT"));
-    replica_port =
-        atoi(test_fixture_value(var, "FAIRLOCK_SENTINEL_REPLICA_PORT"));
+    master_port = atoi(
+        test_fixture_value(var, "FAIRLOCK_SENTINEL_MASTER_PORT"));
+    replica_port = atoi(
+        test_fixture_value(var, "FAIRLOCK_SENTINEL_REPLICA_PORT"));
     sentinel_port = atoi(test_fixture_value(var, "FAIRLOCK_SENTINEL_PORT"));
     CHECK(sentinel_url[0] && master_port && replica_port && sentinel_port);
 }
