@@ -43,20 +43,20 @@ void fairlock__conn_close(fairlock__conn *conn) {
     conn->ctx = NULL;
 }
 
-/* Runs a setup command; the reply text of a failure goes into the message
- * (Redis never echoes the password back).  *reply_out, when given,
- * receives a successful reply. */
-static int setup_command(redisContext *ctx, fairlock__error *err,
-                         const char *what, int argc, const char **argv,
-                         redisReply **reply_out) {
+/* Runs a setup command on a server of the given kind; the reply text of a
+ * failure goes into the message (Redis never echoes the password back),
+ * after what it shows is misconfigured.  *reply_out, when given, receives
+ * a successful reply. */
+static int setup_command(redisContext *ctx, fairlock__url_kind kind,
+                         fairlock__error *err, const char *what, int argc,
+                         const char **argv, redisReply **reply_out) {
     redisReply *r = redisCommandArgv(ctx, argc, argv, NULL);
     int rc = FAIRLOCK_OK;
     if (r == NULL)
         rc = fairlock__error_set(err, FAIRLOCK_REDIS, "%s failed: %s", what,
                                  ctx->errstr);
     else if (r->type == REDIS_REPLY_ERROR)
-        rc = fairlock__error_set(err, FAIRLOCK_REDIS, "%s failed: %s", what,
-                                 r->str);
+        rc = fairlock__error_reply(err, kind, what, r->str);
     if (rc == FAIRLOCK_OK && reply_out != NULL)
         *reply_out = r;
     else
@@ -101,14 +101,15 @@ static redisContext *open_node(const fairlock__conn *conn, const char *host,
     if (authenticate && url->password != NULL) {
         const char *argv[3] = {"AUTH", url->user ? url->user : url->password,
                                url->password};
-        rc = setup_command(ctx, err, "authentication", url->user ? 3 : 2, argv,
-                           NULL);
+        rc = setup_command(ctx, url->kind, err, "authentication",
+                           url->user ? 3 : 2, argv, NULL);
     }
     if (authenticate && rc == FAIRLOCK_OK && url->db != 0) {
         char db[16];
         snprintf(db, sizeof db, "%d", url->db);
         const char *argv[2] = {"SELECT", db};
-        rc = setup_command(ctx, err, "SELECT of the database", 2, argv, NULL);
+        rc = setup_command(ctx, url->kind, err, "SELECT of the database", 2,
+                           argv, NULL);
     }
     if (rc != FAIRLOCK_OK) {
         redisFree(ctx);
@@ -134,8 +135,8 @@ static redisContext *open_sentinel_master(fairlock__conn *conn,
         const char *ask[3] = {"SENTINEL", "get-master-addr-by-name",
                               url->master};
         redisReply *addr = NULL;
-        int rc = setup_command(sentinel, err, "SENTINEL get-master-addr", 3,
-                               ask, &addr);
+        int rc = setup_command(sentinel, FAIRLOCK__URL_SENTINEL, err,
+                               "SENTINEL get-master-addr", 3, ask, &addr);
         redisFree(sentinel);
         if (rc != FAIRLOCK_OK) {
             snprintf(last, sizeof last, "%s", err->msg);
@@ -161,8 +162,8 @@ static redisContext *open_sentinel_master(fairlock__conn *conn,
         }
         const char *role_cmd[1] = {"ROLE"};
         redisReply *role = NULL;
-        if (setup_command(master, err, "ROLE", 1, role_cmd, &role) ==
-                FAIRLOCK_OK &&
+        if (setup_command(master, FAIRLOCK__URL_SENTINEL, err, "ROLE", 1,
+                          role_cmd, &role) == FAIRLOCK_OK &&
             role->type == REDIS_REPLY_ARRAY && role->elements > 0 &&
             role->element[0]->type == REDIS_REPLY_STRING &&
             strcmp(role->element[0]->str, "master") == 0) {
@@ -183,20 +184,35 @@ static redisContext *open_sentinel_master(fairlock__conn *conn,
     return NULL;
 }
 
+/* Whether a new connection of a cluster URL reached a cluster node: a
+ * standalone server would run the scripts too, and hide the mistake. */
+static redisContext *cluster_node_only(redisContext *ctx,
+                                       fairlock__error *err) {
+    const char *argv[2] = {"CLUSTER", "MYID"};
+    if (ctx != NULL &&
+        setup_command(ctx, FAIRLOCK__URL_CLUSTER, err, "CLUSTER MYID", 2, argv,
+                      NULL) != FAIRLOCK_OK) {
+        redisFree(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
 /* The node of the lock's slot if a redirect named it, else the seeds. */
 static redisContext *open_cluster_node(fairlock__conn *conn,
                                        fairlock__error *err) {
     const fairlock__url *url = conn->url;
     if (conn->node_host[0] != '\0') {
-        redisContext *ctx = open_node(conn, conn->node_host, conn->node_port, 1,
-                                      err);
+        redisContext *ctx = cluster_node_only(
+            open_node(conn, conn->node_host, conn->node_port, 1, err), err);
         if (ctx != NULL)
             return ctx;
         conn->node_host[0] = '\0';
     }
     for (size_t i = 0; i < url->node_count; i++) {
-        redisContext *ctx = open_node(conn, url->nodes[i].host,
-                                      url->nodes[i].port, 1, err);
+        redisContext *ctx = cluster_node_only(
+            open_node(conn, url->nodes[i].host, url->nodes[i].port, 1, err),
+            err);
         if (ctx != NULL)
             return ctx;
     }
@@ -305,7 +321,8 @@ static redisReply *send_asking(fairlock__conn *conn, fairlock__error *err,
     if (*ask == NULL && (*ask = open_node(conn, host, port, 1, err)) == NULL)
         return NULL;
     const char *asking[1] = {"ASKING"};
-    if (setup_command(*ask, err, "ASKING", 1, asking, NULL) != FAIRLOCK_OK)
+    if (setup_command(*ask, FAIRLOCK__URL_CLUSTER, err, "ASKING", 1, asking,
+                      NULL) != FAIRLOCK_OK)
         return NULL;
     redisReply *reply = send_on(*ask, conn, argc, argv, lens, block_ms);
     if (reply == NULL)
@@ -351,6 +368,13 @@ static refusal refused(fairlock__url_kind kind, const redisReply *r) {
 
 static fairlock__url_kind conn_kind(const fairlock__conn *conn) {
     return conn->borrowed ? FAIRLOCK__URL_TCP : conn->url->kind;
+}
+
+int fairlock__conn_error_reply(const fairlock__conn *conn, fairlock__error *err,
+                               const char *what, const redisReply *reply) {
+    return fairlock__error_reply(
+        err, conn_kind(conn), what,
+        reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
 }
 
 /* Describes why a refused command was given up after `waited_ms`. */
@@ -575,8 +599,9 @@ int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
             fairlock__error_set(err, FAIRLOCK_REDIS, "script %s failed: %s",
                                 script->name, why);
         } else {
-            fairlock__error_set(err, FAIRLOCK_REDIS, "script %s failed: %s",
-                                script->name, reply->str);
+            char what[64];
+            snprintf(what, sizeof what, "script %s", script->name);
+            fairlock__error_reply(err, conn_kind(conn), what, reply->str);
         }
         freeReplyObject(reply);
         return FAIRLOCK_REDIS;

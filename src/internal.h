@@ -67,6 +67,19 @@ int fairlock__error_set(fairlock__error *err, int code, const char *fmt, ...)
 #endif
     ;
 
+/* ---- Misconfiguration (diagnose.c): pure, fuzzable. ---- */
+
+/* What to change, when an error reply (reply text, without the '-') shows
+ * a misconfiguration: no or a wrong password, a missing database, a
+ * replica, a server of another kind than the URL says.  NULL otherwise.
+ * kind: how the connection was made. */
+const char *fairlock__diagnose(const char *reply, fairlock__url_kind kind);
+
+/* Records FAIRLOCK_REDIS and "<what> failed: <reply>", with the diagnosis
+ * first when there is one; returns FAIRLOCK_REDIS. */
+int fairlock__error_reply(fairlock__error *err, fairlock__url_kind kind,
+                          const char *what, const char *reply);
+
 /* ---- Script replies (reply.c): pure, fuzzable. ---- */
 
 /* When a waiter calls its acquire script again (acquire.lua's "next"). */
@@ -198,6 +211,11 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
  * yet (fairlock__conn_can_defer); returns FAIRLOCK_INVALID when it cannot
  * defer (send it the ordinary way then), FAIRLOCK_REDIS with err set when
  * the write failed (outcome unknown). */
+/* Records that `what` failed with this reply (an error reply, or one of
+ * an unexpected type), diagnosed for the connection's kind; returns
+ * FAIRLOCK_REDIS. */
+int fairlock__conn_error_reply(const fairlock__conn *conn, fairlock__error *err,
+                               const char *what, const redisReply *reply);
 int fairlock__conn_can_defer(const fairlock__conn *conn);
 /* Reads the reply of a deferred command now, if one is owed. */
 void fairlock__conn_settle(fairlock__conn *conn);

@@ -488,7 +488,7 @@ static int wait_for_replicas(fairlock *lock) {
         return FAIRLOCK_REDIS;
     long long acked = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
     if (reply->type == REDIS_REPLY_ERROR)
-        fairlock__fail(lock, FAIRLOCK_REDIS, "WAIT failed: %s", reply->str);
+        fairlock__conn_error_reply(&lock->conn, &lock->err, "WAIT", reply);
     freeReplyObject(reply);
     if (acked < 0)
         return FAIRLOCK_REDIS;
@@ -650,10 +650,7 @@ static int wait_for_push(fairlock *lock, const char *key, size_t key_len,
         }
         int unexpected = reply->type != REDIS_REPLY_NIL;
         if (unexpected)
-            fairlock__fail(lock, FAIRLOCK_REDIS, "BLPOP failed: %s",
-                           reply->type == REDIS_REPLY_ERROR
-                               ? reply->str
-                               : "unexpected reply");
+            fairlock__conn_error_reply(&lock->conn, &lock->err, "BLPOP", reply);
         freeReplyObject(reply);
         if (unexpected)
             return FAIRLOCK_REDIS;
@@ -947,8 +944,7 @@ static int query_lock_key(fairlock *lock, const char *command,
     if (reply == NULL)
         return FAIRLOCK_REDIS;
     if (reply->type == REDIS_REPLY_ERROR) {
-        fairlock__fail(lock, FAIRLOCK_REDIS, "%s failed: %s", command,
-                       reply->str);
+        fairlock__conn_error_reply(&lock->conn, &lock->err, command, reply);
         freeReplyObject(reply);
         return FAIRLOCK_REDIS;
     }

@@ -146,6 +146,39 @@ static void names_must_share_a_slot(void) {
     fairlock_free(lock);
 }
 
+/* A plain redis:// URL naming one node: a lock whose slot lives elsewhere
+ * fails with a message that says to use a cluster URL (not a bare MOVED),
+ * and one whose slot is on that node works. */
+static void plain_url_on_a_cluster_node(void) {
+    int port = master_of_slot(0);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    int moved = 0, local = 0;
+    for (int i = 0; i < 24; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "{fltest-plain-%d}:job", i);
+        fairlock_options opts;
+        fairlock_options_init(&opts);
+        opts.name = name;
+        opts.url = url;
+        opts.timeout_ms = 2000;
+        fairlock *lock = NULL;
+        CHECK_RC(lock, fairlock_create(&opts, &lock), FAIRLOCK_OK);
+        int rc = fairlock_acquire(lock);
+        if (master_of_slot(slot_of(name)) == port) {
+            CHECK_RC(lock, rc, FAIRLOCK_OK);
+            CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+            local++;
+        } else {
+            CHECK_INT(rc, ==, FAIRLOCK_REDIS);
+            CHECK(strstr(fairlock_errmsg(lock), "redis+cluster://") != NULL);
+            moved++;
+        }
+        fairlock_free(lock);
+    }
+    CHECK(moved > 0 && local > 0);
+}
+
 /* Names whose tags hash to every master; each lock works through the seed
  * URL by following MOVED, and leaves nothing behind. */
 static void locks_on_every_master(void) {
@@ -529,6 +562,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     load_cluster_env();
     RUN_TEST(names_must_share_a_slot);
+    RUN_TEST(plain_url_on_a_cluster_node);
     RUN_TEST(locks_on_every_master);
     RUN_TEST(slot_migration_under_load);
     RUN_TEST(slot_held_migrating);

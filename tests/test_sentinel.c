@@ -66,6 +66,25 @@ static void lock_on_the_master(void) {
     fairlock_free(lock);
 }
 
+/* A master name the sentinels do not monitor: a message that names it,
+ * not a hang or a bare nil. */
+static void unknown_master_name(void) {
+    char url[600];
+    snprintf(url, sizeof url, "%.*s/nosuchmaster",
+             (int)(strrchr(sentinel_url, '/') - sentinel_url), sentinel_url);
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = "fltest:sentinel:unknown";
+    opts.url = url;
+    opts.timeout_ms = 2000;
+    fairlock *lock = NULL;
+    CHECK_RC(lock, fairlock_create(&opts, &lock), FAIRLOCK_OK);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_REDIS);
+    CHECK(strstr(fairlock_errmsg(lock),
+                 "does not know master 'nosuchmaster'") != NULL);
+    fairlock_free(lock);
+}
+
 typedef struct {
     int64_t grants, errors, in_section, overlaps, counter;
     int64_t grants_at_kill;
@@ -257,6 +276,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     load_sentinel_env();
     RUN_TEST(lock_on_the_master);
+    RUN_TEST(unknown_master_name);
     RUN_TEST(failover_under_load);
     return check_done();
 }

@@ -22,6 +22,7 @@ import traceback
 
 FAIRLOCK = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else None
 SOCKET = None
+ENV_TCP = None  # host:port of the fixture's server
 ENV = None
 TMP = None
 _counter = 0
@@ -41,7 +42,7 @@ def check(cond, what):
 # ---------------------------------------------------------------------------
 
 def setup():
-    global SOCKET, ENV, TMP
+    global SOCKET, ENV, TMP, ENV_TCP
     path = os.environ.get("FAIRLOCK_TEST_ENV")
     if not path:
         sys.exit("FAIRLOCK_TEST_ENV is not set: run through ctest, which "
@@ -52,6 +53,7 @@ def setup():
             key, _, value = line.strip().partition("=")
             conf[key] = value
     SOCKET = conf["FAIRLOCK_TEST_SOCKET"]
+    ENV_TCP = conf["FAIRLOCK_TEST_TCP_URL"][len("redis://"):]
     ENV = dict(os.environ)
     ENV.pop("REDIS_URL", None)
     ENV["FAIRLOCK_URL"] = conf["FAIRLOCK_TEST_URL"]
@@ -709,6 +711,73 @@ def test_unreachable_redis():
     check(r.returncode == 69, "$FAIRLOCK_URL is used")
 
 
+class PrivateServer:
+    """A redis-server of this test alone, on a unix socket, started with
+    more arguments (a password, a replica role...)."""
+
+    def __init__(self, *args):
+        self.dir = tempfile.mkdtemp(prefix="fl-", dir="/tmp")
+        self.sock = os.path.join(self.dir, "r.sock")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", self.sock,
+             "--save", "", "--appendonly", "no", "--dir", self.dir] +
+            list(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: os.path.exists(self.sock), "the private server")
+
+    def url(self, auth="", query=""):
+        return "unix://%s%s%s" % (auth, self.sock, query)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def test_misconfiguration_is_explained():
+    # Each mistake a user makes in the URL gets one line that says what to
+    # change, from every command that talks to the server (exit 69), and
+    # never shows the password.
+    secret = "s3cr3t-pw"
+    locked = PrivateServer("--requirepass", secret)
+    replica = PrivateServer("--replicaof", "127.0.0.1", "1")
+    fixture = "unix://" + SOCKET
+    lock = name("misconf")
+    tagged = "{%s}" % lock  # a cluster URL needs a hash tag
+    cases = [
+        (locked.url(), "requires a password (NOAUTH)"),
+        (locked.url(":wrong-pw@"), "wrong user name or password"),
+        (locked.url("nobody:%s@" % secret), "wrong user name or password"),
+        ("unix://:%s@%s" % (secret, SOCKET), "the server requires none"),
+        (fixture + "?db=4000", "database number in the URL does not exist"),
+        # (status only reads: a replica answers it)
+        (replica.url(), "read-only replica", ["run", "acquire"]),
+        ("redis+cluster://" + ENV_TCP, "not a Redis Cluster node"),
+        ("redis+sentinel://%s/mymaster" % ENV_TCP, "not a Redis Sentinel"),
+    ]
+    try:
+        for url, expected, *only in cases:
+            on = tagged if url.startswith("redis+cluster") else lock
+            for args in (["run", "-u", url, on, "--", "true"],
+                         ["acquire", "--url", url, on],
+                         ["status", "-u", url, on]):
+                if only and args[0] not in only[0]:
+                    continue
+                r = fl(*args)
+                what = "%s %s" % (args[0], url.replace(secret, "SECRET"))
+                check(r.returncode == 69, "%s: exit 69, got %d %r" %
+                      (what, r.returncode, r.stderr))
+                check(one_line(r.stderr) and expected in r.stderr,
+                      "%s: says %r: %r" % (what, expected, r.stderr))
+                check(secret not in r.stderr, "%s: no password shown" % what)
+        # Given right, the same servers work.
+        r = fl("run", "-u", locked.url(":%s@" % secret), lock, "--", "true")
+        check(r.returncode == 0, "with the password: %r" % r.stderr)
+    finally:
+        locked.stop()
+        replica.stop()
+
+
 def test_acquire_and_release():
     lock = name("acq")
     r = fl("acquire", "-n", lock)
@@ -780,7 +849,13 @@ def main():
     if FAIRLOCK is None or not os.access(FAIRLOCK, os.X_OK):
         sys.exit("usage: test_cli.py PATH/TO/fairlock [TEST...]")
     setup()
-    wanted = sys.argv[2:]
+    # Tests named on the command line or in $FAIRLOCK_TEST_ONLY, as the C
+    # test programs take them; a name that is no test fails.
+    wanted = sys.argv[2:] or os.environ.get(
+        "FAIRLOCK_TEST_ONLY", "").replace(",", " ").split()
+    unknown = set(wanted) - {t.__name__ for t in TESTS}
+    if unknown:
+        sys.exit("no test named %s" % ", ".join(sorted(unknown)))
     failed = []
     t_all = time.monotonic()
     try:

@@ -1,0 +1,66 @@
+/* test_diagnose.c -- error replies that mean "misconfigured" get a
+ * sentence that says what to change; others are left as they are. */
+#include "check.h"
+#include "internal.h"
+
+static void expect(const char *reply, fairlock__url_kind kind,
+                   const char *needle) {
+    const char *why = fairlock__diagnose(reply, kind);
+    if (needle == NULL) {
+        CHECK(why == NULL);
+        return;
+    }
+    CHECK(why != NULL);
+    CHECK(strstr(why, needle) != NULL);
+}
+
+static void misconfigurations(void) {
+    expect("NOAUTH Authentication required.", FAIRLOCK__URL_TCP, "NOAUTH");
+    expect("ERR Protocol error: unauthenticated multibulk length",
+           FAIRLOCK__URL_UNIX, "requires a password");
+    expect("WRONGPASS invalid username-password pair or user is disabled.",
+           FAIRLOCK__URL_TCP, "wrong user name or password");
+    expect("ERR AUTH <password> called without any password configured for "
+           "the default user. Are you sure your configuration is correct?",
+           FAIRLOCK__URL_TCP, "requires none");
+    expect("ERR DB index is out of range", FAIRLOCK__URL_TCP, "database");
+    expect("READONLY You can't write against a read only replica.",
+           FAIRLOCK__URL_TCP, "read-only replica");
+    expect("MOVED 3999 127.0.0.1:6381", FAIRLOCK__URL_TCP, "redis+cluster://");
+    expect("ERR This instance has cluster support disabled",
+           FAIRLOCK__URL_CLUSTER, "not a Redis Cluster node");
+    expect("ERR unknown command 'SENTINEL', with args beginning with: ",
+           FAIRLOCK__URL_SENTINEL, "not a Redis Sentinel");
+}
+
+static void not_misconfigurations(void) {
+    /* Handled where they belong: a demoted master behind sentinels, a
+     * redirect in a cluster. */
+    expect("READONLY You can't write against a read only replica.",
+           FAIRLOCK__URL_SENTINEL, NULL);
+    expect("MOVED 3999 127.0.0.1:6381", FAIRLOCK__URL_CLUSTER, NULL);
+    expect("ERR Error running script (call to f_abc): oops", FAIRLOCK__URL_TCP,
+           NULL);
+    expect("", FAIRLOCK__URL_TCP, NULL);
+    expect(NULL, FAIRLOCK__URL_TCP, NULL);
+}
+
+static void message_keeps_the_reply(void) {
+    fairlock__error err = {0, ""};
+    CHECK_INT(fairlock__error_reply(&err, FAIRLOCK__URL_TCP, "script acquire",
+                                    "NOAUTH Authentication required."),
+              ==, FAIRLOCK_REDIS);
+    CHECK(strncmp(err.msg, "script acquire failed: the server requires", 42) ==
+          0);
+    CHECK(strstr(err.msg, "(server: NOAUTH Authentication required.)") != NULL);
+    fairlock__error_reply(&err, FAIRLOCK__URL_TCP, "WAIT", "ERR other");
+    CHECK_STR(err.msg, "WAIT failed: ERR other");
+}
+
+int main(int argc, char **argv) {
+    check_select(argc, argv);
+    RUN_TEST(misconfigurations);
+    RUN_TEST(not_misconfigurations);
+    RUN_TEST(message_keeps_the_reply);
+    return check_done();
+}
