@@ -126,8 +126,8 @@ static int check_log(const struct grant_log *log) {
     }
     printf("\n");
     if (ok)
-        printf("tickets rose with every grant: the lock was handed over in "
-               "request order\n");
+        printf("each ticket (place in the queue) was above the one before: "
+               "the lock was handed over in request order\n");
     else
         printf("FAILED: %d grants of %d, %d overlaps, or tickets out of "
                "order\n",

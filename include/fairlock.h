@@ -365,8 +365,9 @@ FAIRLOCK_EXPORT int fairlock_status_get(fairlock *lock, size_t max_waiters,
 FAIRLOCK_EXPORT void fairlock_status_free(fairlock_status *status);
 
 /* Ticket of the current grant (its place in the FIFO queue: strictly
- * increasing while the queue is non-empty, restarting at 1 once it drains),
- * or 0 when not held or granted without the queue (fifo = 0).
+ * increasing while the queue is non-empty, restarting at 1 once it drains,
+ * so neither unique nor rising over time: fairlock_fence() is), or 0 when
+ * not held or granted without the queue (fifo = 0).
  * Thread safety: one thread per handle. Since 0.1.0. */
 FAIRLOCK_EXPORT int64_t fairlock_ticket(const fairlock *lock);
 
