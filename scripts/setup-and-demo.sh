@@ -3,20 +3,29 @@
 # missing (apt-get, as root), build fairlock and its examples, and run the
 # demo (examples/demo.c) against a throwaway redis-server that this script
 # starts on a unix socket in a temporary directory, with TCP off, and stops
-# again, whatever happens.
+# again, whatever happens.  It builds everything a user touches (library,
+# fairlock command, Python module, examples), runs the demo and the command,
+# and ends by saying where each is and how to install them; with --prefix
+# it installs them there itself (no root needed for a prefix you own).
 #
-#   scripts/setup-and-demo.sh [BUILD_DIR]      (default: build)
+#   scripts/setup-and-demo.sh [--prefix DIR] [BUILD_DIR]   (default: build)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+prefix=""
+if [ "${1:-}" = --prefix ]; then
+    [ $# -ge 2 ] || { echo "setup-and-demo: --prefix needs a directory" >&2; exit 64; }
+    prefix=$(mkdir -p "$2" && cd "$2" && pwd)
+    shift 2
+fi
 build=${1:-build}
 
 scripts/install-deps.sh
 
 # The same configuration as scripts/test.sh, which can then reuse the build.
 cmake -S . -B "$build" -DFAIRLOCK_WERROR=ON
-cmake --build "$build" -j"$(nproc)" --target example_demo example_minimal
+cmake --build "$build" -j"$(nproc)"
 
 # In /tmp: a unix socket path must be short (108 bytes).
 tmp=$(mktemp -d /tmp/fairlock-demo.XXXXXX)
@@ -72,4 +81,23 @@ echo "== $build/examples/demo unix://$sock"
 run "$build/examples/demo" "unix://$sock"
 echo "== $build/examples/minimal unix://$sock"
 run "$build/examples/minimal" "unix://$sock"
+echo "== $build/cli/fairlock run -u unix://$sock demo -- echo ..."
+run "$build/cli/fairlock" run -u "unix://$sock" demo -- \
+    sh -c 'echo "   the command runs under lock $FAIRLOCK_NAME (token $FAIRLOCK_TOKEN)"'
 echo "== done; stopping the throwaway redis-server"
+
+echo
+echo "== built:"
+echo "   library        $build/libfairlock.so, $build/libfairlock.a, include/fairlock.h"
+echo "   command        $build/cli/fairlock        (man page: man docs/fairlock.1)"
+py=$(find "$build/python" -maxdepth 1 -name 'fairlock*.so' 2>/dev/null | head -n 1)
+[ -n "$py" ] && echo "   Python module  $py"
+if [ -n "$prefix" ]; then
+    cmake --install "$build" --prefix "$prefix" >/dev/null
+    echo "== installed into $prefix:"
+    echo "   export PATH=$prefix/bin:\$PATH MANPATH=$prefix/share/man:"
+else
+    echo "== to install them (fairlock on the PATH, man fairlock, the library):"
+    echo "   cmake --install $build && ldconfig"
+    echo "   or, without root: scripts/setup-and-demo.sh --prefix ~/.local"
+fi
