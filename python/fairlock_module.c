@@ -647,9 +647,11 @@ static int enter(LockObject *self) {
         return 0;
     for (;;) {
         PyLockStatus got;
-        Py_BEGIN_ALLOW_THREADS got = PyThread_acquire_lock_timed(self->mutex,
-                                                                 -1, 1);
-        Py_END_ALLOW_THREADS if (got == PY_LOCK_ACQUIRED) return 0;
+        Py_BEGIN_ALLOW_THREADS
+        got = PyThread_acquire_lock_timed(self->mutex, -1, 1);
+        Py_END_ALLOW_THREADS
+        if (got == PY_LOCK_ACQUIRED)
+            return 0;
         if (got == PY_LOCK_INTR && PyErr_CheckSignals() < 0)
             return -1;
     }
@@ -727,11 +729,14 @@ static PyObject *do_acquire(LockObject *self, int64_t timeout_ms, int blocking,
     if (enter(self) < 0)
         return NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = fairlock_acquire_ex(
-        self->lock, timeout_ms, blocking, check_interval_ms);
+    Py_BEGIN_ALLOW_THREADS
+    rc = fairlock_acquire_ex(self->lock, timeout_ms, blocking,
+                             check_interval_ms);
     if (rc == FAIRLOCK_OK && has_pending(self))
         fairlock_release(self->lock); /* granted as a handler raised */
-    Py_END_ALLOW_THREADS if (rc == FAIRLOCK_OK) self->owner_pid = getpid();
+    Py_END_ALLOW_THREADS
+    if (rc == FAIRLOCK_OK)
+        self->owner_pid = getpid();
     update_cache(self);
     PyObject *result = NULL;
     if (has_pending(self))
@@ -798,8 +803,10 @@ static PyObject *Lock_release(LockObject *self, PyObject *unused) {
     if (enter(self) < 0)
         return NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = fairlock_release(self->lock);
-    Py_END_ALLOW_THREADS update_cache(self);
+    Py_BEGIN_ALLOW_THREADS
+    rc = fairlock_release(self->lock);
+    Py_END_ALLOW_THREADS
+    update_cache(self);
     PyObject *result = rc == FAIRLOCK_OK         ? Py_NewRef(Py_True)
                        : rc == FAIRLOCK_NOTOWNED ? Py_NewRef(Py_False)
                                                  : raise_code(self, rc);
@@ -826,8 +833,10 @@ static PyObject *Lock_extend(LockObject *self, PyObject *args, PyObject *kwds) {
     if (enter(self) < 0)
         return NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = fairlock_extend(self->lock, ttl_ms);
-    Py_END_ALLOW_THREADS update_cache(self);
+    Py_BEGIN_ALLOW_THREADS
+    rc = fairlock_extend(self->lock, ttl_ms);
+    Py_END_ALLOW_THREADS
+    update_cache(self);
     PyObject *result = rc == FAIRLOCK_OK ? Py_NewRef(Py_True)
                                          : raise_code(self, rc);
     leave(self);
@@ -839,10 +848,11 @@ static PyObject *ask(LockObject *self, int (*question)(fairlock *, int *)) {
     if (enter(self) < 0)
         return NULL;
     int rc, answer = 0;
-    Py_BEGIN_ALLOW_THREADS rc = question(self->lock, &answer);
-    Py_END_ALLOW_THREADS PyObject *result = rc == FAIRLOCK_OK
-                                                ? PyBool_FromLong(answer)
-                                                : raise_code(self, rc);
+    Py_BEGIN_ALLOW_THREADS
+    rc = question(self->lock, &answer);
+    Py_END_ALLOW_THREADS
+    PyObject *result = rc == FAIRLOCK_OK ? PyBool_FromLong(answer)
+                                         : raise_code(self, rc);
     leave(self);
     return result;
 }
@@ -1233,7 +1243,8 @@ static void Lock_dealloc(LockObject *self) {
                         (state == FAIRLOCK_STATE_HELD ||
                          state == FAIRLOCK_STATE_PENDING);
         if (!inherited) {
-            Py_BEGIN_ALLOW_THREADS fairlock_free(lock);
+            Py_BEGIN_ALLOW_THREADS
+            fairlock_free(lock);
             Py_END_ALLOW_THREADS
         }
     }
