@@ -66,7 +66,9 @@ def hiredis() -> Tuple[List[str], List[str], List[str]]:
                              capture_output=True, text=True, check=False)
         if run.returncode == 0:
             flags = run.stdout.split()
-            pick = lambda prefix: [f[2:] for f in flags if f.startswith(prefix)]  # noqa: E731
+
+            def pick(prefix: str) -> List[str]:
+                return [f[2:] for f in flags if f.startswith(prefix)]
             return pick("-I"), pick("-L"), pick("-l")
     return [], [], ["hiredis"]
 

@@ -74,10 +74,10 @@ class RedisLockFifo(_Lock):
         if url is not None and redis_client is not None:
             raise TypeError("give either redis_client or url, not both")
         given = redis_client if url is None else url
-        target = given
-        if given is not None and not isinstance(given, str) and url is None:
-            target = _url_of(given)
-        super().__init__(name, target, timeout, blocking, check_interval,
+        if url is None and redis_client is not None:
+            url = (redis_client if isinstance(redis_client, str)
+                   else _url_of(redis_client))
+        super().__init__(name, url, timeout, blocking, check_interval,
                          fifo, fifo_stale_timeout, ttl=ttl,
                          auto_renew=auto_renew, fencing=fencing,
                          io_timeout=io_timeout, hash_tag=hash_tag)

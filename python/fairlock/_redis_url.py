@@ -176,7 +176,7 @@ def _encoded(value: object, what: str) -> str:
     if not isinstance(value, (str, bytes)):
         raise TypeError(f"the redis client's {what} must be a str, not "
                         f"{type(value).__name__!r}")
-    if ("\0" if isinstance(value, str) else b"\0") in value:
+    if "\0" in value if isinstance(value, str) else b"\0" in value:
         raise ValueError(f"the redis client's {what} contains a NUL "
                          "character")
     return quote(value, safe="")

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import List
 
 NOT_PACKAGED = shutil.ignore_patterns("tests", "build", "*.egg-info",
                                       "__pycache__")
@@ -37,7 +38,7 @@ def copy_checkout(root: Path, checkout: Path) -> None:
                     dirs_exist_ok=True)
 
 
-def main(argv: list) -> int:
+def main(argv: List[str]) -> int:
     if len(argv) != 3:
         print("usage: install_venv.py SOURCE_ROOT WORK_DIR", file=sys.stderr)
         return 2
@@ -63,7 +64,8 @@ def main(argv: list) -> int:
     pip = subprocess.run(
         [str(python), "-m", "pip", "install", "--no-build-isolation",
          "--no-index", "--no-deps", "--force-reinstall",
-         "--disable-pip-version-check", "--no-color", str(checkout / "python")],
+         "--disable-pip-version-check", "--no-color",
+         str(checkout / "python")],
         check=False)
     return pip.returncode
 

@@ -87,6 +87,7 @@ class LuaEmbedding(unittest.TestCase):
         spec.loader.exec_module(setup_py)
         ours = setup_py.embed_lua(ROOT / "src" / "lua")
         cmakes = Path(generated).read_text(encoding="utf-8")
+
         # The same constants, byte for byte, in whatever order.
         def constants(text):
             return sorted(re.findall(r"^const fairlock__script .*?\};$",

@@ -62,11 +62,11 @@ class Tcp(unittest.TestCase):
                          "redis://u:p%20w@h:6379/0")
         self.assertEqual(url_of(Client(host="h", password=b"\xffb")),
                          "redis://:%FFb@h:6379/0")
-        self.assertEqual(url_of(Client(host="h", credential_provider=
-                                       Credentials("u", "~p-._"))),
+        both, password = Credentials("u", "~p-._"), Credentials("pw")
+        self.assertEqual(url_of(Client(host="h", credential_provider=both)),
                          "redis://u:~p-._@h:6379/0")
-        self.assertEqual(url_of(Client(host="h", credential_provider=
-                                       Credentials("pw"))),
+        self.assertEqual(url_of(Client(host="h",
+                                       credential_provider=password)),
                          "redis://:pw@h:6379/0")
 
     def test_bad_credentials(self):
