@@ -323,20 +323,17 @@ class Clients(Base):
         # The C library's rule, which the binding leaves to it.
         import os
         from unittest import mock
-        env = {"REDIS_URL": self.tcp_url + "/6", "FAIRLOCK_URL": ""}
-        with mock.patch.dict(os.environ, env):
-            lock = fairlock.RedisLockFifo(support.unique("env"), timeout=5)
-        with lock:
-            check = support.client(db=6)
-            self.assertTrue(check.exists(lock.name))
-            check.close()
-        env["FAIRLOCK_URL"] = self.tcp_url + "/7"
-        with mock.patch.dict(os.environ, env):
-            lock = fairlock.RedisLockFifo(support.unique("env"), timeout=5)
-        with lock:
-            check = support.client(db=7)
-            self.assertTrue(check.exists(lock.name))
-            check.close()
+        redis_url = self.tcp_url + "/6"
+        for fairlock_url, db in (("", 6), (self.tcp_url + "/7", 7)):
+            env = {"REDIS_URL": redis_url, "FAIRLOCK_URL": fairlock_url}
+            with self.subTest(**env):
+                with mock.patch.dict(os.environ, env):
+                    lock = fairlock.RedisLockFifo(support.unique("env"),
+                                                  timeout=5)
+                with lock:
+                    check = support.client(db=db)
+                    self.assertTrue(check.exists(lock.name))
+                    check.close()
 
     def test_acl_user_with_special_password(self):
         user, password = "fl-py-user", "p@ss:w/rd %20?#ü"
