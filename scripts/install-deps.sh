@@ -9,12 +9,15 @@
 # Base: compiler, CMake, pkg-config, hiredis headers, redis-server with
 # redis-cli, which the demo and the tests start privately (on a unix socket,
 # or a free port; never 6379), and Python 3 with its headers and redis-py
-# for the Python binding's tests and the benchmark's smoke test; jq, which
-# an example of the man page uses (the documentation's snippets are tested).
+# for the Python binding's tests and the benchmark's smoke test, and venv,
+# pip, setuptools and wheel, with which the tests pip-install the Python
+# package into a virtual environment, offline; jq, which an example of the
+# man page uses (the documentation's snippets are tested).
 set -euo pipefail
 
 base="build-essential binutils cmake pkg-config libhiredis-dev
-      redis-server redis-tools python3 python3-dev python3-redis jq"
+      redis-server redis-tools python3 python3-dev python3-redis
+      python3-venv python3-pip python3-setuptools python3-wheel jq"
 ci_extra="clang clang-format libclang-rt-dev valgrind"
 base=$(echo $base) # one line
 

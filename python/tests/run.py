@@ -1,9 +1,11 @@
 """run.py -- run one test module of the fairlock Python binding.
 
-    python3 -B python/tests/run.py test_NAME
+    VENV/bin/python -B python/tests/run.py test_NAME
 
-CTest runs it with PYTHONPATH pointing at the module of the build tree and
-FAIRLOCK_TEST_ENV at the redis fixture's redis.env.  Exit status: 0 when
+CTest runs it with the interpreter of the venv that install_venv.py
+installed the package into (FAIRLOCK_TEST_VENV names it, and test_package
+checks that fairlock comes from there), and FAIRLOCK_TEST_ENV at the redis
+fixture's redis.env.  Exit status: 0 when
 every test passed, 1 otherwise, 77 (CTest: skipped) when Debian's
 python3-redis, which the tests use on the client side, is missing.
 """
@@ -23,7 +25,7 @@ def main(argv):
         import fairlock
     except ImportError as exc:
         print(f"run.py: cannot import the fairlock module ({exc}); "
-              f"PYTHONPATH={os.environ.get('PYTHONPATH', '')!r}",
+              f"sys.path={sys.path!r}",
               file=sys.stderr)
         return 1
     try:

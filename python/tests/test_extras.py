@@ -319,6 +319,22 @@ class Clients(Base):
             self.assertTrue(check.exists(lock.name))
             check.close()
 
+    def test_default_is_redis_url_after_fairlock_url(self):
+        # The C library's rule, which the binding leaves to it.
+        import os
+        from unittest import mock
+        redis_url = self.tcp_url + "/6"
+        for fairlock_url, db in (("", 6), (self.tcp_url + "/7", 7)):
+            env = {"REDIS_URL": redis_url, "FAIRLOCK_URL": fairlock_url}
+            with self.subTest(**env):
+                with mock.patch.dict(os.environ, env):
+                    lock = fairlock.RedisLockFifo(support.unique("env"),
+                                                  timeout=5)
+                with lock:
+                    check = support.client(db=db)
+                    self.assertTrue(check.exists(lock.name))
+                    check.close()
+
     def test_acl_user_with_special_password(self):
         user, password = "fl-py-user", "p@ss:w/rd %20?#ü"
         self.redis.acl_setuser(user, enabled=True, passwords=["+" + password],

@@ -1,8 +1,10 @@
-/* fairlock_module.c -- the `fairlock` Python module: RedisLockFifo on the C
- * core, a drop-in for the reference's Python class.
+/* _fairlock.c -- fairlock._fairlock, the C half of the `fairlock` Python
+ * package: the lock type on the C core, argument conversion, the GIL and
+ * signals.  fairlock/__init__.py subclasses it as RedisLockFifo and turns
+ * a redis-py client into the URL given here; nothing else is in C.
  *
- * One RedisLockFifo object owns one fairlock handle.  Arguments are checked
- * and converted here, with the GIL held, so that error messages name the
+ * One Lock object owns one fairlock handle.  Arguments are checked and
+ * converted here, with the GIL held, so that error messages name the
  * Python arguments; the handle is then driven with the GIL released.
  *
  * Threads: a handle may be used by one thread at a time, so every method
@@ -24,15 +26,11 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "fairlock.h"
 
-/* The server used when neither redis_client, url nor $FAIRLOCK_URL names
- * one: the one redis.Redis() connects to. */
-#define DEFAULT_URL "redis://127.0.0.1:6379/0"
 /* How often a waiting acquire() looks for a signal, in ms. */
 #define INTERRUPT_CHECK_MS 50
 
@@ -61,7 +59,6 @@ typedef struct {
 
     /* The arguments as given: the reference's attributes. */
     PyObject *name;
-    PyObject *client;
     PyObject *timeout;
     PyObject *check_interval;
     PyObject *fifo_stale_timeout;
@@ -206,432 +203,6 @@ static int flag_arg(PyObject *obj, const char *what, int *out) {
 }
 
 /* ---------------------------------------------------------------------------
- * The URL of a redis-py client's server
- * ------------------------------------------------------------------------- */
-
-/* A new str: the UTF-8 of obj (str or bytes) with every byte but the
- * unreserved characters of RFC 3986 percent-encoded. */
-static PyObject *percent_encode(PyObject *obj, const char *what) {
-    const char *text;
-    Py_ssize_t len;
-    if (PyUnicode_Check(obj)) {
-        text = PyUnicode_AsUTF8AndSize(obj, &len);
-        if (text == NULL)
-            return NULL;
-    } else if (PyBytes_Check(obj)) {
-        text = PyBytes_AS_STRING(obj);
-        len = PyBytes_GET_SIZE(obj);
-    } else {
-        PyErr_Format(PyExc_TypeError,
-                     "the redis client's %s must be a str, not '%.100s'", what,
-                     Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    if ((Py_ssize_t)strlen(text) != len) {
-        PyErr_Format(PyExc_ValueError,
-                     "the redis client's %s contains a NUL character", what);
-        return NULL;
-    }
-    char *buf = PyMem_Malloc((size_t)len * 3 + 1);
-    if (buf == NULL)
-        return PyErr_NoMemory();
-    static const char hex[] = "0123456789ABCDEF";
-    Py_ssize_t o = 0;
-    for (Py_ssize_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)text[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-            c == '~') {
-            buf[o++] = (char)c;
-        } else {
-            buf[o++] = '%';
-            buf[o++] = hex[c >> 4];
-            buf[o++] = hex[c & 15];
-        }
-    }
-    PyObject *result = PyUnicode_FromStringAndSize(buf, o);
-    PyMem_Free(buf);
-    return result;
-}
-
-/* connection_kwargs[key], borrowed; NULL when absent or None. */
-static PyObject *kwarg(PyObject *kwargs, const char *key) {
-    PyObject *v = PyDict_GetItemString(kwargs, key);
-    return v == Py_None ? NULL : v;
-}
-
-/* An integer of the client's connection_kwargs, or `fallback`. */
-static int int_kwarg(PyObject *kwargs, const char *key, long fallback, long min,
-                     long max, long *out) {
-    PyObject *v = kwarg(kwargs, key);
-    if (v == NULL) {
-        *out = fallback;
-        return 0;
-    }
-    long n = -1;
-    if (PyLong_Check(v) && !PyBool_Check(v)) {
-        n = PyLong_AsLong(v);
-    } else if (PyUnicode_Check(v)) { /* redis-py lets port="6379" pass */
-        PyObject *number = PyLong_FromUnicodeObject(v, 10);
-        n = number ? PyLong_AsLong(number) : -1;
-        Py_XDECREF(number);
-    }
-    if (n == -1 && PyErr_Occurred())
-        PyErr_Clear();
-    if (n < min || n > max) {
-        PyErr_Format(PyExc_ValueError,
-                     "the redis client's %s must be an integer from %ld to "
-                     "%ld, not %R",
-                     key, min, max, v);
-        return -1;
-    }
-    *out = n;
-    return 0;
-}
-
-/* "user:password@", ":password@", "user:@" or "" as a new str, from the
- * client's username and password, or from its credential_provider
- * (redis-py 4.4 and later).  A user without a password authenticates with
- * an empty one, as redis-py does. */
-static PyObject *client_userinfo(PyObject *kwargs) {
-    PyObject *user, *password, *creds = NULL;
-    PyObject *provider = kwarg(kwargs, "credential_provider");
-    if (provider != NULL) {
-        creds = PyObject_CallMethod(provider, "get_credentials", NULL);
-        if (creds == NULL)
-            return NULL;
-        Py_ssize_t n = PyTuple_Check(creds) ? PyTuple_GET_SIZE(creds) : 0;
-        if (n != 1 && n != 2) {
-            Py_DECREF(creds);
-            PyErr_SetString(PyExc_ValueError,
-                            "the redis client's credential_provider must "
-                            "return (password,) or (username, password)");
-            return NULL;
-        }
-        user = n == 2 ? PyTuple_GET_ITEM(creds, 0) : NULL;
-        password = PyTuple_GET_ITEM(creds, n - 1);
-    } else {
-        user = kwarg(kwargs, "username");
-        password = kwarg(kwargs, "password");
-    }
-    if (user == Py_None)
-        user = NULL;
-    if (password == Py_None)
-        password = NULL;
-    PyObject *result = NULL, *u = NULL, *p = NULL;
-    if (user == NULL && password == NULL) {
-        result = PyUnicode_FromString("");
-    } else {
-        u = user ? percent_encode(user, "username") : PyUnicode_FromString("");
-        p = u == NULL          ? NULL
-            : password != NULL ? percent_encode(password, "password")
-                               : PyUnicode_FromString("");
-        if (u != NULL && p != NULL)
-            result = PyUnicode_FromFormat("%U:%U@", u, p);
-    }
-    Py_XDECREF(u);
-    Py_XDECREF(p);
-    Py_XDECREF(creds);
-    return result;
-}
-
-/* Whether the client connects with TLS, which the core does not speak:
- * its pool's connection_class (or that of its kwargs) is an SSL one. */
-static int uses_tls(PyObject *pool, PyObject *kwargs) {
-    PyObject *classes[2] = {NULL, NULL};
-    if (pool != NULL) {
-        classes[0] = PyObject_GetAttrString(pool, "connection_class");
-        if (classes[0] == NULL)
-            PyErr_Clear();
-    }
-    classes[1] = Py_XNewRef(kwarg(kwargs, "connection_class"));
-    int tls = 0;
-    for (int i = 0; i < 2; i++) {
-        if (classes[i] == NULL)
-            continue;
-        PyObject *name = PyObject_GetAttrString(classes[i], "__name__");
-        const char *text = name && PyUnicode_Check(name)
-                               ? PyUnicode_AsUTF8(name)
-                               : NULL;
-        if (text != NULL && strstr(text, "SSL") != NULL)
-            tls = 1;
-        PyErr_Clear();
-        Py_XDECREF(name);
-        Py_DECREF(classes[i]);
-    }
-    PyObject *ssl = kwarg(kwargs, "ssl");
-    if (ssl != NULL && PyObject_IsTrue(ssl) == 1)
-        tls = 1;
-    PyErr_Clear();
-    return tls;
-}
-
-/* "host:port", with an IPv6 address in brackets, as a new str. */
-static PyObject *endpoint(PyObject *host, long port) {
-    if (!PyUnicode_Check(host)) {
-        PyErr_Format(PyExc_TypeError,
-                     "the redis client's host must be a str, not '%.100s'",
-                     Py_TYPE(host)->tp_name);
-        return NULL;
-    }
-    Py_ssize_t colon = PyUnicode_FindChar(host, ':', 0, PY_SSIZE_T_MAX, 1);
-    if (colon == -2)
-        return NULL;
-    if (colon >= 0)
-        return PyUnicode_FromFormat("[%U]:%ld", host, port);
-    return PyUnicode_FromFormat("%U:%ld", host, port);
-}
-
-/* "host:port" of a client given by its connection_kwargs. */
-static PyObject *kwargs_endpoint(PyObject *kwargs) {
-    PyObject *host = kwarg(kwargs, "host");
-    long port;
-    if (host == NULL) {
-        PyErr_SetString(PyExc_ValueError,
-                        "the redis client has neither a host nor a unix "
-                        "socket path in its connection_kwargs; pass url= "
-                        "instead");
-        return NULL;
-    }
-    if (int_kwarg(kwargs, "port", 6379, 1, 65535, &port) < 0)
-        return NULL;
-    return endpoint(host, port);
-}
-
-/* The connection_pool (new reference, in *pool) and its connection_kwargs
- * (new reference, returned) of a redis-py client; NULL with TypeError when
- * it has none. */
-static PyObject *client_kwargs(PyObject *client, PyObject **pool) {
-    *pool = PyObject_GetAttrString(client, "connection_pool");
-    PyObject *kwargs = *pool
-                           ? PyObject_GetAttrString(*pool, "connection_kwargs")
-                           : NULL;
-    if (kwargs != NULL && PyDict_Check(kwargs))
-        return kwargs;
-    Py_XDECREF(kwargs);
-    Py_CLEAR(*pool);
-    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_AttributeError))
-        return NULL;
-    PyErr_Clear();
-    PyErr_Format(PyExc_TypeError,
-                 "redis_client must be a redis.Redis client (with a "
-                 "connection_pool), a redis.RedisCluster, a URL string, or "
-                 "None, not '%.100s'",
-                 Py_TYPE(client)->tp_name);
-    return NULL;
-}
-
-/* Appends endpoint `ep` (stolen) to `list`. */
-static int append_stolen(PyObject *list, PyObject *ep) {
-    if (ep == NULL)
-        return -1;
-    int rc = PyList_Append(list, ep);
-    Py_DECREF(ep);
-    return rc;
-}
-
-/* The hosts of a redis.sentinel.Sentinel's sentinels, as "h1:p1,h2:p2". */
-static PyObject *sentinel_hosts(PyObject *manager) {
-    PyObject *sentinels = PyObject_GetAttrString(manager, "sentinels");
-    PyObject *seq = sentinels ? PySequence_Fast(sentinels, "the redis "
-                                                           "client's sentinels "
-                                                           "are not a list")
-                              : NULL;
-    Py_XDECREF(sentinels);
-    PyObject *list = seq ? PyList_New(0) : NULL, *result = NULL;
-    if (list == NULL)
-        goto done;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *pool,
-            *kw = client_kwargs(PySequence_Fast_GET_ITEM(seq, i), &pool);
-        if (kw == NULL)
-            goto done;
-        int rc = -1;
-        if (kwarg(kw, "password") != NULL || kwarg(kw, "username") != NULL)
-            PyErr_SetString(PyExc_ValueError,
-                            "the redis client's sentinels need a password "
-                            "(sentinel_kwargs), which fairlock does not "
-                            "send to sentinels");
-        else
-            rc = append_stolen(list, kwargs_endpoint(kw));
-        Py_DECREF(kw);
-        Py_XDECREF(pool);
-        if (rc < 0)
-            goto done;
-    }
-    if (PyList_GET_SIZE(list) == 0) {
-        PyErr_SetString(PyExc_ValueError, "the redis client has no sentinels");
-        goto done;
-    }
-    PyObject *comma = PyUnicode_FromString(",");
-    if (comma != NULL)
-        result = PyUnicode_Join(comma, list);
-    Py_XDECREF(comma);
-done:
-    Py_XDECREF(seq);
-    Py_XDECREF(list);
-    return result;
-}
-
-/* The URL of a redis.RedisCluster (redis+cluster://), from its startup
- * nodes and the credentials of its nodes_manager. */
-static PyObject *cluster_url(PyObject *manager) {
-    PyObject *kwargs = PyObject_GetAttrString(manager, "connection_kwargs");
-    PyObject *nodes = kwargs ? PyObject_GetAttrString(manager, "startup_nodes")
-                             : NULL;
-    PyObject *values = NULL, *list = NULL, *userinfo = NULL, *hosts = NULL;
-    PyObject *result = NULL;
-    if (nodes == NULL)
-        goto done;
-    if (!PyDict_Check(kwargs) || !PyDict_Check(nodes)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "the redis cluster client's nodes_manager has no "
-                        "connection_kwargs or startup_nodes dict");
-        goto done;
-    }
-    if (uses_tls(NULL, kwargs)) {
-        PyErr_SetString(PyExc_ValueError,
-                        "the redis client uses TLS (rediss://), which "
-                        "fairlock does not support");
-        goto done;
-    }
-    if ((values = PyDict_Values(nodes)) == NULL ||
-        (list = PyList_New(0)) == NULL)
-        goto done;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
-        PyObject *node = PyList_GET_ITEM(values, i);
-        PyObject *host = PyObject_GetAttrString(node, "host");
-        PyObject *port = host ? PyObject_GetAttrString(node, "port") : NULL;
-        long n = port && PyLong_Check(port) ? PyLong_AsLong(port) : -1;
-        int rc = -1;
-        if (port != NULL && (n < 1 || n > 65535)) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_ValueError,
-                         "a cluster node's port must be an integer from 1 to "
-                         "65535, not %R",
-                         port);
-        } else if (port != NULL) {
-            rc = append_stolen(list, endpoint(host, n));
-        }
-        Py_XDECREF(host);
-        Py_XDECREF(port);
-        if (rc < 0)
-            goto done;
-    }
-    if (PyList_GET_SIZE(list) == 0) {
-        PyErr_SetString(PyExc_ValueError,
-                        "the redis cluster client has no startup nodes");
-        goto done;
-    }
-    PyObject *comma = PyUnicode_FromString(",");
-    if (comma != NULL)
-        hosts = PyUnicode_Join(comma, list);
-    Py_XDECREF(comma);
-    if (hosts != NULL && (userinfo = client_userinfo(kwargs)) != NULL)
-        result = PyUnicode_FromFormat("redis+cluster://%U%U", userinfo, hosts);
-done:
-    Py_XDECREF(kwargs);
-    Py_XDECREF(nodes);
-    Py_XDECREF(values);
-    Py_XDECREF(list);
-    Py_XDECREF(userinfo);
-    Py_XDECREF(hosts);
-    return result;
-}
-
-/* A new str: the URL of the server a redis-py client talks to:
- *   redis.Redis on TCP       redis://[user:pass@]host:port/db
- *   redis.Redis on a socket  unix://[user:pass@]/path[?db=N]
- *   Sentinel.master_for()    redis+sentinel://[user:pass@]h:p,.../name[/db]
- *   redis.RedisCluster       redis+cluster://[user:pass@]h:p,...
- * Other objects with connection_pool.connection_kwargs pass as redis.Redis
- * (the asyncio clients do). */
-static PyObject *url_from_client(PyObject *client) {
-    PyObject *manager = PyObject_GetAttrString(client, "nodes_manager");
-    if (manager != NULL) {
-        PyObject *url = cluster_url(manager);
-        Py_DECREF(manager);
-        return url;
-    }
-    if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-        return NULL;
-    PyErr_Clear();
-
-    PyObject *pool, *userinfo = NULL, *where = NULL, *result = NULL;
-    PyObject *kwargs = client_kwargs(client, &pool);
-    if (kwargs == NULL)
-        return NULL;
-    long db;
-    if (uses_tls(pool, kwargs)) {
-        PyErr_SetString(PyExc_ValueError,
-                        "the redis client uses TLS (rediss://), which "
-                        "fairlock does not support");
-        goto done;
-    }
-    if (int_kwarg(kwargs, "db", 0, 0, 0x7fffffffL, &db) < 0 ||
-        (userinfo = client_userinfo(kwargs)) == NULL)
-        goto done;
-
-    PyObject *manager_obj = PyObject_GetAttrString(pool, "sentinel_manager");
-    if (manager_obj != NULL) {
-        PyObject *service = PyObject_GetAttrString(pool, "service_name");
-        where = service ? sentinel_hosts(manager_obj) : NULL;
-        Py_DECREF(manager_obj);
-        if (where != NULL &&
-            (!PyUnicode_Check(service) || PyUnicode_GET_LENGTH(service) == 0 ||
-             PyUnicode_FindChar(service, '/', 0, PY_SSIZE_T_MAX, 1) != -1)) {
-            PyErr_Format(PyExc_ValueError,
-                         "the Sentinel service name must be a non-empty str "
-                         "without '/', not %R",
-                         service);
-            Py_CLEAR(where);
-        }
-        if (where != NULL)
-            result = db != 0
-                         ? PyUnicode_FromFormat("redis+sentinel://%U%U/%U/%ld",
-                                                userinfo, where, service, db)
-                         : PyUnicode_FromFormat("redis+sentinel://%U%U/%U",
-                                                userinfo, where, service);
-        Py_XDECREF(service);
-        goto done;
-    }
-    if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-        goto done;
-    PyErr_Clear();
-
-    PyObject *path = kwarg(kwargs, "path");
-    if (path != NULL) {
-        const char *p = PyUnicode_Check(path) ? PyUnicode_AsUTF8(path) : NULL;
-        if (p == NULL) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_TypeError,
-                             "the redis client's socket path must be a str, "
-                             "not '%.100s'",
-                             Py_TYPE(path)->tp_name);
-        } else if (p[0] != '/' || strchr(p, '?') != NULL) {
-            PyErr_Format(PyExc_ValueError,
-                         "the redis client's socket path %R must be "
-                         "absolute and contain no '?'",
-                         path);
-        } else if (db != 0) {
-            result = PyUnicode_FromFormat("unix://%U%U?db=%ld", userinfo, path,
-                                          db);
-        } else {
-            result = PyUnicode_FromFormat("unix://%U%U", userinfo, path);
-        }
-        goto done;
-    }
-    if ((where = kwargs_endpoint(kwargs)) != NULL)
-        result = PyUnicode_FromFormat("redis://%U%U/%ld", userinfo, where, db);
-done:
-    Py_XDECREF(pool);
-    Py_DECREF(kwargs);
-    Py_XDECREF(userinfo);
-    Py_XDECREF(where);
-    return result;
-}
-
-/* ---------------------------------------------------------------------------
  * Calls on the handle
  * ------------------------------------------------------------------------- */
 
@@ -647,9 +218,11 @@ static int enter(LockObject *self) {
         return 0;
     for (;;) {
         PyLockStatus got;
-        Py_BEGIN_ALLOW_THREADS got = PyThread_acquire_lock_timed(self->mutex,
-                                                                 -1, 1);
-        Py_END_ALLOW_THREADS if (got == PY_LOCK_ACQUIRED) return 0;
+        Py_BEGIN_ALLOW_THREADS
+        got = PyThread_acquire_lock_timed(self->mutex, -1, 1);
+        Py_END_ALLOW_THREADS
+        if (got == PY_LOCK_ACQUIRED)
+            return 0;
         if (got == PY_LOCK_INTR && PyErr_CheckSignals() < 0)
             return -1;
     }
@@ -727,11 +300,14 @@ static PyObject *do_acquire(LockObject *self, int64_t timeout_ms, int blocking,
     if (enter(self) < 0)
         return NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = fairlock_acquire_ex(
-        self->lock, timeout_ms, blocking, check_interval_ms);
+    Py_BEGIN_ALLOW_THREADS
+    rc = fairlock_acquire_ex(self->lock, timeout_ms, blocking,
+                             check_interval_ms);
     if (rc == FAIRLOCK_OK && has_pending(self))
         fairlock_release(self->lock); /* granted as a handler raised */
-    Py_END_ALLOW_THREADS if (rc == FAIRLOCK_OK) self->owner_pid = getpid();
+    Py_END_ALLOW_THREADS
+    if (rc == FAIRLOCK_OK)
+        self->owner_pid = getpid();
     update_cache(self);
     PyObject *result = NULL;
     if (has_pending(self))
@@ -798,8 +374,10 @@ static PyObject *Lock_release(LockObject *self, PyObject *unused) {
     if (enter(self) < 0)
         return NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = fairlock_release(self->lock);
-    Py_END_ALLOW_THREADS update_cache(self);
+    Py_BEGIN_ALLOW_THREADS
+    rc = fairlock_release(self->lock);
+    Py_END_ALLOW_THREADS
+    update_cache(self);
     PyObject *result = rc == FAIRLOCK_OK         ? Py_NewRef(Py_True)
                        : rc == FAIRLOCK_NOTOWNED ? Py_NewRef(Py_False)
                                                  : raise_code(self, rc);
@@ -826,8 +404,10 @@ static PyObject *Lock_extend(LockObject *self, PyObject *args, PyObject *kwds) {
     if (enter(self) < 0)
         return NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = fairlock_extend(self->lock, ttl_ms);
-    Py_END_ALLOW_THREADS update_cache(self);
+    Py_BEGIN_ALLOW_THREADS
+    rc = fairlock_extend(self->lock, ttl_ms);
+    Py_END_ALLOW_THREADS
+    update_cache(self);
     PyObject *result = rc == FAIRLOCK_OK ? Py_NewRef(Py_True)
                                          : raise_code(self, rc);
     leave(self);
@@ -839,10 +419,11 @@ static PyObject *ask(LockObject *self, int (*question)(fairlock *, int *)) {
     if (enter(self) < 0)
         return NULL;
     int rc, answer = 0;
-    Py_BEGIN_ALLOW_THREADS rc = question(self->lock, &answer);
-    Py_END_ALLOW_THREADS PyObject *result = rc == FAIRLOCK_OK
-                                                ? PyBool_FromLong(answer)
-                                                : raise_code(self, rc);
+    Py_BEGIN_ALLOW_THREADS
+    rc = question(self->lock, &answer);
+    Py_END_ALLOW_THREADS
+    PyObject *result = rc == FAIRLOCK_OK ? PyBool_FromLong(answer)
+                                         : raise_code(self, rc);
     leave(self);
     return result;
 }
@@ -943,8 +524,6 @@ static PyObject *get_valid_until(LockObject *self, void *unused) {
 static PyGetSetDef Lock_getset[] = {
     {"name", (getter)get_object, NULL, "The lock's Redis key, as given.",
      OBJECT_FIELD(name)},
-    {"client", (getter)get_object, NULL,
-     "The redis_client (or url) given, or None.", OBJECT_FIELD(client)},
     {"timeout", (getter)get_object, NULL, "The timeout given, in seconds.",
      OBJECT_FIELD(timeout)},
     {"check_interval", (getter)get_object, NULL,
@@ -1012,47 +591,19 @@ static void set_field(PyObject **field, PyObject *value) {
 
 PyDoc_STRVAR(
     Lock_doc,
-    "RedisLockFifo(name, redis_client=None, timeout=None, blocking=True, "
-    "check_interval=0.05, fifo=True, fifo_stale_timeout=None, *, ttl=None, "
-    "auto_renew=False, fencing=False, url=None, io_timeout=None, "
-    "hash_tag=False)\n"
+    "Lock(name, url=None, timeout=None, blocking=True, check_interval=None, "
+    "fifo=True, fifo_stale_timeout=None, *, ttl=None, auto_renew=False, "
+    "fencing=False, io_timeout=None, hash_tag=False)\n"
     "--\n"
     "\n"
-    "A FIFO-fair lock on Redis, a drop-in for the reference's RedisLockFifo\n"
-    "class (same arguments, methods and keys) on the fairlock C library.\n"
-    "\n"
-    "name               the lock's Redis key (str or bytes).\n"
-    "redis_client       a redis.Redis client, whose server (host, port, db,\n"
-    "                   unix socket path, username and password; also a\n"
-    "                   Sentinel.master_for() client or a redis.RedisCluster)\n"
-    "                   fairlock connects to on its own connection; or a URL:\n"
-    "                   redis://, unix://, redis+sentinel://, "
-    "redis+cluster://\n"
-    "                   (percent-encode user and password); or None:\n"
-    "                   $FAIRLOCK_URL when set, else "
-    "redis://127.0.0.1:6379/0,\n"
-    "                   the server of redis.Redis().\n"
-    "timeout            seconds acquire() waits (None: for ever) and, unless\n"
-    "                   ttl is given, the lease of a grant (None: no expiry).\n"
-    "blocking           False: acquire() fails at once if the lock is taken.\n"
-    "check_interval     seconds between checks of an expired holder.\n"
-    "fifo               serve waiters in order of arrival.\n"
-    "fifo_stale_timeout seconds after which a silent waiter is evicted\n"
-    "                   (None: timeout, and 10 s when that is None too).\n"
-    "ttl                lease in seconds (math.inf: no expiry).\n"
-    "auto_renew         renew the lease from a background thread while held.\n"
-    "fencing            give every grant a fencing token (the fence "
-    "property).\n"
-    "url                same as a URL string as redis_client.\n"
-    "io_timeout         connect and reply timeout in seconds (default 5).\n"
-    "hash_tag           store the keys under {name}, one Cluster hash slot.\n"
-    "\n"
-    "One object may be used from several threads, one call at a time (calls\n"
-    "are serialized); it holds the lock for whoever calls release().");
+    "One fairlock handle.  fairlock.RedisLockFifo, the public class, is this\n"
+    "type with the reference's constructor; see its documentation.  url is a\n"
+    "URL string, or None for the C library's rule ($FAIRLOCK_URL, then\n"
+    "$REDIS_URL, then redis://127.0.0.1:6379/0).");
 
 static int Lock_init(LockObject *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {(char *)"name",
-                             (char *)"redis_client",
+                             (char *)"url",
                              (char *)"timeout",
                              (char *)"blocking",
                              (char *)"check_interval",
@@ -1061,19 +612,17 @@ static int Lock_init(LockObject *self, PyObject *args, PyObject *kwds) {
                              (char *)"ttl",
                              (char *)"auto_renew",
                              (char *)"fencing",
-                             (char *)"url",
                              (char *)"io_timeout",
                              (char *)"hash_tag",
                              NULL};
-    PyObject *name, *client = Py_None, *timeout = Py_None;
+    PyObject *name, *url = Py_None, *timeout = Py_None;
     PyObject *blocking = Py_True, *check = NULL, *fifo = Py_True;
     PyObject *stale = Py_None, *ttl = Py_None, *auto_renew = Py_False;
-    PyObject *fencing = Py_False, *url = Py_None, *io = Py_None;
-    PyObject *hash_tag = Py_False;
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "O|OOOOOO$OOOOOO:RedisLockFifo", kwlist, &name, &client,
-            &timeout, &blocking, &check, &fifo, &stale, &ttl, &auto_renew,
-            &fencing, &url, &io, &hash_tag))
+    PyObject *fencing = Py_False, *io = Py_None, *hash_tag = Py_False;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OOOOOO$OOOOO:RedisLockFifo",
+                                     kwlist, &name, &url, &timeout, &blocking,
+                                     &check, &fifo, &stale, &ttl, &auto_renew,
+                                     &fencing, &io, &hash_tag))
         return -1;
     if (self->lock != NULL) {
         PyErr_SetString(PyExc_TypeError,
@@ -1127,36 +676,22 @@ static int Lock_init(LockObject *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
 
-    /* Where to connect: url, redis_client (URL or client), $FAIRLOCK_URL
-     * (read by the core when given no URL), or redis.Redis()'s server. */
-    if (url != Py_None && client != Py_None) {
-        PyErr_SetString(PyExc_TypeError,
-                        "give either redis_client or url, not both");
-        return -1;
-    }
-    if (url != Py_None && !PyUnicode_Check(url)) {
-        PyErr_Format(PyExc_TypeError,
-                     "url must be a redis:// or unix:// URL string, not "
-                     "'%.100s'",
-                     Py_TYPE(url)->tp_name);
-        return -1;
-    }
-    PyObject *where = url != Py_None ? url : client;
-    PyObject *url_text = NULL;
-    if (where == Py_None) {
-        const char *env = getenv("FAIRLOCK_URL");
-        opts.url = env != NULL && *env != '\0' ? NULL : DEFAULT_URL;
-    } else {
-        url_text = PyUnicode_Check(where) ? Py_NewRef(where)
-                                          : url_from_client(where);
-        if (url_text == NULL)
+    /* No URL: the core's own rule, so that the binding connects where a
+     * C program or the CLI would. */
+    if (url != Py_None) {
+        if (!PyUnicode_Check(url)) {
+            PyErr_Format(PyExc_TypeError,
+                         "url must be a redis:// or unix:// URL string, not "
+                         "'%.100s'",
+                         Py_TYPE(url)->tp_name);
             return -1;
-        opts.url = PyUnicode_AsUTF8AndSize(url_text, &len);
-        if (opts.url == NULL || (Py_ssize_t)strlen(opts.url) != len) {
-            if (opts.url != NULL)
-                PyErr_SetString(PyExc_ValueError,
-                                "the URL contains a NUL character");
-            Py_DECREF(url_text);
+        }
+        opts.url = PyUnicode_AsUTF8AndSize(url, &len);
+        if (opts.url == NULL)
+            return -1;
+        if ((Py_ssize_t)strlen(opts.url) != len) {
+            PyErr_SetString(PyExc_ValueError,
+                            "the URL contains a NUL character");
             return -1;
         }
     }
@@ -1166,7 +701,6 @@ static int Lock_init(LockObject *self, PyObject *args, PyObject *kwds) {
     opts.interrupt_check_ms = INTERRUPT_CHECK_MS;
     fairlock *lock = NULL;
     int rc = fairlock_create(&opts, &lock); /* copies every string */
-    Py_XDECREF(url_text);
     if (rc != FAIRLOCK_OK) {
         if (lock == NULL || rc == FAIRLOCK_NOMEM)
             PyErr_NoMemory();
@@ -1183,7 +717,6 @@ static int Lock_init(LockObject *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
     set_field(&self->name, name);
-    set_field(&self->client, where);
     set_field(&self->timeout, timeout);
     set_field(&self->check_interval, check_value);
     Py_DECREF(check_value);
@@ -1200,7 +733,6 @@ static int Lock_init(LockObject *self, PyObject *args, PyObject *kwds) {
 
 static int Lock_traverse(LockObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->name);
-    Py_VISIT(self->client);
     Py_VISIT(self->timeout);
     Py_VISIT(self->check_interval);
     Py_VISIT(self->fifo_stale_timeout);
@@ -1211,7 +743,6 @@ static int Lock_traverse(LockObject *self, visitproc visit, void *arg) {
 
 static int Lock_clear(LockObject *self) {
     Py_CLEAR(self->name);
-    Py_CLEAR(self->client);
     Py_CLEAR(self->timeout);
     Py_CLEAR(self->check_interval);
     Py_CLEAR(self->fifo_stale_timeout);
@@ -1233,7 +764,8 @@ static void Lock_dealloc(LockObject *self) {
                         (state == FAIRLOCK_STATE_HELD ||
                          state == FAIRLOCK_STATE_PENDING);
         if (!inherited) {
-            Py_BEGIN_ALLOW_THREADS fairlock_free(lock);
+            Py_BEGIN_ALLOW_THREADS
+            fairlock_free(lock);
             Py_END_ALLOW_THREADS
         }
     }
@@ -1244,25 +776,13 @@ static void Lock_dealloc(LockObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *Lock_repr(LockObject *self) {
-    if (self->lock == NULL)
-        return PyUnicode_FromFormat("<fairlock.RedisLockFifo uninitialised "
-                                    "at %p>",
-                                    (void *)self);
-    return PyUnicode_FromFormat(
-        "<fairlock.RedisLockFifo %R %s at %p>", self->name,
-        fairlock_state(self->lock) == FAIRLOCK_STATE_HELD ? "held" : "not held",
-        (void *)self);
-}
-
 /* clang-format takes PyVarObject_HEAD_INIT for an expression. */
 /* clang-format off */
 static PyTypeObject LockType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "fairlock.RedisLockFifo",
+    .tp_name = "fairlock._fairlock.Lock",
     .tp_basicsize = sizeof(LockObject),
     .tp_dealloc = (destructor)Lock_dealloc,
-    .tp_repr = (reprfunc)Lock_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_doc = Lock_doc,
     .tp_traverse = (traverseproc)Lock_traverse,
@@ -1280,28 +800,15 @@ static PyTypeObject LockType = {
 
 PyDoc_STRVAR(
     module_doc,
-    "FIFO-fair distributed locks on Redis (the fairlock C library).\n"
-    "\n"
-    "RedisLockFifo is a drop-in for the reference Python class of that name:\n"
-    "change the import and keep the code.  LockError (a RuntimeError) reports\n"
-    "Redis failures and misuse; LockTimeoutError (a TimeoutError and a\n"
-    "LockError) a lock not granted in time, or taken when blocking is false.");
-
-static PyObject *module_url_of(PyObject *module, PyObject *client) {
-    (void)module;
-    return url_from_client(client);
-}
-
-static PyMethodDef module_methods[] = {
-    {"_url_of", module_url_of, METH_O,
-     "_url_of(redis_client, /)\n--\n\n"
-     "The URL fairlock connects to for a redis-py client (with its "
-     "password).  For tests and debugging."},
-    {NULL, NULL, 0, NULL}};
+    "The C half of the fairlock package: the Lock type on the fairlock "
+    "C\nlibrary, and the exceptions it raises.  Import fairlock, not "
+    "this.");
 
 static struct PyModuleDef fairlock_module = {
-    PyModuleDef_HEAD_INIT, .m_name = "fairlock",        .m_doc = module_doc,
-    .m_size = -1,          .m_methods = module_methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "fairlock._fairlock",
+    .m_doc = module_doc,
+    .m_size = -1,
 };
 
 /* PyModule_AddObject that also drops the reference on failure. */
@@ -1315,7 +822,7 @@ static int add_object(PyObject *module, const char *name, PyObject *value) {
     return 0;
 }
 
-PyMODINIT_FUNC PyInit_fairlock(void) {
+PyMODINIT_FUNC PyInit__fairlock(void) {
     if (PyType_Ready(&LockType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&fairlock_module);
@@ -1347,12 +854,9 @@ PyMODINIT_FUNC PyInit_fairlock(void) {
     if (add_object(module, "LockError", Py_NewRef(LockError)) < 0 ||
         add_object(module, "LockTimeoutError", Py_NewRef(LockTimeoutError)) <
             0 ||
-        add_object(module, "RedisLockFifo", Py_NewRef((PyObject *)&LockType)) <
-            0 ||
+        add_object(module, "Lock", Py_NewRef((PyObject *)&LockType)) < 0 ||
         add_object(module, "__version__",
-                   PyUnicode_FromString(fairlock_version())) < 0 ||
-        add_object(module, "DEFAULT_URL", PyUnicode_FromString(DEFAULT_URL)) <
-            0)
+                   PyUnicode_FromString(fairlock_version())) < 0)
         goto fail;
     return module;
 fail:
