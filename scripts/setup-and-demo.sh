@@ -84,20 +84,33 @@ run "$build/examples/minimal" "unix://$sock"
 echo "== $build/cli/fairlock run -u unix://$sock demo -- echo ..."
 run "$build/cli/fairlock" run -u "unix://$sock" demo -- \
     sh -c 'echo "   the command runs under lock $FAIRLOCK_NAME (token $FAIRLOCK_TOKEN)"'
+echo "== the Python package: pip install into $build/python/package/venv"
+# As the Python tests do (they then reuse it): offline, Debian's python3.
+python=/usr/bin/python3
+[ -x "$python" ] || python=python3
+"$python" -B python/tests/install_venv.py "$root" "$build/python/package" >/dev/null
+venv=$build/python/package/venv
+FAIRLOCK_URL="unix://$sock" run "$venv/bin/python" -c '
+import fairlock
+with fairlock.RedisLockFifo("demo", timeout=5) as lock:
+    print("   Python: holding", lock.name, "with ticket", lock.ticket)'
 echo "== done; stopping the throwaway redis-server"
 
 echo
 echo "== built:"
 echo "   library        $build/libfairlock.so, $build/libfairlock.a, include/fairlock.h"
 echo "   command        $build/cli/fairlock        (man page: man docs/fairlock.1)"
-py=$(find "$build/python" -maxdepth 1 -name 'fairlock*.so' 2>/dev/null | head -n 1)
-[ -n "$py" ] && echo "   Python module  $py"
+echo "   Python package $venv (a venv: $venv/bin/python -c 'import fairlock')"
 if [ -n "$prefix" ]; then
     cmake --install "$build" --prefix "$prefix" >/dev/null
-    echo "== installed into $prefix:"
+    "$python" -m venv --system-site-packages "$prefix/venv"
+    "$prefix/venv/bin/pip" install -q --no-build-isolation --no-index ./python
+    echo "== installed into $prefix (the Python package into the venv $prefix/venv):"
     echo "   export PATH=$prefix/bin:\$PATH MANPATH=$prefix/share/man:"
 else
-    echo "== to install them (fairlock on the PATH, man fairlock, the library):"
+    echo "== to install them: fairlock on the PATH, man fairlock, the library:"
     echo "   cmake --install $build && ldconfig"
-    echo "   or, without root: scripts/setup-and-demo.sh --prefix ~/.local"
+    echo "   the Python package, into the environment of your choice:"
+    echo "   pip install ./python     (offline: pip install --no-build-isolation ./python)"
+    echo "   or all without root: scripts/setup-and-demo.sh --prefix ~/.local"
 fi
