@@ -126,8 +126,9 @@ void cli_lock_opts_init(cli_lock_opts *o, const char *command);
 /* Applies one option shared by run and acquire.  Returns 1 if it was one
  * (and valid), 0 if it is not shared, or CLI_EXIT_USAGE after a message. */
 int cli_lock_option(cli_lock_opts *o, int c, const char *arg);
-/* Checks combinations once all options are read: 0 or CLI_EXIT_USAGE. */
-int cli_lock_opts_check(const cli_lock_opts *o);
+/* Checks combinations once all options are read and settles the
+ * credentials (cli_auth_finish): 0, or an exit status after a message. */
+int cli_lock_opts_check(cli_lock_opts *o);
 
 /* ---- Credentials (auth.c). ---- */
 
