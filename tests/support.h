@@ -96,4 +96,15 @@ int test_queue_at(redisContext *c, const char *name, long long rank,
 long long test_queue_rank_of(redisContext *c, const char *name,
                              const char *token, long long *ticket);
 
+/* ---- ACL users ---- */
+
+/* Runs line `line` (0-based) of `fairlock acl ARGS` (the command's path in
+ * $FAIRLOCK_TEST_CLI; ARGS are words without quoting) on c, with
+ * `>password` added: the user that line describes exists afterwards. */
+void test_acl_setuser(redisContext *c, const char *args, int line,
+                      const char *password);
+
+/* ACL DELUSER name on c. */
+void test_acl_deluser(redisContext *c, const char *name);
+
 #endif

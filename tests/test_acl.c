@@ -22,49 +22,17 @@ static void check_no_secret(const fairlock *lock) {
     }
 }
 
-/* Runs an ACL SETUSER line as printed by `fairlock acl` (words separated
- * by single spaces, no quoting) plus `extra` on the fixture server. */
-static void run_acl_line(redisContext *c, char *line, const char *extra) {
-    const char *argv[64];
-    int argc = 0;
-    for (char *w = strtok(line, " \n"); w != NULL; w = strtok(NULL, " \n")) {
-        CHECK(argc < 62);
-        argv[argc++] = w;
-    }
-    if (extra != NULL)
-        argv[argc++] = extra;
-    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-    CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
-    freeReplyObject(r);
-}
-
-/* Creates user `name` from `fairlock acl PREFIX --user NAME`, whose
- * path the test gets in $FAIRLOCK_TEST_CLI, minus `drop` (a command, or
- * NULL). */
+/* Creates user `name` for the prefix from `fairlock acl`, minus `drop` (a
+ * command or category, or NULL). */
 static void create_user(redisContext *c, const char *name, const char *drop) {
-    const char *cli = getenv("FAIRLOCK_TEST_CLI");
-    CHECK(cli != NULL);
-    char cmd[1024], line[2048];
-    snprintf(cmd, sizeof cmd, "'%s' acl '%s' --user '%s'", cli, prefix, name);
-    FILE *p = popen(cmd, "r");
-    CHECK(p != NULL);
-    CHECK(fgets(line, sizeof line, p) != NULL);
-    CHECK_INT(pclose(p), ==, 0);
-    CHECK(strncmp(line, "ACL SETUSER ", 12) == 0);
-    char pass_rule[80];
-    snprintf(pass_rule, sizeof pass_rule, ">%s", password);
-    run_acl_line(c, line, pass_rule);
+    char args[256];
+    snprintf(args, sizeof args, "'%s' --user '%s'", prefix, name);
+    test_acl_setuser(c, args, 0, password);
     if (drop != NULL) {
         redisReply *r = redisCommand(c, "ACL SETUSER %s -%s", name, drop);
         CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
         freeReplyObject(r);
     }
-}
-
-static void delete_user(redisContext *c, const char *name) {
-    redisReply *r = redisCommand(c, "ACL DELUSER %s", name);
-    CHECK(r != NULL);
-    freeReplyObject(r);
 }
 
 static void options_as(fairlock_options *opts, const char *name,
@@ -229,7 +197,7 @@ static void missing_permissions(void) {
     CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
     fairlock_free(holder);
     fairlock_free(lock);
-    delete_user(c, other);
+    test_acl_deluser(c, other);
 
     /* Without scripting at all. */
     snprintf(other, sizeof other, "%s-noscript", user);
@@ -242,7 +210,7 @@ static void missing_permissions(void) {
     CHECK(strstr(fairlock_errmsg(lock), "Lua scripting") != NULL);
     check_no_secret(lock);
     fairlock_free(lock);
-    delete_user(c, other);
+    test_acl_deluser(c, other);
 
     /* EVALSHA allowed, EVAL not: the fallback after NOSCRIPT says so. */
     snprintf(other, sizeof other, "%s-noeval", user);
@@ -253,7 +221,7 @@ static void missing_permissions(void) {
     CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_REDIS);
     CHECK(strstr(fairlock_errmsg(lock), "no permission to run EVAL:") != NULL);
     fairlock_free(lock);
-    delete_user(c, other);
+    test_acl_deluser(c, other);
 
     /* A wrong password. */
     fairlock_options opts;
@@ -345,7 +313,7 @@ int main(void) {
     RUN_TEST(missing_permissions);
     RUN_TEST(server_without_scripting);
     redisContext *c = test_redis();
-    delete_user(c, user);
+    test_acl_deluser(c, user);
     redisFree(c);
     return 0;
 }
