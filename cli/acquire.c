@@ -28,6 +28,8 @@ int cli_acquire(int argc, char **argv) {
         {"stale", required_argument, NULL, CLI_OPT_STALE},
         {"fencing", no_argument, NULL, CLI_OPT_FENCING},
         {"url", required_argument, NULL, 'u'},
+        CLI_AUTH_LONGOPTS,
+        CLI_AUTH_LONGOPTS,
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -95,6 +97,8 @@ int cli_acquire(int argc, char **argv) {
 int cli_release(int argc, char **argv) {
     static const struct option longopts[] = {
         {"url", required_argument, NULL, 'u'},
+        CLI_AUTH_LONGOPTS,
+        CLI_AUTH_LONGOPTS,
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -123,8 +127,13 @@ int cli_release(int argc, char **argv) {
         case 'h':
             cli_help_command(stdout, "release");
             return 0;
-        default:
-            return cli_getopt_error("release", c, argv);
+        default: {
+            int rc = cli_auth_option("release", c, optarg);
+            if (rc == 0)
+                return cli_getopt_error("release", c, argv);
+            if (rc != 1)
+                return rc;
+        }
         }
     }
     for (; optind < argc; optind++) {
@@ -139,6 +148,9 @@ int cli_release(int argc, char **argv) {
                                               : "the token is missing");
     if (*operands[1] == '\0')
         return cli_usage_error("release", "the token is empty");
+    int auth_rc = cli_auth_finish("release", &url, quiet);
+    if (auth_rc != 0)
+        return auth_rc;
 
     char shown[128];
     cli_text(shown, sizeof shown, operands[0], strlen(operands[0]));
@@ -146,6 +158,7 @@ int cli_release(int argc, char **argv) {
     fairlock_options_init(&opts);
     opts.name = operands[0];
     opts.url = url;
+    cli_auth_apply(&opts);
     fairlock *lock = NULL;
     int rc = fairlock_create(&opts, &lock);
     if (rc == FAIRLOCK_OK)

@@ -137,11 +137,11 @@ int cli_lock_option(cli_lock_opts *o, int c, const char *arg) {
         o->verbose = 1;
         return 1;
     default:
-        return 0;
+        return cli_auth_option(o->command, c, arg);
     }
 }
 
-int cli_lock_opts_check(const cli_lock_opts *o) {
+int cli_lock_opts_check(cli_lock_opts *o) {
     if (o->quiet && o->verbose)
         return cli_usage_error(o->command,
                                "--quiet and --verbose exclude each other");
@@ -152,5 +152,5 @@ int cli_lock_opts_check(const cli_lock_opts *o) {
         /* The renewal thread renews every third of the lease. */
         return cli_usage_error(o->command,
                                "--ttl must be at least 0.003 seconds");
-    return 0;
+    return cli_auth_finish(o->command, &o->url, o->quiet);
 }

@@ -111,7 +111,14 @@ enum {
     CLI_OPT_FENCING,
     CLI_OPT_ON_LOST,
     CLI_OPT_KILL_AFTER,
-    CLI_OPT_JSON
+    CLI_OPT_JSON,
+    CLI_OPT_USER,
+    CLI_OPT_PASSWORD_FILE,
+    CLI_OPT_SENTINEL_USER,
+    CLI_OPT_SENTINEL_PASSWORD_FILE,
+    CLI_OPT_SENTINEL,
+    CLI_OPT_CLUSTER,
+    CLI_OPT_HASH_TAG
 };
 
 /* Sets the defaults of run (renewed 30 s lease) or acquire (no expiry). */
@@ -119,8 +126,38 @@ void cli_lock_opts_init(cli_lock_opts *o, const char *command);
 /* Applies one option shared by run and acquire.  Returns 1 if it was one
  * (and valid), 0 if it is not shared, or CLI_EXIT_USAGE after a message. */
 int cli_lock_option(cli_lock_opts *o, int c, const char *arg);
-/* Checks combinations once all options are read: 0 or CLI_EXIT_USAGE. */
-int cli_lock_opts_check(const cli_lock_opts *o);
+/* Checks combinations once all options are read and settles the
+ * credentials (cli_auth_finish): 0, or an exit status after a message. */
+int cli_lock_opts_check(cli_lock_opts *o);
+
+/* ---- Credentials (auth.c). ---- */
+
+/* The long options every command that connects takes. */
+#define CLI_AUTH_LONGOPTS                                                      \
+    {"user", required_argument, NULL, CLI_OPT_USER},                           \
+        {"password-file", required_argument, NULL, CLI_OPT_PASSWORD_FILE},     \
+        {"sentinel-user", required_argument, NULL, CLI_OPT_SENTINEL_USER}, {   \
+        "sentinel-password-file", required_argument, NULL,                     \
+            CLI_OPT_SENTINEL_PASSWORD_FILE                                     \
+    }
+
+/* Applies one credential option.  Returns 1 if it was one (and valid), 0
+ * if it is not one, or CLI_EXIT_USAGE after a message. */
+int cli_auth_option(const char *command, int c, const char *arg);
+/* Once the options are read: when *url (from -u, pointing into argv)
+ * holds a password, points *url at a copy and overwrites the password in
+ * argv, with a warning unless `quiet`; then reads the password files or
+ * $FAIRLOCK_PASSWORD / $FAIRLOCK_SENTINEL_PASSWORD.  Returns 0, or an
+ * exit status after a message. */
+int cli_auth_finish(const char *command, const char **url, int quiet);
+/* Sets the credential fields of *opts (NULL where none were given). */
+void cli_auth_apply(fairlock_options *opts);
+/* Whether an environment entry ("NAME=value") is one of the password
+ * variables, which the command under the lock does not inherit. */
+int cli_auth_is_secret_var(const char *entry);
+
+/* `fairlock acl` (acl.c). */
+int cli_acl(int argc, char **argv);
 
 /* ---- Signals (signals.c). ----
  * Handlers for the signals the command cares about write one byte per

@@ -20,7 +20,13 @@ static const char exit_status_text[] =
 static const char url_text[] =
     "Redis: -u/--url URL, else $FAIRLOCK_URL, else $REDIS_URL, else\n"
     "redis://127.0.0.1:6379/0.  URLs: redis://[[USER]:PASS@]HOST[:PORT][/DB]\n"
-    "or unix:///PATH.sock[?db=N].\n";
+    "or unix:///PATH.sock[?db=N].\n"
+    "Password: --password-file FILE (readable by its owner only), else\n"
+    "$FAIRLOCK_PASSWORD, else the URL's (wiped from the process's arguments,\n"
+    "with a warning).  --user NAME: the ACL user.  Sentinels: "
+    "--sentinel-user,\n"
+    "--sentinel-password-file, $FAIRLOCK_SENTINEL_PASSWORD.  COMMAND does not\n"
+    "inherit the password variables.\n";
 
 void cli_help_main(FILE *out) {
     fputs("Usage: fairlock COMMAND [OPTIONS] ...\n"
@@ -36,6 +42,8 @@ void cli_help_main(FILE *out) {
           "                 release a lock taken with acquire\n"
           "  status [--json] [-l] [-u URL] NAME\n"
           "                 show the holder and the queue\n"
+          "  acl [OPTIONS] PREFIX\n"
+          "                 print the Redis ACL for locks named PREFIX...\n"
           "  help [COMMAND] this text, or the options of COMMAND\n"
           "  version        the versions of fairlock and libfairlock\n"
           "\n",
@@ -134,6 +142,25 @@ static const char status_text[] =
     "  -u, --url URL          the Redis server (see below)\n"
     "  -h, --help             this text\n";
 
+static const char acl_text[] =
+    "Usage: fairlock acl [OPTIONS] PREFIX\n"
+    "Print the ACL SETUSER command (for redis-cli) of a Redis user that may\n"
+    "take fairlock locks whose names start with PREFIX, and nothing else.\n"
+    "Add a password to it (>PASSWORD) when creating the user.  Connects to\n"
+    "nothing.  See docs/acl.md.\n"
+    "\n"
+    "      --user NAME        the user's name (default fairlock)\n"
+    "      --sentinel         also allow ROLE, and print a second command for\n"
+    "                         the sentinels' user\n"
+    "      --sentinel-user NAME\n"
+    "                         the sentinels' user (implies --sentinel;\n"
+    "                         default: --user)\n"
+    "      --cluster          also allow ASKING (Redis Cluster; run the\n"
+    "                         command on every node)\n"
+    "      --hash-tag         keys of locks made with the hash_tag option\n"
+    "                         ({PREFIX...})\n"
+    "  -h, --help             this text\n";
+
 int cli_help_command(FILE *out, const char *command) {
     const char *text;
     if (strcmp(command, "run") == 0)
@@ -144,6 +171,8 @@ int cli_help_command(FILE *out, const char *command) {
         text = release_text;
     else if (strcmp(command, "status") == 0)
         text = status_text;
+    else if (strcmp(command, "acl") == 0)
+        text = acl_text;
     else
         return -1;
     fputs(text, out);

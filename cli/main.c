@@ -13,7 +13,8 @@ static const struct {
 } commands[] = {{"run", cli_run},
                 {"acquire", cli_acquire},
                 {"release", cli_release},
-                {"status", cli_status}};
+                {"status", cli_status},
+                {"acl", cli_acl}};
 
 static int dispatch(int argc, char **argv) {
     if (argc < 2) {

@@ -62,6 +62,7 @@ cli_progress *cli_progress_new(const cli_lock_opts *o) {
         fairlock_options_init(&opts);
         opts.name = o->name;
         opts.url = o->url;
+        cli_auth_apply(&opts);
         opts.io_timeout_ms = STATUS_IO_TIMEOUT_MS;
         if (fairlock_create(&opts, &p->status) != FAIRLOCK_OK) {
             fairlock_free(p->status);

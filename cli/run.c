@@ -32,6 +32,7 @@ static const struct option longopts[] = {
     {"on-lost", required_argument, NULL, CLI_OPT_ON_LOST},
     {"kill-after", required_argument, NULL, CLI_OPT_KILL_AFTER},
     {"url", required_argument, NULL, 'u'},
+    CLI_AUTH_LONGOPTS,
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -99,7 +100,8 @@ static int parse(int argc, char **argv, cli_lock_opts *o, char ***command) {
     if (dashes + 1 == argc)
         return cli_usage_error("run", "the command after '--' is missing");
     *command = argv + dashes + 1;
-    return cli_lock_opts_check(o) ? CLI_EXIT_USAGE : -1;
+    int rc = cli_lock_opts_check(o);
+    return rc ? rc : -1;
 }
 
 /* What happened while the command ran. */

@@ -215,9 +215,10 @@ int cli_command_env(cli_command *cmd, const fairlock *lock, int fencing) {
     if (envp == NULL)
         return ENOMEM;
     size_t n = 0;
-    /* Inherited values would be a stale identity (a nested fairlock). */
+    /* Inherited values would be a stale identity (a nested fairlock).
+     * The password variables were meant for us, not for the command. */
     for (size_t i = 0; i < count; i++)
-        if (!is_lock_var(environ[i]))
+        if (!is_lock_var(environ[i]) && !cli_auth_is_secret_var(environ[i]))
             envp[n++] = environ[i];
     size_t name_len;
     const char *name = fairlock_name(lock, &name_len);

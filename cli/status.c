@@ -99,6 +99,8 @@ int cli_status(int argc, char **argv) {
         {"json", no_argument, NULL, CLI_OPT_JSON},
         {"long", no_argument, NULL, 'l'},
         {"url", required_argument, NULL, 'u'},
+        CLI_AUTH_LONGOPTS,
+        CLI_AUTH_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *url = NULL, *name = NULL;
@@ -127,8 +129,13 @@ int cli_status(int argc, char **argv) {
         case 'h':
             cli_help_command(stdout, "status");
             return 0;
-        default:
-            return cli_getopt_error("status", c, argv);
+        default: {
+            int rc = cli_auth_option("status", c, optarg);
+            if (rc == 0)
+                return cli_getopt_error("status", c, argv);
+            if (rc != 1)
+                return rc;
+        }
         }
     }
     for (; optind < argc; optind++) { /* after "--" */
@@ -139,11 +146,15 @@ int cli_status(int argc, char **argv) {
     }
     if (name == NULL)
         return cli_usage_error("status", "the lock name is missing");
+    int auth_rc = cli_auth_finish("status", &url, 0);
+    if (auth_rc != 0)
+        return auth_rc;
 
     fairlock_options opts;
     fairlock_options_init(&opts);
     opts.name = name;
     opts.url = url;
+    cli_auth_apply(&opts);
     fairlock *lock = NULL;
     int rc = fairlock_create(&opts, &lock);
     fairlock_status *st = NULL;

@@ -38,6 +38,7 @@ int cli_lock_create(const cli_lock_opts *o, fairlock **out) {
     fairlock_options_init(&opts);
     opts.name = o->name;
     opts.url = o->url;
+    cli_auth_apply(&opts);
     opts.blocking = !o->nonblock;
     opts.timeout_ms = o->wait_ms;
     /* Always explicit: the library's default (the lease is the wait

@@ -212,6 +212,21 @@ typedef struct fairlock_options {
      * refuses it rather than let Redis answer CROSSSLOT.  Clients of the
      * reference implementation must then use the name "{NAME}". */
     int hash_tag;
+
+    /* Credentials kept out of the URL, so that a program need not paste a
+     * password into a string that ends up in logs or on a command line.
+     * Each one that is not NULL replaces the URL's: `user` and `password`
+     * are sent with AUTH to every Redis node (user NULL: the URL's user,
+     * else the "default" user); a user needs a password.  `sentinel_user`
+     * and `sentinel_password` (redis+sentinel:// only) are sent with AUTH
+     * to the sentinels, which get none when both are NULL.  The library
+     * copies them and never repeats them in a message.  The commands and
+     * keys a Redis ACL user needs are listed in docs/acl.md.  Since
+     * 0.2.0. */
+    const char *user;
+    const char *password;
+    const char *sentinel_user;
+    const char *sentinel_password;
 } fairlock_options;
 
 /* Fill *opts, a struct of `size` bytes, with the reference's defaults.

@@ -64,11 +64,11 @@ static int setup_command(redisContext *ctx, fairlock__url_kind kind,
     return rc;
 }
 
-/* Opens a connection with the I/O timeout, authenticates and selects the
- * database.  Returns NULL with err set. */
+/* Opens a connection with the I/O timeout and authenticates: a sentinel
+ * with the sentinel credentials, a data node with the URL's, and then
+ * selects the database.  Returns NULL with err set. */
 static redisContext *open_node(const fairlock__conn *conn, const char *host,
-                               int port, int authenticate,
-                               fairlock__error *err) {
+                               int port, int sentinel, fairlock__error *err) {
     const fairlock__url *url = conn->url;
     struct timeval tv = ms_to_timeval(conn->io_timeout_ms);
     redisContext *ctx = host == NULL
@@ -98,13 +98,16 @@ static redisContext *open_node(const fairlock__conn *conn, const char *host,
     if (flags >= 0)
         fcntl(ctx->fd, F_SETFD, flags | FD_CLOEXEC);
     int rc = FAIRLOCK_OK;
-    if (authenticate && url->password != NULL) {
-        const char *argv[3] = {"AUTH", url->user ? url->user : url->password,
-                               url->password};
-        rc = setup_command(ctx, url->kind, err, "authentication",
-                           url->user ? 3 : 2, argv, NULL);
+    const char *user = sentinel ? url->sentinel_user : url->user;
+    const char *password = sentinel ? url->sentinel_password : url->password;
+    if (password != NULL) {
+        const char *argv[3] = {"AUTH", user ? user : password, password};
+        rc = setup_command(
+            ctx, sentinel ? FAIRLOCK__URL_SENTINEL : url->kind, err,
+            sentinel ? "authentication to a sentinel" : "authentication",
+            user ? 3 : 2, argv, NULL);
     }
-    if (authenticate && rc == FAIRLOCK_OK && url->db != 0) {
+    if (!sentinel && rc == FAIRLOCK_OK && url->db != 0) {
         char db[16];
         snprintf(db, sizeof db, "%d", url->db);
         const char *argv[2] = {"SELECT", db};
@@ -127,7 +130,7 @@ static redisContext *open_sentinel_master(fairlock__conn *conn,
     for (size_t i = 0; i < url->node_count; i++) {
         size_t n = (conn->sentinel_first + i) % url->node_count;
         const fairlock__endpoint *s = &url->nodes[n];
-        redisContext *sentinel = open_node(conn, s->host, s->port, 0, err);
+        redisContext *sentinel = open_node(conn, s->host, s->port, 1, err);
         if (sentinel == NULL) {
             snprintf(last, sizeof last, "%s", err->msg);
             continue;
@@ -155,7 +158,7 @@ static redisContext *open_sentinel_master(fairlock__conn *conn,
         snprintf(host, sizeof host, "%s", addr->element[0]->str);
         int port = atoi(addr->element[1]->str);
         freeReplyObject(addr);
-        redisContext *master = open_node(conn, host, port, 1, err);
+        redisContext *master = open_node(conn, host, port, 0, err);
         if (master == NULL) {
             snprintf(last, sizeof last, "%s", err->msg);
             continue;
@@ -204,14 +207,14 @@ static redisContext *open_cluster_node(fairlock__conn *conn,
     const fairlock__url *url = conn->url;
     if (conn->node_host[0] != '\0') {
         redisContext *ctx = cluster_node_only(
-            open_node(conn, conn->node_host, conn->node_port, 1, err), err);
+            open_node(conn, conn->node_host, conn->node_port, 0, err), err);
         if (ctx != NULL)
             return ctx;
         conn->node_host[0] = '\0';
     }
     for (size_t i = 0; i < url->node_count; i++) {
         redisContext *ctx = cluster_node_only(
-            open_node(conn, url->nodes[i].host, url->nodes[i].port, 1, err),
+            open_node(conn, url->nodes[i].host, url->nodes[i].port, 0, err),
             err);
         if (ctx != NULL)
             return ctx;
@@ -223,10 +226,10 @@ static int connect_owned(fairlock__conn *conn, fairlock__error *err) {
     const fairlock__url *url = conn->url;
     switch (url->kind) {
     case FAIRLOCK__URL_UNIX:
-        conn->ctx = open_node(conn, NULL, 0, 1, err);
+        conn->ctx = open_node(conn, NULL, 0, 0, err);
         break;
     case FAIRLOCK__URL_TCP:
-        conn->ctx = open_node(conn, url->host, url->port, 1, err);
+        conn->ctx = open_node(conn, url->host, url->port, 0, err);
         break;
     case FAIRLOCK__URL_SENTINEL:
         conn->ctx = open_sentinel_master(conn, err);
@@ -318,7 +321,7 @@ static redisReply *send_asking(fairlock__conn *conn, fairlock__error *err,
                                redisContext **ask, const char *host, int port,
                                int argc, const char **argv, const size_t *lens,
                                int64_t block_ms) {
-    if (*ask == NULL && (*ask = open_node(conn, host, port, 1, err)) == NULL)
+    if (*ask == NULL && (*ask = open_node(conn, host, port, 0, err)) == NULL)
         return NULL;
     const char *asking[1] = {"ASKING"};
     if (setup_command(*ask, FAIRLOCK__URL_CLUSTER, err, "ASKING", 1, asking,
@@ -567,6 +570,58 @@ int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
     return FAIRLOCK_OK;
 }
 
+/* Whether an error reply says the ACL user lacks a permission: NOPERM at
+ * the top level, and inside a script, where Redis 6 and 7.0 answer ERR,
+ * the words of its ACL check. */
+static int denied(const char *reply) {
+    return strncmp(reply, "NOPERM", 6) == 0 ||
+           strstr(reply, "can't run this command") != NULL ||
+           strstr(reply, "can't access at least one of the keys") != NULL ||
+           strstr(reply, "no permissions") != NULL;
+}
+
+/* Records the error reply of a script sent as `sent` (EVALSHA or EVAL).
+ * Missing scripting and missing permissions are the server's setup, not
+ * the lock's state, and Redis's own words do not always say which command
+ * or key: the message does, and never quotes the arguments (a key could
+ * be long; no password is among them, but a message should not depend on
+ * that). */
+static void script_error(fairlock__error *err, fairlock__url_kind kind,
+                         const fairlock__keys *keys,
+                         const fairlock__script *script, const char *sent,
+                         const char *reply) {
+    const char *key = keys->names[0];
+    int key_len = keys->lens[0] > 80 ? 80 : (int)keys->lens[0];
+    if (strstr(reply, "unknown command") != NULL)
+        fairlock__error_set(err, FAIRLOCK_REDIS,
+                            "fairlock needs Lua scripting (EVALSHA and EVAL), "
+                            "but this server does not know %s: it is "
+                            "disabled or renamed (rename-command), or the "
+                            "server is a Redis Sentinel (use "
+                            "redis+sentinel://)",
+                            sent);
+    else if (!denied(reply)) {
+        char what[64];
+        snprintf(what, sizeof what, "script %s", script->name);
+        fairlock__error_reply(err, kind, what, reply);
+    } else if (strncmp(reply, "NOPERM", 6) == 0 && strstr(reply, "'eval"))
+        fairlock__error_set(err, FAIRLOCK_REDIS,
+                            "no permission to run %s: fairlock needs Lua "
+                            "scripting (EVALSHA and EVAL; see docs/acl.md): "
+                            "%.100s",
+                            sent, reply);
+    else if (strstr(reply, "key") != NULL)
+        fairlock__error_set(err, FAIRLOCK_REDIS,
+                            "no permission to access the lock's keys "
+                            "('%.*s' and '%.*s:*') in script %s: %.100s",
+                            key_len, key, key_len, key, script->name, reply);
+    else
+        fairlock__error_set(err, FAIRLOCK_REDIS,
+                            "no permission to run a command of script %s "
+                            "(docs/acl.md lists those fairlock needs): %.100s",
+                            script->name, reply);
+}
+
 int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
                         const fairlock__keys *keys,
                         const fairlock__script *script, int argc,
@@ -599,9 +654,8 @@ int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
             fairlock__error_set(err, FAIRLOCK_REDIS, "script %s failed: %s",
                                 script->name, why);
         } else {
-            char what[64];
-            snprintf(what, sizeof what, "script %s", script->name);
-            fairlock__error_reply(err, conn_kind(conn), what, reply->str);
+            script_error(err, conn_kind(conn), keys, script, cmd[0],
+                         reply->str);
         }
         freeReplyObject(reply);
         return FAIRLOCK_REDIS;

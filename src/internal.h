@@ -41,6 +41,8 @@ typedef struct fairlock__url {
     char *path;   /* UNIX: socket path */
     char *user;   /* NULL when absent; percent-decoded */
     char *password;
+    char *sentinel_user; /* SENTINEL: sent to the sentinels; from options */
+    char *sentinel_password;
     int db;
 } fairlock__url;
 
@@ -50,6 +52,16 @@ typedef struct fairlock__url {
 int fairlock__url_parse(const char *url, fairlock__url *out, char *err,
                         size_t errlen);
 void fairlock__url_clear(fairlock__url *url);
+
+/* Replaces the credentials of a parsed URL with copies of those that are
+ * not NULL (the options of the same names), and checks the result: a user
+ * needs a password, sentinel credentials a redis+sentinel:// URL.  Returns
+ * FAIRLOCK_OK, FAIRLOCK_INVALID or FAIRLOCK_NOMEM with a reason, which
+ * never repeats a password, in err. */
+int fairlock__url_set_auth(fairlock__url *url, const char *user,
+                           const char *password, const char *sentinel_user,
+                           const char *sentinel_password, char *err,
+                           size_t errlen);
 
 /* ---- Errors (errors.c). ---- */
 

@@ -247,6 +247,21 @@ static int create(const fairlock_options *opts, fairlock **out) {
                             "own connection");
     if (rc == FAIRLOCK_OK)
         rc = resolve_url(lock, opts);
+    if (rc == FAIRLOCK_OK &&
+        (opts->user != NULL || opts->password != NULL ||
+         opts->sentinel_user != NULL || opts->sentinel_password != NULL)) {
+        char why[160];
+        if (!lock->has_url)
+            rc = fairlock__fail(lock, FAIRLOCK_INVALID,
+                                "credentials are given but no url: a "
+                                "borrowed connection is the caller's to "
+                                "authenticate");
+        else if ((rc = fairlock__url_set_auth(
+                      &lock->url, opts->user, opts->password,
+                      opts->sentinel_user, opts->sentinel_password, why,
+                      sizeof why)) != FAIRLOCK_OK)
+            fairlock__fail(lock, rc, "%s", why);
+    }
     if (rc == FAIRLOCK_OK && lock->has_url &&
         lock->url.kind == FAIRLOCK__URL_CLUSTER && !opts->hash_tag &&
         !has_hash_tag(opts->name, len))
@@ -267,6 +282,9 @@ static int create(const fairlock_options *opts, fairlock **out) {
     lock->opts.name = NULL;
     lock->opts.url = NULL;
     lock->opts.redis = NULL;
+    /* Copied into lock->url; the caller's may be gone. */
+    lock->opts.user = lock->opts.password = NULL;
+    lock->opts.sentinel_user = lock->opts.sentinel_password = NULL;
     lock->opts.blocking = opts->blocking != 0;
     lock->opts.fifo = opts->fifo != 0;
     lock->opts.auto_renew = opts->auto_renew != 0;

@@ -311,6 +311,16 @@ int fairlock__url_parse(const char *text, fairlock__url *url, char *err,
                 "redis+sentinel:// or redis+cluster://");
 }
 
+/* Frees a password without leaving it in freed heap memory. */
+static void free_secret(char *secret) {
+    if (secret != NULL) {
+        volatile char *p = secret;
+        while (*p)
+            *p++ = '\0';
+    }
+    free(secret);
+}
+
 void fairlock__url_clear(fairlock__url *url) {
     for (size_t i = 0; i < url->node_count; i++)
         free(url->nodes[i].host);
@@ -319,12 +329,56 @@ void fairlock__url_clear(fairlock__url *url) {
     free(url->host);
     free(url->path);
     free(url->user);
-    if (url->password != NULL) {
-        /* Do not leave the password in freed heap memory. */
-        volatile char *p = url->password;
-        while (*p)
-            *p++ = '\0';
-    }
-    free(url->password);
+    free_secret(url->password);
+    free(url->sentinel_user);
+    free_secret(url->sentinel_password);
     memset(url, 0, sizeof *url);
+}
+
+/* Replaces *field with a copy of value unless value is NULL. */
+static int replace(char **field, const char *value, int secret) {
+    if (value == NULL)
+        return 0;
+    char *copy = strdup(value);
+    if (copy == NULL)
+        return -1;
+    if (secret)
+        free_secret(*field);
+    else
+        free(*field);
+    *field = copy;
+    return 0;
+}
+
+int fairlock__url_set_auth(fairlock__url *url, const char *user,
+                           const char *password, const char *sentinel_user,
+                           const char *sentinel_password, char *err,
+                           size_t errlen) {
+    if ((sentinel_user != NULL || sentinel_password != NULL) &&
+        url->kind != FAIRLOCK__URL_SENTINEL) {
+        snprintf(err, errlen,
+                 "sentinel_user and sentinel_password need a "
+                 "redis+sentinel:// URL");
+        return FAIRLOCK_INVALID;
+    }
+    if (replace(&url->user, user, 0) != 0 ||
+        replace(&url->password, password, 1) != 0 ||
+        replace(&url->sentinel_user, sentinel_user, 0) != 0 ||
+        replace(&url->sentinel_password, sentinel_password, 1) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return FAIRLOCK_NOMEM;
+    }
+    /* AUTH takes a user only together with a password; a user alone
+     * would be dropped without a word. */
+    if (url->user != NULL && url->password == NULL) {
+        snprintf(err, errlen, "a Redis user is given but no password");
+        return FAIRLOCK_INVALID;
+    }
+    if (url->sentinel_user != NULL && url->sentinel_password == NULL) {
+        snprintf(err, errlen,
+                 "sentinel_user is given but no "
+                 "sentinel_password");
+        return FAIRLOCK_INVALID;
+    }
+    return FAIRLOCK_OK;
 }

@@ -1,8 +1,10 @@
 #!/bin/sh
 # redis-fixture.sh -- start or stop the private redis-server of the tests.
 #
-#   redis-fixture.sh start DIR   start one on DIR/redis.sock and a free
-#                                loopback port; write DIR/redis.env
+#   redis-fixture.sh start DIR [ARGS...]
+#                                start one on DIR/redis.sock and a free
+#                                loopback port, with ARGS added to its
+#                                configuration; write DIR/redis.env
 #   redis-fixture.sh stop DIR    stop it and remove DIR
 #
 # The server keeps nothing on disk and never touches a user's Redis: it
@@ -11,6 +13,7 @@ set -eu
 . "$(dirname "$0")/fixture-lib.sh"
 cmd=$1
 dir=$2
+shift 2
 case "$cmd" in
 start)
     # A server left over from an interrupted run must be gone before a new
@@ -30,7 +33,7 @@ start)
             --unixsocket "$sockdir/redis.sock" --unixsocketperm 700 \
             --daemonize yes --pidfile "$dir/redis.pid" \
             --logfile "$dir/redis.log" --dir "$dir" \
-            --save "" --appendonly no --enable-debug-command local \
+            --save "" --appendonly no --enable-debug-command local "$@" \
             >/dev/null 2>&1; then
             # daemonize returns before the bind: wait for the socket.
             n=0

@@ -366,3 +366,46 @@ long long test_queue_rank_of(redisContext *c, const char *name,
     freeReplyObject(r);
     return rank;
 }
+
+void test_acl_setuser(redisContext *c, const char *args, int line,
+                      const char *password) {
+    const char *cli = getenv("FAIRLOCK_TEST_CLI");
+    if (cli == NULL) {
+        fprintf(stderr, "FAIRLOCK_TEST_CLI is not set\n");
+        exit(1);
+    }
+    char cmd[1024], text[2048] = "";
+    snprintf(cmd, sizeof cmd, "'%s' acl %s", cli, args);
+    FILE *p = popen(cmd, "r");
+    int found = 0;
+    for (int n = 0; p != NULL && fgets(text, sizeof text, p) != NULL; n++)
+        if (n == line && (found = 1))
+            break;
+    if (p == NULL || pclose(p) != 0 || !found ||
+        strncmp(text, "ACL SETUSER ", 12) != 0) {
+        fprintf(stderr, "%s: no line %d: %s\n", cmd, line, text);
+        exit(1);
+    }
+    /* The words as redis-cli would split them: the line has no quotes. */
+    const char *argv[64];
+    int argc = 0;
+    char *save = NULL;
+    for (char *w = strtok_r(text, " \n", &save); w != NULL && argc < 62;
+         w = strtok_r(NULL, " \n", &save))
+        argv[argc++] = w;
+    char rule[128];
+    snprintf(rule, sizeof rule, ">%s", password);
+    argv[argc++] = rule;
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    if (r == NULL || r->type != REDIS_REPLY_STATUS) {
+        fprintf(stderr, "%s: ACL SETUSER failed: %s\n", cmd,
+                r ? r->str : c->errstr);
+        exit(1);
+    }
+    freeReplyObject(r);
+}
+
+void test_acl_deluser(redisContext *c, const char *name) {
+    redisReply *r = redisCommand(c, "ACL DELUSER %s", name);
+    freeReplyObject(r);
+}

@@ -137,4 +137,15 @@ void test_server_remove(test_server *s);
 void test_server_pause(const test_server *s);
 void test_server_resume(const test_server *s);
 
+/* ---- ACL users ---- */
+
+/* Runs line `line` (0-based) of `fairlock acl ARGS` (the command's path in
+ * $FAIRLOCK_TEST_CLI; ARGS are words without quoting) on c, with
+ * `>password` added: the user that line describes exists afterwards. */
+void test_acl_setuser(redisContext *c, const char *args, int line,
+                      const char *password);
+
+/* ACL DELUSER name on c. */
+void test_acl_deluser(redisContext *c, const char *name);
+
 #endif

@@ -557,6 +557,50 @@ static void failover_under_load(void) {
     CHECK_INT(run->counts.counter, ==, run->counts.grants);
 }
 
+/* An ACL user made by `fairlock acl --cluster` on every node takes locks
+ * under its prefix on every master (following MOVED), and gets "no
+ * permission" naming the key outside it. */
+static void least_privilege(void) {
+    char args[256], user[64], password[64], prefix[64];
+    int pid = (int)getpid();
+    snprintf(user, sizeof user, "fltest-cluster-%d", pid);
+    snprintf(password, sizeof password, "cluster-pw-%d", pid);
+    snprintf(prefix, sizeof prefix, "fltest:cluster:%d:", pid);
+    snprintf(args, sizeof args, "%s --user %s --cluster", prefix, user);
+    for (int i = 0; i < node_count; i++) {
+        redisContext *c = node(base_port + i);
+        test_acl_setuser(c, args, 0, password);
+        redisFree(c);
+    }
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.url = cluster_url;
+    opts.timeout_ms = 5000;
+    opts.user = user;
+    opts.password = password;
+    char name[128];
+    for (int i = 0; i < 8; i++) {
+        snprintf(name, sizeof name, "%s{%d}", prefix, i);
+        opts.name = name;
+        fairlock *lock = test_lock_opts(&opts);
+        CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+        CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+        fairlock_free(lock);
+    }
+    opts.name = "fltest:elsewhere:{1}";
+    fairlock *lock = test_lock_opts(&opts);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_REDIS);
+    CHECK(strstr(fairlock_errmsg(lock), "no permission") != NULL);
+    CHECK(strstr(fairlock_errmsg(lock), "fltest:elsewhere:{1}") != NULL);
+    CHECK(strstr(fairlock_errmsg(lock), password) == NULL);
+    fairlock_free(lock);
+    for (int i = 0; i < node_count; i++) {
+        redisContext *c = node(base_port + i);
+        test_acl_deluser(c, user);
+        redisFree(c);
+    }
+}
+
 int main(int argc, char **argv) {
     check_select(argc, argv);
     signal(SIGPIPE, SIG_IGN);
@@ -564,6 +608,7 @@ int main(int argc, char **argv) {
     RUN_TEST(names_must_share_a_slot);
     RUN_TEST(plain_url_on_a_cluster_node);
     RUN_TEST(locks_on_every_master);
+    RUN_TEST(least_privilege);
     RUN_TEST(slot_migration_under_load);
     RUN_TEST(slot_held_migrating);
     RUN_TEST(failover_under_load);

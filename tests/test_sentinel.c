@@ -85,6 +85,76 @@ static void unknown_master_name(void) {
     fairlock_free(lock);
 }
 
+/* An ACL user on master and replica made by `fairlock acl --sentinel`,
+ * and its sentinel user on the three sentinels (consecutive ports), with
+ * the credentials given as options. */
+static void least_privilege(void) {
+    char args[256], user[64], sentinel_user[64], password[64], prefix[64];
+    int pid = (int)getpid();
+    snprintf(user, sizeof user, "fltest-sentinel-%d", pid);
+    snprintf(sentinel_user, sizeof sentinel_user, "fltest-watch-%d", pid);
+    snprintf(password, sizeof password, "sentinel-pw-%d", pid);
+    snprintf(prefix, sizeof prefix, "fltest:sentinel:%d:", pid);
+    snprintf(args, sizeof args, "%s --user %s --sentinel-user %s", prefix, user,
+             sentinel_user);
+    int data_ports[2] = {master_port, replica_port};
+    for (int i = 0; i < 5; i++) {
+        int port = i < 2 ? data_ports[i] : sentinel_port + i - 2;
+        redisContext *c = redisConnect("127.0.0.1", port);
+        CHECK(c != NULL && !c->err);
+        test_acl_setuser(c, args, i < 2 ? 0 : 1, password);
+        redisFree(c);
+    }
+    char name[128];
+    snprintf(name, sizeof name, "%slock", prefix);
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.url = sentinel_url;
+    opts.timeout_ms = 5000;
+    opts.io_timeout_ms = 1000;
+    opts.user = user;
+    opts.password = password;
+    opts.sentinel_user = sentinel_user;
+    opts.sentinel_password = password;
+    opts.auto_renew = 1;
+    opts.ttl_ms = 300;
+    fairlock *lock = test_lock_opts(&opts);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    test_sleep_ms(700);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+    fairlock_free(lock);
+
+    /* The sentinels are asked with AUTH: a wrong password fails there. */
+    opts.sentinel_password = "wrong-sentinel-pw";
+    lock = test_lock_opts(&opts);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_REDIS);
+    fprintf(stderr, "wrong sentinel password: %s\n", fairlock_errmsg(lock));
+    CHECK(strstr(fairlock_errmsg(lock), "authentication to a sentinel") !=
+          NULL);
+    CHECK(strstr(fairlock_errmsg(lock), "wrong-sentinel-pw") == NULL);
+    fairlock_free(lock);
+
+    /* Outside the prefix: no permission, naming the key. */
+    opts.sentinel_password = password;
+    opts.name = "fltest:sentinel:elsewhere";
+    lock = test_lock_opts(&opts);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_REDIS);
+    CHECK(strstr(fairlock_errmsg(lock), "no permission") != NULL);
+    CHECK(strstr(fairlock_errmsg(lock), "fltest:sentinel:elsewhere") != NULL);
+    CHECK(strstr(fairlock_errmsg(lock), password) == NULL);
+    fairlock_free(lock);
+
+    for (int i = 0; i < 5; i++) {
+        int port = i < 2 ? data_ports[i] : sentinel_port + i - 2;
+        redisContext *c = redisConnect("127.0.0.1", port);
+        CHECK(c != NULL && !c->err);
+        test_acl_deluser(c, i < 2 ? user : sentinel_user);
+        redisFree(c);
+    }
+}
+
 typedef struct {
     int64_t grants, errors, in_section, overlaps, counter;
     int64_t grants_at_kill;
@@ -277,6 +347,7 @@ int main(int argc, char **argv) {
     load_sentinel_env();
     RUN_TEST(lock_on_the_master);
     RUN_TEST(unknown_master_name);
+    RUN_TEST(least_privilege);
     RUN_TEST(failover_under_load);
     return check_done();
 }

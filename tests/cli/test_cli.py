@@ -26,6 +26,7 @@ ENV_TCP = None  # host:port of the fixture's server
 ENV = None
 TMP = None
 _counter = 0
+CONF = {}
 
 
 class Failure(Exception):
@@ -54,6 +55,7 @@ def setup():
             conf[key] = value
     SOCKET = conf["FAIRLOCK_TEST_SOCKET"]
     ENV_TCP = conf["FAIRLOCK_TEST_TCP_URL"][len("redis://"):]
+    CONF.update(conf)
     ENV = dict(os.environ)
     ENV.pop("REDIS_URL", None)
     ENV["FAIRLOCK_URL"] = conf["FAIRLOCK_TEST_URL"]
@@ -764,6 +766,10 @@ def test_misconfiguration_is_explained():
                 if only and args[0] not in only[0]:
                     continue
                 r = fl(*args)
+                # (the warning about a password in -u is another test's)
+                r.stderr = "".join(
+                    line for line in r.stderr.splitlines(True)
+                    if "a password on the command line" not in line)
                 what = "%s %s" % (args[0], url.replace(secret, "SECRET"))
                 check(r.returncode == 69, "%s: exit 69, got %d %r" %
                       (what, r.returncode, r.stderr))
@@ -840,6 +846,117 @@ def test_output_errors():
                            timeout=20)
     check(r.returncode == 71 and "cannot write" in r.stderr,
           "a write error is reported: %d %r" % (r.returncode, r.stderr))
+
+
+def acl_user(prefix, user, password):
+    """Creates USER from `fairlock acl PREFIX --user USER`; returns a URL
+    of the fixture server without credentials."""
+    r = fl("acl", prefix, "--user", user)
+    check(r.returncode == 0 and r.stdout.count("\n") == 1,
+          "acl prints one line: %r %r" % (r.stdout, r.stderr))
+    check(redis(*(r.stdout.split() + [">" + password])) == "OK",
+          "the printed ACL SETUSER is accepted")
+    return "redis://127.0.0.1:%s" % CONF["FAIRLOCK_TEST_PORT"]
+
+
+def test_acl_helper():
+    r = fl("acl", "app:locks:", "--user", "app")
+    check(r.returncode == 0, "acl exits 0")
+    line = r.stdout.strip()
+    check(line.startswith("ACL SETUSER app on resetkeys ~app:locks:* "
+                          "resetchannels -@all +evalsha +eval "),
+          "acl line: " + line)
+    doc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                       "..", "docs", "acl.md")
+    with open(doc) as f:
+        check(line in f.read(), "docs/acl.md shows the line acl prints")
+    r = fl("acl", "app:", "--sentinel-user", "watcher", "--hash-tag")
+    lines = r.stdout.splitlines()
+    check(len(lines) == 2 and "~{app:*" in lines[0] and "+role" in lines[0]
+          and lines[1].startswith("ACL SETUSER watcher on ") and
+          "+sentinel|get-master-addr-by-name" in lines[1],
+          "sentinel lines: %r" % lines)
+    check("+asking +cluster|myid" in fl("acl", "app:", "--cluster").stdout,
+          "--cluster allows ASKING")
+    for bad in ([""], ["app:*"], ["a b"], ["app:", "--user", "x y"], []):
+        r = fl("acl", *bad)
+        check(r.returncode == 64 and one_line(r.stderr),
+              "acl %r is a usage error: %r" % (bad, r.stderr))
+
+
+def test_password_kept_off_the_command_line():
+    user = "fltest-cli-%d" % os.getpid()
+    password = "clipw-%d-Secret" % os.getpid()
+    prefix = "fltest:cli:acl:%d:" % os.getpid()
+    url = acl_user(prefix, user, password)
+    try:
+        lock = prefix + "run"
+        env = dict(ENV, FAIRLOCK_PASSWORD=password)
+        pidfile = tmpfile("child-pid")
+        with_password = url.replace("//", "//%s:%s@" % (user, password))
+        proc = start("run", "-u", with_password, lock, "--", "sh", "-c",
+                     'echo $$ > "$0"; exec sleep 5', pidfile, env=env)
+        wait_until(lambda: os.path.exists(pidfile) and
+                   open(pidfile).read().endswith("\n"), "the command")
+        with open("/proc/%d/cmdline" % proc.pid, "rb") as f:
+            cmdline = f.read()
+        with open(pidfile) as f:
+            child = int(f.read())
+        with open("/proc/%d/environ" % child, "rb") as f:
+            environ = f.read()
+        os.kill(child, signal.SIGTERM)
+        rc, _, err = finish(proc)
+        check(password.encode() not in cmdline,
+              "the password is wiped from argv: %r" % cmdline)
+        check(b"//%s:***" % user.encode() in cmdline,
+              "the rest of the URL stays: %r" % cmdline)
+        check(b"FAIRLOCK_PASSWORD" not in environ and
+              password.encode() not in environ,
+              "the command does not inherit FAIRLOCK_PASSWORD")
+        check("password on the command line" in err and
+              password not in err, "one warning: %r" % err)
+        check(keys_of(lock) == [], "nothing left behind")
+        r = fl("run", "-q", "-u", with_password, lock, "--", "true")
+        check(r.returncode == 0 and r.stderr == "", "-q: no warning")
+
+        # A name outside the prefix: no permission, naming the key.
+        other = name("outside")
+        r = fl("run", "-u", url, "--user", user, other, "--", "true",
+               env=env)
+        check(r.returncode == 69 and "no permission" in r.stderr and
+              other in r.stderr and password not in r.stderr,
+              "outside the prefix: %d %r" % (r.returncode, r.stderr))
+
+        # --password-file: only a file its owner alone can read.
+        pwfile = tmpfile("password")
+        with open(pwfile, "w") as f:
+            f.write(password + "\n")
+        os.chmod(pwfile, 0o644)
+        r = fl("run", "-u", url, "--user", user, "--password-file", pwfile,
+               lock, "--", "true")
+        check(r.returncode == 64 and "other users can read it" in r.stderr
+              and one_line(r.stderr), "mode 0644 refused: %r" % r.stderr)
+        os.chmod(pwfile, 0o600)
+        r = fl("run", "-u", url, "--user", user, "--password-file", pwfile,
+               lock, "--", "true")
+        check(r.returncode == 0, "mode 0600 accepted: %r" % r.stderr)
+        r = fl("acquire", "-u", url, "--user", user, "--password-file",
+               pwfile, "--ttl", "30", lock)
+        check(r.returncode == 0, "acquire: %r" % r.stderr)
+        token = r.stdout.strip()
+        r = fl("status", "-u", url, "--user", user, "--password-file",
+               pwfile, lock)
+        check(r.returncode == 0 and token[:12] in r.stdout,
+              "status: %r" % r.stderr)
+        r = fl("release", "-u", url, "--user", user, lock, token, env=env)
+        check(r.returncode == 0, "release: %r" % r.stderr)
+        check(keys_of(lock) == [], "nothing left behind")
+        r = fl("run", "-u", url, "--user", user, "--password-file",
+               tmpfile("missing"), lock, "--", "true")
+        check(r.returncode == 64 and one_line(r.stderr),
+              "a missing password file: %r" % r.stderr)
+    finally:
+        redis("ACL", "DELUSER", user)
 
 
 TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
