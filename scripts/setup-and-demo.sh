@@ -104,7 +104,9 @@ echo "   Python package $venv (a venv: $venv/bin/python -c 'import fairlock')"
 if [ -n "$prefix" ]; then
     cmake --install "$build" --prefix "$prefix" >/dev/null
     "$python" -m venv --system-site-packages "$prefix/venv"
-    "$prefix/venv/bin/pip" install -q --no-build-isolation --no-index ./python
+    # From the copy install_venv.py made: pip builds where it installs from.
+    "$prefix/venv/bin/pip" install -q --no-build-isolation --no-index \
+        "$build/python/package/checkout/python"
     echo "== installed into $prefix (the Python package into the venv $prefix/venv):"
     echo "   export PATH=$prefix/bin:\$PATH MANPATH=$prefix/share/man:"
 else
