@@ -11,9 +11,9 @@
 #include <hiredis/hiredis.h>
 
 #include "fairlock.h"
+#include "protocol.h"
 
 #define FAIRLOCK__ERRMSG_SIZE 256
-#define FAIRLOCK__KEY_COUNT 7
 
 /* ---- URL parsing (url.c): pure, no I/O, fuzzable. ---- */
 
@@ -67,48 +67,6 @@ int fairlock__error_set(fairlock__error *err, int code, const char *fmt, ...)
 #endif
     ;
 
-/* ---- Script replies (reply.c): pure, fuzzable. ---- */
-
-/* When a waiter calls its acquire script again (acquire.lua's "next"). */
-enum {
-    FAIRLOCK__NEXT_ON_PUSH = 0, /* a push, its heartbeat or the lease's end */
-    FAIRLOCK__NEXT_NOW = 1,     /* lock free, dead entries left to clear */
-    FAIRLOCK__NEXT_POLL = 2     /* clients of another kind: check_interval */
-};
-
-/* Outcome of an acquire script. */
-typedef struct fairlock__attempt {
-    int granted;
-    int64_t ticket;
-    int64_t rank;     /* 0-based place in the queue while waiting */
-    int64_t pttl_ms;  /* holder's remaining lease; <0 none or no holder */
-    int64_t lease_ms; /* lease given with a grant; 0 = no expiry */
-    int64_t fence;    /* fencing token of a grant, 0 = none */
-    int next_call;    /* FAIRLOCK__NEXT_*: when a waiter should call again */
-} fairlock__attempt;
-
-/* Decodes the reply of acquire.lua / acquire_nonfifo.lua.  Returns 0, or -1
- * with a reason in err. */
-int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
-                             char *err, size_t errlen);
-
-/* Decodes the reply of cancel.lua: *undone (0 or 1) and the scan cursor to
- * resume from ("0": done), at most 20 digits, into cursor[cursor_len].
- * Returns 0, or -1 with a reason in err. */
-int fairlock__decode_cancel(const redisReply *reply, int *undone, char *cursor,
-                            size_t cursor_len, char *err, size_t errlen);
-
-/* Decodes the element a hand-off pushes to a waiter's wake list
- * ("ticket:lease_ms:fence") into out->ticket, lease_ms and fence.
- * Returns 0 or -1. */
-int fairlock__decode_handoff(const char *s, size_t len, fairlock__attempt *out);
-
-/* Decodes the reply of status.lua into a fairlock_status allocated as one
- * block.  Returns FAIRLOCK_OK, FAIRLOCK_NOMEM, or FAIRLOCK_REDIS with a
- * reason in err. */
-int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
-                            char *err, size_t errlen);
-
 /* ---- Lua scripts (generated from src/lua by CMake). ---- */
 
 typedef struct fairlock__script {
@@ -124,12 +82,10 @@ extern const fairlock__script fairlock__script_cancel;
 extern const fairlock__script fairlock__script_extend;
 extern const fairlock__script fairlock__script_status;
 
-/* ---- Tokens and clock (token.c). ---- */
+/* ---- Randomness and clock (token.c). ---- */
 
-/* Writes a fresh owner token "<32 hex>.<lease_ms>.<live_ms>[.f]" from
- * getrandom(2).  Returns 0, or -1 with errno set. */
-int fairlock__token_new(char out[FAIRLOCK_TOKEN_MAX], int64_t lease_ms,
-                        int64_t live_ms, int fencing);
+/* Fills buf from getrandom(2).  Returns 0, or -1 with errno set. */
+int fairlock__random_bytes(unsigned char *buf, size_t len);
 
 /* CLOCK_MONOTONIC in ms. */
 int64_t fairlock__now_ms(void);
@@ -139,13 +95,6 @@ int64_t fairlock__now_ms(void);
 /* Receives the reply of a deferred command (fairlock__conn_defer_eval), or
  * NULL when it was lost with the connection.  The reply is freed after. */
 typedef void (*fairlock__reply_fn)(void *arg, const redisReply *reply);
-
-/* The keys of one lock, in the order every script takes them. */
-typedef struct fairlock__keys {
-    char *names[FAIRLOCK__KEY_COUNT]; /* NAME :queue :seq :nfwait :nfwake
-                                         :fence :watch */
-    size_t lens[FAIRLOCK__KEY_COUNT];
-} fairlock__keys;
 
 typedef struct fairlock__conn {
     redisContext *ctx; /* borrowed, or owned when `owned` */
@@ -189,6 +138,12 @@ void fairlock__conn_close(fairlock__conn *conn);
 redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
                                    int argc, const char **argv,
                                    const size_t *lens, int64_t block_ms);
+
+/* Splits the "host:port" of a MOVED or ASK error reply ("MOVED 3999
+ * h:6381") into host[host_len] and *port > 0; an empty host means
+ * asked_host, the node we asked (none: -1).  Returns 0 or -1. */
+int fairlock__parse_redirect(const char *reply, const char *asked_host,
+                             char *host, size_t host_len, int *port);
 
 /* Sends a script with the lock's keys by EVAL (its body: keep such
  * scripts small) without waiting for its reply, which goes to
@@ -251,10 +206,7 @@ struct fairlock {
     int usable; /* fairlock_create() succeeded */
     char *name;
     size_t name_len;
-    fairlock__keys keys;
-    size_t key_base_len; /* NAME, or {NAME} with hash_tag */
-    char *wake_key;      /* NAME:wake:TOKEN of the current request */
-    size_t wake_key_len;
+    fairlock__keys keys; /* with the current request's wake list */
 
     fairlock__url url; /* parsed when given or needed */
     int has_url;

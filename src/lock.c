@@ -28,15 +28,7 @@
  * enough that sums of durations cannot overflow int64_t. */
 #define MAX_DURATION_MS ((int64_t)1 << 53)
 
-static const char *const key_suffixes[FAIRLOCK__KEY_COUNT] = {
-    "", ":queue", ":seq", ":nfwait", ":nfwake", ":fence", ":watch"};
-static const char wake_infix[] = ":wake:";
-
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-static void format_i64(char *buf, size_t len, int64_t v) {
-    snprintf(buf, len, "%" PRId64, v);
-}
 
 /* ---------------------------------------------------------------------------
  * Options and handle lifetime
@@ -138,8 +130,7 @@ static int has_hash_tag(const char *name, size_t len) {
     return close != NULL && close > open + 1;
 }
 
-/* Copies the name and derives the keys: "NAME..." or, with hash_tag,
- * "{NAME}...". */
+/* Copies the name and derives the keys. */
 static int copy_name_and_keys(fairlock *lock, const char *name, size_t len,
                               int hash_tag) {
     lock->name = malloc(len + 1);
@@ -148,29 +139,7 @@ static int copy_name_and_keys(fairlock *lock, const char *name, size_t len,
     memcpy(lock->name, name, len);
     lock->name[len] = '\0';
     lock->name_len = len;
-    size_t base_len = len + (hash_tag ? 2 : 0);
-    for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++) {
-        size_t suffix_len = strlen(key_suffixes[i]);
-        char *key = malloc(base_len + suffix_len + 1);
-        if (key == NULL)
-            return FAIRLOCK_NOMEM;
-        lock->keys.names[i] = key;
-        lock->keys.lens[i] = base_len + suffix_len;
-        if (hash_tag)
-            *key++ = '{';
-        memcpy(key, name, len);
-        key += len;
-        if (hash_tag)
-            *key++ = '}';
-        memcpy(key, key_suffixes[i], suffix_len + 1);
-    }
-    lock->wake_key = malloc(base_len + sizeof wake_infix + FAIRLOCK_TOKEN_MAX);
-    if (lock->wake_key == NULL)
-        return FAIRLOCK_NOMEM;
-    memcpy(lock->wake_key, lock->keys.names[0], base_len);
-    memcpy(lock->wake_key + base_len, wake_infix, sizeof wake_infix);
-    lock->key_base_len = base_len;
-    return FAIRLOCK_OK;
+    return fairlock__keys_init(&lock->keys, name, len, hash_tag);
 }
 
 /* Parses the URL from the option, $FAIRLOCK_URL, $REDIS_URL or the
@@ -327,9 +296,7 @@ void fairlock_free(fairlock *lock) {
     }
     fairlock__conn_close(&lock->conn);
     fairlock__url_clear(&lock->url);
-    for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++)
-        free(lock->keys.names[i]);
-    free(lock->wake_key);
+    fairlock__keys_clear(&lock->keys);
     free(lock->name);
     free(lock);
 }
@@ -345,24 +312,6 @@ static int ready(fairlock *lock) {
     return fairlock__conn_ready(&lock->conn, &lock->err);
 }
 
-static int eval(fairlock *lock, const fairlock__script *script, int argc,
-                const char **argv, redisReply **out) {
-    return fairlock__conn_eval(&lock->conn, &lock->err, &lock->keys, script,
-                               argc, argv, out);
-}
-
-/* Runs a script whose reply is 0 or 1. */
-static int eval_flag(fairlock *lock, const fairlock__script *script, int argc,
-                     const char **argv, int *flag) {
-    redisReply *reply;
-    int rc = eval(lock, script, argc, argv, &reply);
-    if (rc != FAIRLOCK_OK)
-        return rc;
-    *flag = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    freeReplyObject(reply);
-    return FAIRLOCK_OK;
-}
-
 /* Runs cancel.lua for the current token: removes our queue entry, undoes a
  * grant (a held lock too), and passes the lock on.  *undone is 1 when a
  * grant was undone.  On success the request is forgotten.
@@ -371,26 +320,17 @@ static int eval_flag(fairlock *lock, const fairlock__script *script, int argc,
  * request whose ticket is unknown (its first reply was lost) is searched
  * for a page per call, so that no single script scans a long queue. */
 static int resolve_pending(fairlock *lock, int *undone) {
-    char ticket[24], live[24], cursor[24] = "0";
-    format_i64(ticket, sizeof ticket, lock->opts.fifo ? lock->ticket : -1);
-    format_i64(live, sizeof live, lock->foreign_live_ms);
-    const char *argv[4] = {lock->token, ticket, live, cursor};
+    char cursor[FAIRLOCK__CURSOR_SIZE] = "0";
+    int64_t ticket = lock->opts.fifo ? lock->ticket : FAIRLOCK__NO_TICKET;
     *undone = 0;
     int rc = ready(lock);
     while (rc == FAIRLOCK_OK) {
-        redisReply *reply;
-        if ((rc = eval(lock, &fairlock__script_cancel, 4, argv, &reply)) !=
-            FAIRLOCK_OK)
-            break;
         int undone_now = 0;
-        char why[128];
-        int bad = fairlock__decode_cancel(reply, &undone_now, cursor,
-                                          sizeof cursor, why, sizeof why);
-        freeReplyObject(reply);
-        if (bad) {
-            rc = fairlock__fail(lock, FAIRLOCK_REDIS, "%s", why);
+        rc = fairlock__call_cancel(&lock->conn, &lock->err, &lock->keys,
+                                   lock->token, ticket, lock->foreign_live_ms,
+                                   cursor, &undone_now);
+        if (rc != FAIRLOCK_OK)
             break;
-        }
         *undone = *undone || undone_now;
         if (strcmp(cursor, "0") == 0) {
             forget_request(lock);
@@ -419,37 +359,19 @@ static int abandon_request(fairlock *lock, int code) {
  * script to leave no entry behind when the lock is not granted. */
 static int run_attempt(fairlock *lock, int try_once, int64_t nonfifo_wait_ms,
                        fairlock__attempt *attempt) {
-    char ticket[24], live[24], wait[24];
-    const char *argv[4];
-    int argc;
-    const fairlock__script *script;
-    if (lock->opts.fifo) {
-        format_i64(ticket, sizeof ticket, lock->ticket);
-        format_i64(live, sizeof live, lock->foreign_live_ms);
-        argv[0] = lock->token, argv[1] = ticket, argv[2] = live;
-        argv[3] = try_once ? "1" : "0";
-        argc = 4;
-        script = &fairlock__script_acquire;
-    } else {
-        format_i64(wait, sizeof wait, try_once ? 0 : nonfifo_wait_ms);
-        format_i64(live, sizeof live, lock->foreign_live_ms);
-        argv[0] = lock->token, argv[1] = wait, argv[2] = live;
-        argc = 3;
-        script = &fairlock__script_acquire_nonfifo;
-    }
-    redisReply *reply;
     /* Until the reply is read, the server may have queued or granted us. */
     mark_pending(lock);
     lock->last_sent_ms = fairlock__now_ms();
-    int rc = eval(lock, script, argc, argv, &reply);
+    int rc = lock->opts.fifo
+                 ? fairlock__call_acquire(
+                       &lock->conn, &lock->err, &lock->keys, lock->token,
+                       lock->ticket, lock->foreign_live_ms, try_once, attempt)
+                 : fairlock__call_acquire_nonfifo(
+                       &lock->conn, &lock->err, &lock->keys, lock->token,
+                       try_once ? 0 : nonfifo_wait_ms, lock->foreign_live_ms,
+                       attempt);
     if (rc != FAIRLOCK_OK)
         return rc;
-    char why[128];
-    if (fairlock__decode_attempt(reply, attempt, why, sizeof why) != 0) {
-        freeReplyObject(reply);
-        return fairlock__fail(lock, FAIRLOCK_REDIS, "%s", why);
-    }
-    freeReplyObject(reply);
     lock->pending = 0;
     if (attempt->ticket > 0)
         lock->ticket = attempt->ticket;
@@ -458,10 +380,8 @@ static int run_attempt(fairlock *lock, int try_once, int64_t nonfifo_wait_ms,
 }
 
 static int run_extend(fairlock *lock, int64_t lease_ms, int *owned) {
-    char px[24];
-    format_i64(px, sizeof px, lease_ms);
-    const char *argv[2] = {lock->token, px};
-    return eval_flag(lock, &fairlock__script_extend, 2, argv, owned);
+    return fairlock__call_extend(&lock->conn, &lock->err, &lock->keys,
+                                 lock->token, lease_ms, owned);
 }
 
 static int64_t validity(int64_t sent_ms, int64_t lease_ms) {
@@ -476,22 +396,12 @@ static int64_t validity(int64_t sent_ms, int64_t lease_ms) {
 
 /* WAIT for the replicas the options ask for; too few means no grant. */
 static int wait_for_replicas(fairlock *lock) {
-    char replicas[16], timeout[24];
-    snprintf(replicas, sizeof replicas, "%d", lock->opts.wait_replicas);
-    format_i64(timeout, sizeof timeout, lock->opts.wait_replicas_timeout_ms);
-    const char *argv[3] = {"WAIT", replicas, timeout};
-    size_t lens[3] = {4, strlen(replicas), strlen(timeout)};
-    redisReply *reply = fairlock__conn_command(
-        &lock->conn, &lock->err, 3, argv, lens,
-        lock->opts.wait_replicas_timeout_ms + 1);
-    if (reply == NULL)
-        return FAIRLOCK_REDIS;
-    long long acked = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
-    if (reply->type == REDIS_REPLY_ERROR)
-        fairlock__fail(lock, FAIRLOCK_REDIS, "WAIT failed: %s", reply->str);
-    freeReplyObject(reply);
-    if (acked < 0)
-        return FAIRLOCK_REDIS;
+    long long acked;
+    int rc = fairlock__call_wait_replicas(
+        &lock->conn, &lock->err, lock->opts.wait_replicas,
+        lock->opts.wait_replicas_timeout_ms, &acked);
+    if (rc != FAIRLOCK_OK)
+        return rc;
     if (acked < lock->opts.wait_replicas)
         return fairlock__fail(lock, FAIRLOCK_NOTREPLICATED,
                               "only %lld of %d replicas acknowledged the "
@@ -512,9 +422,7 @@ static int wait_for_replicas(fairlock *lock) {
  * ours as asked, 0 the key was no longer ours, -1 unknown. */
 static void confirmed(void *arg, const redisReply *reply) {
     fairlock *lock = arg;
-    int outcome = -1;
-    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
-        outcome = reply->integer == 1;
+    int outcome = fairlock__decode_flag(reply);
     if (!fairlock__renew_extend_end(lock, outcome) && outcome == 0 &&
         lock->held)
         publish(lock, FAIRLOCK_STATE_LOST, 0);
@@ -536,18 +444,15 @@ static int confirm_later(fairlock *lock, int64_t capped_ms, int64_t from) {
     if (lock->opts.wait_replicas > 0 || lock->opts.auto_renew ||
         !fairlock__conn_can_defer(&lock->conn))
         return FAIRLOCK__CANNOT_DEFER;
-    char px[24];
-    format_i64(px, sizeof px, lock->lease_ms);
-    const char *argv[2] = {lock->token, px};
     publish(lock, FAIRLOCK_STATE_HELD, validity(from, capped_ms));
     int rc = fairlock__renew_start(lock, lock->token, capped_ms, from,
                                    &lock->err);
     if (rc != FAIRLOCK_OK)
         return abandon_request(lock, rc);
     fairlock__renew_extend_begin(lock, lock->lease_ms, fairlock__now_ms());
-    rc = fairlock__conn_defer_eval(&lock->conn, &lock->err, &lock->keys,
-                                   &fairlock__script_extend, 2, argv, confirmed,
-                                   lock);
+    rc = fairlock__call_extend_later(&lock->conn, &lock->err, &lock->keys,
+                                     lock->token, lock->lease_ms, confirmed,
+                                     lock);
     if (rc != FAIRLOCK_OK) {
         fairlock__error ignored;
         fairlock__renew_extend_end(lock, -1);
@@ -614,11 +519,12 @@ static int interrupted(fairlock *lock) {
            lock->opts.interrupt(lock->opts.interrupt_arg);
 }
 
-/* Blocks on `key` until something is pushed to it or `until` (monotonic
- * ms) passes.  Sets *popped to the BLPOP reply (caller frees it) or NULL. */
-static int wait_for_push(fairlock *lock, const char *key, size_t key_len,
-                         int64_t until, redisReply **popped) {
-    *popped = NULL;
+/* Blocks on the wake list until something is pushed to it or `until`
+ * (monotonic ms) passes.  *woken says whether it was; with FIFO, the
+ * hand-off is decoded into *handoff. */
+static int wait_for_push(fairlock *lock, int64_t until, int *woken,
+                         fairlock__attempt *handoff) {
+    *woken = 0;
     for (;;) {
         int64_t slice = until - fairlock__now_ms();
         if (slice < 1)
@@ -626,37 +532,18 @@ static int wait_for_push(fairlock *lock, const char *key, size_t key_len,
         if (lock->opts.interrupt != NULL &&
             slice > lock->opts.interrupt_check_ms)
             slice = lock->opts.interrupt_check_ms;
-        char seconds[32];
-        snprintf(seconds, sizeof seconds, "%" PRId64 ".%03" PRId64,
-                 slice / 1000, slice % 1000);
-        const char *argv[3] = {"BLPOP", key, seconds};
-        size_t lens[3] = {5, key_len, strlen(seconds)};
-        redisReply *reply = fairlock__conn_command(&lock->conn, &lock->err, 3,
-                                                   argv, lens, slice);
-        if (reply == NULL)
-            return FAIRLOCK_REDIS;
-        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-            reply->element[1]->type == REDIS_REPLY_STRING) {
-            *popped = reply;
+        int wake;
+        int rc = fairlock__call_wait_push(&lock->conn, &lock->err, &lock->keys,
+                                          lock->opts.fifo, slice, &wake,
+                                          handoff);
+        if (rc != FAIRLOCK_OK)
+            return rc;
+        if (wake == FAIRLOCK__WAKE_PUSHED) {
+            *woken = 1;
             return FAIRLOCK_OK;
         }
-        /* A failover or slot move unblocks waiters with an error; the
-         * wait loop then re-runs its (idempotent) attempt on the new
-         * node, which is the same as a wake-up without a push. */
-        if (reply->type == REDIS_REPLY_ERROR &&
-            strncmp(reply->str, "UNBLOCKED", 9) == 0) {
-            freeReplyObject(reply);
+        if (wake == FAIRLOCK__WAKE_UNBLOCKED)
             return FAIRLOCK_OK;
-        }
-        int unexpected = reply->type != REDIS_REPLY_NIL;
-        if (unexpected)
-            fairlock__fail(lock, FAIRLOCK_REDIS, "BLPOP failed: %s",
-                           reply->type == REDIS_REPLY_ERROR
-                               ? reply->str
-                               : "unexpected reply");
-        freeReplyObject(reply);
-        if (unexpected)
-            return FAIRLOCK_REDIS;
         if (interrupted(lock))
             return fairlock__fail(lock, FAIRLOCK_INTERRUPTED,
                                   "interrupted while waiting");
@@ -679,8 +566,6 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
                                                       : start + timeout_ms;
     int64_t heartbeat_ms = live_ms / 3 > 0 ? live_ms / 3 : 1;
     int64_t nonfifo_wait_ms = 2 * check_ms + 100;
-    const char *wake = lock->opts.fifo ? lock->wake_key : lock->keys.names[4];
-    size_t wake_len = lock->opts.fifo ? lock->wake_key_len : lock->keys.lens[4];
     fairlock__attempt attempt;
 
     int rc = run_attempt(lock, try_once, nonfifo_wait_ms, &attempt);
@@ -720,24 +605,15 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
          * the holder's lease runs out we may be the head: look again. */
         if (attempt.pttl_ms > 0)
             poll_ms = min64(poll_ms, attempt.pttl_ms + 1);
-        redisReply *popped;
-        rc = wait_for_push(lock, wake, wake_len, min64(deadline, now + poll_ms),
-                           &popped);
+        int woken;
+        rc = wait_for_push(lock, min64(deadline, now + poll_ms), &woken,
+                           &attempt);
         if (rc != FAIRLOCK_OK)
             return abandon_request(lock, rc);
-        if (popped != NULL && lock->opts.fifo) {
-            const redisReply *e = popped->element[1];
-            int bad = fairlock__decode_handoff(e->str, e->len, &attempt);
-            freeReplyObject(popped);
-            if (bad)
-                return abandon_request(
-                    lock, fairlock__fail(lock, FAIRLOCK_REDIS,
-                                         "malformed hand-off message"));
+        if (woken && lock->opts.fifo) {
             rc = take_grant(lock, &attempt, lock->last_sent_ms);
             if (rc != HANDOFF_EXPIRED)
                 return rc;
-        } else {
-            freeReplyObject(popped);
         }
         if (fairlock__now_ms() >= deadline) {
             fairlock__fail(lock, FAIRLOCK_TIMEOUT,
@@ -807,10 +683,7 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
     lock->fence = 0;
     lock->request_pid = getpid();
     lock->lease_ms = lease;
-    size_t token_len = strlen(lock->token);
-    size_t prefix = lock->key_base_len + sizeof wake_infix - 1;
-    memcpy(lock->wake_key + prefix, lock->token, token_len + 1);
-    lock->wake_key_len = prefix + token_len;
+    fairlock__keys_set_wake(&lock->keys, lock->token);
 
     int try_once = !blocking || timeout_ms == 0;
     /* A slot in migration is waited out until the acquire's deadline. */
@@ -831,10 +704,8 @@ int fairlock_acquire(fairlock *lock) {
  * ------------------------------------------------------------------------- */
 
 static int run_release(fairlock *lock, const char *token, int *released) {
-    char live[24];
-    format_i64(live, sizeof live, lock->foreign_live_ms);
-    const char *argv[2] = {token, live};
-    return eval_flag(lock, &fairlock__script_release, 2, argv, released);
+    return fairlock__call_release(&lock->conn, &lock->err, &lock->keys, token,
+                                  lock->foreign_live_ms, released);
 }
 
 int fairlock_release(fairlock *lock) {
@@ -934,28 +805,6 @@ int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
     return fairlock__ok(lock);
 }
 
-/* GET or EXISTS on the lock key. */
-static int query_lock_key(fairlock *lock, const char *command,
-                          redisReply **out) {
-    int rc = ready(lock);
-    if (rc != FAIRLOCK_OK)
-        return rc;
-    const char *argv[2] = {command, lock->keys.names[0]};
-    size_t lens[2] = {strlen(command), lock->keys.lens[0]};
-    redisReply *reply = fairlock__conn_command(&lock->conn, &lock->err, 2, argv,
-                                               lens, 0);
-    if (reply == NULL)
-        return FAIRLOCK_REDIS;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        fairlock__fail(lock, FAIRLOCK_REDIS, "%s failed: %s", command,
-                       reply->str);
-        freeReplyObject(reply);
-        return FAIRLOCK_REDIS;
-    }
-    *out = reply;
-    return FAIRLOCK_OK;
-}
-
 int fairlock_owned(fairlock *lock, int *owned) {
     if (lock == NULL)
         return FAIRLOCK_INVALID;
@@ -964,14 +813,11 @@ int fairlock_owned(fairlock *lock, int *owned) {
     *owned = 0;
     if (lock->token[0] == '\0')
         return fairlock__ok(lock);
-    redisReply *reply;
-    int rc = query_lock_key(lock, "GET", &reply);
-    if (rc != FAIRLOCK_OK)
-        return rc;
-    *owned = reply->type == REDIS_REPLY_STRING &&
-             strcmp(reply->str, lock->token) == 0;
-    freeReplyObject(reply);
-    return fairlock__ok(lock);
+    int rc = ready(lock);
+    if (rc == FAIRLOCK_OK)
+        rc = fairlock__call_holder_is(&lock->conn, &lock->err, &lock->keys,
+                                      lock->token, owned);
+    return rc != FAIRLOCK_OK ? rc : fairlock__ok(lock);
 }
 
 int fairlock_locked(fairlock *lock, int *locked) {
@@ -980,13 +826,11 @@ int fairlock_locked(fairlock *lock, int *locked) {
     if (locked == NULL)
         return fairlock__fail(lock, FAIRLOCK_INVALID, "locked is NULL");
     *locked = 0;
-    redisReply *reply;
-    int rc = query_lock_key(lock, "EXISTS", &reply);
-    if (rc != FAIRLOCK_OK)
-        return rc;
-    *locked = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
-    freeReplyObject(reply);
-    return fairlock__ok(lock);
+    int rc = ready(lock);
+    if (rc == FAIRLOCK_OK)
+        rc = fairlock__call_locked(&lock->conn, &lock->err, &lock->keys,
+                                   locked);
+    return rc != FAIRLOCK_OK ? rc : fairlock__ok(lock);
 }
 
 int fairlock_status_get(fairlock *lock, size_t max_waiters,
@@ -999,19 +843,9 @@ int fairlock_status_get(fairlock *lock, size_t max_waiters,
     int rc = ready(lock);
     if (rc != FAIRLOCK_OK)
         return rc;
-    char limit[24];
-    format_i64(limit, sizeof limit,
-               max_waiters > 1000000 ? 1000000 : (int64_t)max_waiters);
-    const char *argv[1] = {limit};
-    redisReply *reply;
-    if ((rc = eval(lock, &fairlock__script_status, 1, argv, &reply)) != 0)
+    if ((rc = fairlock__call_status(&lock->conn, &lock->err, &lock->keys,
+                                    max_waiters, out)) != FAIRLOCK_OK)
         return rc;
-    char why[128];
-    rc = fairlock__decode_status(reply, out, why, sizeof why);
-    freeReplyObject(reply);
-    if (rc != FAIRLOCK_OK)
-        return fairlock__fail(lock, rc, "%s",
-                              rc == FAIRLOCK_NOMEM ? "out of memory" : why);
     return fairlock__ok(lock);
 }
 

@@ -230,17 +230,8 @@ static int renew_once(fairlock__renewer *r, const fairlock *lock,
     struct timeval tv = {(time_t)(budget_ms / 1000),
                          (suseconds_t)(budget_ms % 1000) * 1000};
     redisSetTimeout(r->conn.ctx, tv);
-    char px[24];
-    snprintf(px, sizeof px, "%lld", (long long)lease_ms);
-    const char *argv[2] = {token, px};
-    redisReply *reply;
-    rc = fairlock__conn_eval(&r->conn, &r->io_err, &lock->keys,
-                             &fairlock__script_extend, 2, argv, &reply);
-    if (rc != FAIRLOCK_OK)
-        return rc;
-    *owned = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    freeReplyObject(reply);
-    return FAIRLOCK_OK;
+    return fairlock__call_extend(&r->conn, &r->io_err, &lock->keys, token,
+                                 lease_ms, owned);
 }
 
 static void *renew_main(void *arg) {
