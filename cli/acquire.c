@@ -9,14 +9,6 @@
 
 #include "cli.h"
 
-/* The handle of a lock acquire leaves held.  fairlock_free() would
- * release the lock, and the library has no call to let go of a handle
- * while keeping its grant, so the handle is deliberately never freed: the
- * process exits, and the kernel closes its connection.  Kept here so that
- * it stays reachable (no leak report under LeakSanitizer or valgrind);
- * volatile, or the compiler drops a store that is never read. */
-static fairlock *volatile kept_lock;
-
 int cli_acquire(int argc, char **argv) {
     static const struct option longopts[] = {
         {"wait", required_argument, NULL, 'w'},
@@ -90,7 +82,9 @@ int cli_acquire(int argc, char **argv) {
         fairlock_free(lock);
         return CLI_EXIT_OSERR;
     }
-    kept_lock = lock;
+    /* The lock outlives this process: whoever has the token releases it. */
+    fairlock_detach(lock);
+    fairlock_free(lock);
     return 0;
 }
 

@@ -263,17 +263,16 @@ int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err) {
     return connect_owned(conn, err);
 }
 
-/* Splits the "host:port" of a MOVED or ASK reply ("MOVED 3999 h:6381");
- * an empty host means the node we asked. */
-static int parse_redirect(const redisContext *ctx, const char *reply,
-                          char *host, size_t host_len, int *port) {
+/* No I/O, so that it can be fuzzed. */
+int fairlock__parse_redirect(const char *reply, const char *asked_host,
+                             char *host, size_t host_len, int *port) {
     const char *addr = strrchr(reply, ' ');
     const char *colon = addr ? strrchr(addr, ':') : NULL;
     if (colon == NULL || (*port = atoi(colon + 1)) <= 0)
         return -1;
     size_t len = (size_t)(colon - addr - 1);
-    if (len == 0 && ctx->tcp.host != NULL)
-        snprintf(host, host_len, "%s", ctx->tcp.host);
+    if (len == 0 && asked_host != NULL)
+        snprintf(host, host_len, "%s", asked_host);
     else if (len > 0 && len < host_len)
         snprintf(host, host_len, "%.*s", (int)len, addr + 1);
     else
@@ -444,7 +443,8 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
         if (why == REFUSED_NOT)
             break;
         if ((why == REFUSED_MOVED || why == REFUSED_ASK) &&
-            parse_redirect(ctx, reply->str, host, sizeof host, &port) != 0) {
+            fairlock__parse_redirect(reply->str, ctx->tcp.host, host,
+                                     sizeof host, &port) != 0) {
             fairlock__error_set(err, FAIRLOCK_REDIS,
                                 "malformed cluster redirect: %.80s",
                                 reply->str);

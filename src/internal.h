@@ -11,9 +11,9 @@
 #include <hiredis/hiredis.h>
 
 #include "fairlock.h"
+#include "protocol.h"
 
 #define FAIRLOCK__ERRMSG_SIZE 256
-#define FAIRLOCK__KEY_COUNT 7
 
 /* ---- URL parsing (url.c): pure, no I/O, fuzzable. ---- */
 
@@ -52,6 +52,8 @@ typedef struct fairlock__url {
 int fairlock__url_parse(const char *url, fairlock__url *out, char *err,
                         size_t errlen);
 void fairlock__url_clear(fairlock__url *url);
+/* A deep copy.  Returns FAIRLOCK_OK or FAIRLOCK_NOMEM. */
+int fairlock__url_copy(fairlock__url *dst, const fairlock__url *src);
 
 /* Replaces the credentials of a parsed URL with copies of those that are
  * not NULL (the options of the same names), and checks the result: a user
@@ -92,48 +94,6 @@ const char *fairlock__diagnose(const char *reply, fairlock__url_kind kind);
 int fairlock__error_reply(fairlock__error *err, fairlock__url_kind kind,
                           const char *what, const char *reply);
 
-/* ---- Script replies (reply.c): pure, fuzzable. ---- */
-
-/* When a waiter calls its acquire script again (acquire.lua's "next"). */
-enum {
-    FAIRLOCK__NEXT_ON_PUSH = 0, /* a push, its heartbeat or the lease's end */
-    FAIRLOCK__NEXT_NOW = 1,     /* lock free, dead entries left to clear */
-    FAIRLOCK__NEXT_POLL = 2     /* clients of another kind: check_interval */
-};
-
-/* Outcome of an acquire script. */
-typedef struct fairlock__attempt {
-    int granted;
-    int64_t ticket;
-    int64_t rank;     /* 0-based place in the queue while waiting */
-    int64_t pttl_ms;  /* holder's remaining lease; <0 none or no holder */
-    int64_t lease_ms; /* lease given with a grant; 0 = no expiry */
-    int64_t fence;    /* fencing token of a grant, 0 = none */
-    int next_call;    /* FAIRLOCK__NEXT_*: when a waiter should call again */
-} fairlock__attempt;
-
-/* Decodes the reply of acquire.lua / acquire_nonfifo.lua.  Returns 0, or -1
- * with a reason in err. */
-int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
-                             char *err, size_t errlen);
-
-/* Decodes the reply of cancel.lua: *undone (0 or 1) and the scan cursor to
- * resume from ("0": done), at most 20 digits, into cursor[cursor_len].
- * Returns 0, or -1 with a reason in err. */
-int fairlock__decode_cancel(const redisReply *reply, int *undone, char *cursor,
-                            size_t cursor_len, char *err, size_t errlen);
-
-/* Decodes the element a hand-off pushes to a waiter's wake list
- * ("ticket:lease_ms:fence") into out->ticket, lease_ms and fence.
- * Returns 0 or -1. */
-int fairlock__decode_handoff(const char *s, size_t len, fairlock__attempt *out);
-
-/* Decodes the reply of status.lua into a fairlock_status allocated as one
- * block.  Returns FAIRLOCK_OK, FAIRLOCK_NOMEM, or FAIRLOCK_REDIS with a
- * reason in err. */
-int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
-                            char *err, size_t errlen);
-
 /* ---- Lua scripts (generated from src/lua by CMake). ---- */
 
 typedef struct fairlock__script {
@@ -149,12 +109,10 @@ extern const fairlock__script fairlock__script_cancel;
 extern const fairlock__script fairlock__script_extend;
 extern const fairlock__script fairlock__script_status;
 
-/* ---- Tokens and clock (token.c). ---- */
+/* ---- Randomness and clock (token.c). ---- */
 
-/* Writes a fresh owner token "<32 hex>.<lease_ms>.<live_ms>[.f]" from
- * getrandom(2).  Returns 0, or -1 with errno set. */
-int fairlock__token_new(char out[FAIRLOCK_TOKEN_MAX], int64_t lease_ms,
-                        int64_t live_ms, int fencing);
+/* Fills buf from getrandom(2).  Returns 0, or -1 with errno set. */
+int fairlock__random_bytes(unsigned char *buf, size_t len);
 
 /* CLOCK_MONOTONIC in ms. */
 int64_t fairlock__now_ms(void);
@@ -164,13 +122,6 @@ int64_t fairlock__now_ms(void);
 /* Receives the reply of a deferred command (fairlock__conn_defer_eval), or
  * NULL when it was lost with the connection.  The reply is freed after. */
 typedef void (*fairlock__reply_fn)(void *arg, const redisReply *reply);
-
-/* The keys of one lock, in the order every script takes them. */
-typedef struct fairlock__keys {
-    char *names[FAIRLOCK__KEY_COUNT]; /* NAME :queue :seq :nfwait :nfwake
-                                         :fence :watch */
-    size_t lens[FAIRLOCK__KEY_COUNT];
-} fairlock__keys;
 
 typedef struct fairlock__conn {
     redisContext *ctx; /* borrowed, or owned when `owned` */
@@ -215,6 +166,12 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
                                    int argc, const char **argv,
                                    const size_t *lens, int64_t block_ms);
 
+/* Splits the "host:port" of a MOVED or ASK error reply ("MOVED 3999
+ * h:6381") into host[host_len] and *port > 0; an empty host means
+ * asked_host, the node we asked (none: -1).  Returns 0 or -1. */
+int fairlock__parse_redirect(const char *reply, const char *asked_host,
+                             char *host, size_t host_len, int *port);
+
 /* Sends a script with the lock's keys by EVAL (its body: keep such
  * scripts small) without waiting for its reply, which goes to
  * fn(arg, reply) when the next command on the connection is made, or
@@ -245,21 +202,38 @@ int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
                         const fairlock__script *script, int argc,
                         const char **argv, redisReply **out);
 
-/* ---- Validity bound and renewal thread (renew.c). ---- */
+/* ---- Lease and request state (lease.c). ---- */
 
-typedef struct fairlock__renewer fairlock__renewer;
+/* A grant's lease, shared by the owner thread and the renewal thread;
+ * only lease.c reads or writes its fields. */
+typedef struct fairlock__lease fairlock__lease;
+
+/* NULL when out of memory. */
+fairlock__lease *fairlock__lease_new(void);
+void fairlock__lease_free(fairlock__lease *lease);
+/* Publishes the handle's state (a FAIRLOCK_STATE_*) and validity bound
+ * for fairlock_state() and fairlock_valid_until_ms(), which read them from
+ * any thread (a NULL lease reads as idle). */
+void fairlock__lease_publish(fairlock__lease *lease, int state,
+                             int64_t valid_until_ms);
+int fairlock__lease_state(fairlock__lease *lease);
+int64_t fairlock__lease_valid_until(fairlock__lease *lease);
+/* The bound of a lease of lease_ms (0: no expiry) counted from sent_ms,
+ * less the drift margin. */
+int64_t fairlock__validity(int64_t sent_ms, int64_t lease_ms);
+/* The drift margin taken off every validity bound. */
+int64_t fairlock__drift_ms(int64_t lease_ms);
 
 /* Records the grant `token` with `lease_ms` (0: no expiry), counted from
  * sent_ms, a time before the command that set that lease was sent, and
- * publishes its validity bound; from now on the bound is renew.c's to
- * publish until fairlock__renew_stop().  With auto_renew, starts renewing
- * (the thread is created on first use).  Returns FAIRLOCK_OK or
- * FAIRLOCK_NOMEM with err set. */
-int fairlock__renew_start(fairlock *lock, const char *token, int64_t lease_ms,
-                          int64_t sent_ms, fairlock__error *err);
+ * publishes its validity bound; from now on the bound is the ledger's to
+ * publish until fairlock__lease_stop().  With `renews`, the renewal thread
+ * renews it. */
+void fairlock__lease_start(fairlock__lease *lease, const char *token,
+                           int64_t lease_ms, int64_t sent_ms, int renews);
 /* Stops renewing, waits for a renewal in flight and forgets the grant.
  * Returns 1 if the lease was found lost, with the reason copied into err. */
-int fairlock__renew_stop(fairlock *lock, fairlock__error *err);
+int fairlock__lease_stop(fairlock__lease *lease, fairlock__error *err);
 /* A manual extend of the recorded grant: _begin just before the script is
  * sent (sent_ms read before that), _end with its outcome: 1 the script
  * extended our lock, 0 it found the lock not ours, -1 unknown (the call
@@ -267,13 +241,60 @@ int fairlock__renew_stop(fairlock *lock, fairlock__error *err);
  * renewer has meanwhile seen the key taken.  On success the renewer goes
  * on with the new lease, and resumes after a loss it reported for want of
  * an answer.  Both publish the bound. */
-void fairlock__renew_extend_begin(fairlock *lock, int64_t lease_ms,
+void fairlock__lease_extend_begin(fairlock__lease *lease, int64_t lease_ms,
                                   int64_t sent_ms);
-int fairlock__renew_extend_end(fairlock *lock, int outcome);
-/* The drift margin taken off every validity bound. */
-int64_t fairlock__drift_ms(int64_t lease_ms);
+int fairlock__lease_extend_end(fairlock__lease *lease, int outcome);
+
+/* One renewal, as the renewal thread gets it from the lease. */
+typedef struct fairlock__lease_turn {
+    char token[FAIRLOCK_TOKEN_MAX];
+    uint64_t grant;    /* the generation it renews */
+    int64_t lease_ms;  /* what to ask for */
+    int64_t budget_ms; /* time the lease has left: bounds the call */
+} fairlock__lease_turn;
+/* Waits until a renewal is due and records it as sent; returns 0 when the
+ * thread is to end (fairlock__lease_shutdown). */
+int fairlock__lease_next_turn(fairlock__lease *lease,
+                              fairlock__lease_turn *turn);
+/* Records the renewal's outcome (rc of the call; owned: the script found
+ * our token) and plans the next one.  Returns 1 when this makes the lease
+ * lost: the caller then calls on_lost.  A renewal of an older generation
+ * changes nothing. */
+int fairlock__lease_turn_done(fairlock__lease *lease,
+                              const fairlock__lease_turn *turn, int rc,
+                              int owned, const char *io_error);
+/* Tells the renewal thread to end. */
+void fairlock__lease_shutdown(fairlock__lease *lease);
+
+/* The request on the handle; see lease.c. */
+typedef enum {
+    FAIRLOCK__REQUEST_IDLE,
+    FAIRLOCK__REQUEST_WAITING,
+    FAIRLOCK__REQUEST_HELD,
+    FAIRLOCK__REQUEST_PENDING
+} fairlock__request_state;
+
+/* Forgets the request (token, ticket, fence) and publishes idle. */
+void fairlock__request_forget(fairlock *lock);
+/* A script of the request is on the wire or failed: outcome unknown. */
+void fairlock__request_pending(fairlock *lock);
+/* Runs cancel.lua for the current token: removes our queue entry, undoes a
+ * grant (a held lock too), and passes the lock on.  *undone is 1 when a
+ * grant was undone.  On success the request is forgotten. */
+int fairlock__request_resolve(fairlock *lock, int *undone);
+/* Gives up the current request after a failure, keeping the error being
+ * reported; returns code. */
+int fairlock__request_abandon(fairlock *lock, int code);
+
+/* ---- Renewal thread (renew.c). ---- */
+
+typedef struct fairlock__renewer fairlock__renewer;
+
+/* Starts the handle's renewal thread, on copies of its URL and keys and on
+ * its lease.  Returns FAIRLOCK_OK or FAIRLOCK_NOMEM with err set. */
+int fairlock__renewer_start(fairlock *lock, fairlock__error *err);
 /* Stops and joins the thread; closes its connection. */
-void fairlock__renew_free(fairlock *lock);
+void fairlock__renewer_free(fairlock__renewer *renewer);
 
 /* ---- The handle. ---- */
 
@@ -281,10 +302,7 @@ struct fairlock {
     int usable; /* fairlock_create() succeeded */
     char *name;
     size_t name_len;
-    fairlock__keys keys;
-    size_t key_base_len; /* NAME, or {NAME} with hash_tag */
-    char *wake_key;      /* NAME:wake:TOKEN of the current request */
-    size_t wake_key_len;
+    fairlock__keys keys; /* with the current request's wake list */
 
     fairlock__url url; /* parsed when given or needed */
     int has_url;
@@ -294,10 +312,9 @@ struct fairlock {
      * resolved above); blocking and fifo are 0 or 1. */
     fairlock_options opts;
 
-    /* Current request or grant. */
+    /* Current request or grant (owner thread only). */
+    fairlock__request_state request;
     char token[FAIRLOCK_TOKEN_MAX];
-    int held;    /* granted and not released */
-    int pending; /* a script failed with unknown outcome */
     int64_t ticket;
     int64_t rank;      /* while waiting, as of the last attempt; else -1 */
     pid_t request_pid; /* process that made the current request */
@@ -306,12 +323,8 @@ struct fairlock {
     int64_t foreign_live_ms; /* the stale timeout, resolved at create */
     int64_t last_sent_ms;    /* when the last acquire script was sent */
 
-    /* Read from any thread (fairlock_state, fairlock_valid_until_ms),
-     * written by the owner thread and the renewal thread. */
-    _Atomic int state;
-    _Atomic int64_t valid_until_ms;
-
-    fairlock__renewer *renewer; /* NULL until first needed */
+    fairlock__lease *lease;     /* the grant's, shared with the renewer */
+    fairlock__renewer *renewer; /* NULL until auto_renew first needs it */
 
     fairlock__error err;
 };
@@ -320,5 +333,12 @@ struct fairlock {
 #define fairlock__fail(lock, ...) fairlock__error_set(&(lock)->err, __VA_ARGS__)
 /* Records success on the handle; returns FAIRLOCK_OK. */
 int fairlock__ok(fairlock *lock);
+/* Checks the handle and connects.  Returns FAIRLOCK_OK or a code with the
+ * handle's error set. */
+int fairlock__ready(fairlock *lock);
+/* Checks a duration: a value in [min, 2^53], or one of the sentinels the
+ * option allows. */
+int fairlock__check_duration(fairlock *lock, const char *what, int64_t value,
+                             int64_t min, int allow_forever, int allow_default);
 
 #endif

@@ -1,4 +1,4 @@
-/* reply.c -- decoding of script replies; no I/O, so it can be fuzzed. */
+/* reply.c -- decoding of replies and tokens; no I/O, so it can be fuzzed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,8 +136,8 @@ static int split_member(const redisReply *m, int64_t *ticket,
     return 0;
 }
 
-/* The liveness window our tokens carry: "<hex>.<lease>.<live>[.f]". */
-static int64_t token_liveness(const char *token, size_t len) {
+/* Our tokens read "<hex>.<lease>.<live>[.f]". */
+int64_t fairlock__token_liveness(const char *token, size_t len) {
     const char *dot1 = memchr(token, '.', len);
     if (dot1 == NULL)
         return 0;
@@ -204,7 +204,7 @@ int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
         w->token = strings;
         strings += token_len + 1;
         w->idle_ms = st->server_time_ms - ts;
-        w->liveness_ms = token_liveness(token, token_len);
+        w->liveness_ms = fairlock__token_liveness(token, token_len);
         st->waiter_count++;
     }
     if (bad) {
@@ -214,4 +214,39 @@ int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
     }
     *out = st;
     return FAIRLOCK_OK;
+}
+
+int fairlock__decode_flag(const redisReply *reply) {
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
+        return -1;
+    return reply->integer == 1;
+}
+
+int fairlock__decode_wake(const redisReply *reply, const char **msg,
+                          size_t *len) {
+    if (reply == NULL)
+        return FAIRLOCK__WAKE_BAD;
+    if (reply->type == REDIS_REPLY_NIL)
+        return FAIRLOCK__WAKE_NONE;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[1] != NULL &&
+        reply->element[1]->type == REDIS_REPLY_STRING) {
+        *msg = reply->element[1]->str;
+        *len = reply->element[1]->len;
+        return FAIRLOCK__WAKE_PUSHED;
+    }
+    /* A failover or slot move unblocks waiters with an error; the wait
+     * loop then re-runs its (idempotent) attempt on the new node, which is
+     * the same as a wake-up without a push. */
+    if (reply->type == REDIS_REPLY_ERROR &&
+        strncmp(reply->str, "UNBLOCKED", 9) == 0)
+        return FAIRLOCK__WAKE_UNBLOCKED;
+    return FAIRLOCK__WAKE_BAD;
+}
+
+long long fairlock__decode_wait(const redisReply *reply) {
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER ||
+        reply->integer < 0)
+        return -1;
+    return reply->integer;
 }

@@ -382,3 +382,43 @@ int fairlock__url_set_auth(fairlock__url *url, const char *user,
     }
     return FAIRLOCK_OK;
 }
+
+/* Copies a string that may be NULL; *bad is set when memory runs out. */
+static char *copy_or_null(const char *s, int *bad) {
+    if (s == NULL)
+        return NULL;
+    char *copy = strdup(s);
+    if (copy == NULL)
+        *bad = 1;
+    return copy;
+}
+
+int fairlock__url_copy(fairlock__url *dst, const fairlock__url *src) {
+    memset(dst, 0, sizeof *dst);
+    int bad = 0;
+    dst->kind = src->kind;
+    dst->port = src->port;
+    dst->db = src->db;
+    dst->host = copy_or_null(src->host, &bad);
+    dst->master = copy_or_null(src->master, &bad);
+    dst->path = copy_or_null(src->path, &bad);
+    dst->user = copy_or_null(src->user, &bad);
+    dst->password = copy_or_null(src->password, &bad);
+    dst->sentinel_user = copy_or_null(src->sentinel_user, &bad);
+    dst->sentinel_password = copy_or_null(src->sentinel_password, &bad);
+    if (src->node_count > 0) {
+        dst->nodes = calloc(src->node_count, sizeof *dst->nodes);
+        if (dst->nodes == NULL)
+            bad = 1;
+        for (size_t i = 0; dst->nodes != NULL && i < src->node_count; i++) {
+            dst->nodes[i].port = src->nodes[i].port;
+            dst->nodes[i].host = copy_or_null(src->nodes[i].host, &bad);
+            dst->node_count = i + 1;
+        }
+    }
+    if (bad) {
+        fairlock__url_clear(dst);
+        return FAIRLOCK_NOMEM;
+    }
+    return FAIRLOCK_OK;
+}

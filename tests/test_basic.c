@@ -172,6 +172,49 @@ static void release_errors(void) {
     redisFree(c);
 }
 
+/* fairlock_detach() lets go of a held lock without releasing it: the
+ * handle forgets the grant, and the lock stays held with the token (freeing
+ * the handle does not release it) until someone releases that token. */
+static void detach_keeps_the_lock(void) {
+    const char *name = test_name("basic-detach");
+    redisContext *c = test_redis();
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = 30000;
+    opts.ttl_ms = 30000;
+    opts.auto_renew = 1; /* detach stops the renewal too */
+    fairlock *lock = test_lock_opts(&opts);
+    CHECK_RC(lock, fairlock_detach(lock), FAIRLOCK_NOTOWNED);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    char token[FAIRLOCK_TOKEN_MAX];
+    snprintf(token, sizeof token, "%s", fairlock_token(lock));
+
+    CHECK_RC(lock, fairlock_detach(lock), FAIRLOCK_OK);
+    CHECK(fairlock_token(lock) == NULL);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_IDLE);
+    CHECK_INT(fairlock_ticket(lock), ==, 0);
+    CHECK_RC(lock, fairlock_detach(lock), FAIRLOCK_NOTOWNED);
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_NOTOWNED);
+    fairlock_free(lock);
+
+    /* Still held, by the saved token: nobody else gets it. */
+    redisReply *holder = redisCommand(c, "GET %s", name);
+    CHECK(holder != NULL && holder->type == REDIS_REPLY_STRING);
+    CHECK_STR(holder->str, token);
+    freeReplyObject(holder);
+    CHECK_INT(pttl(c, name), >, 0);
+    fairlock *other = lock_with(name, 0, 30000, 1);
+    CHECK_RC(other, fairlock_acquire(other), FAIRLOCK_TIMEOUT);
+
+    CHECK_RC(other, fairlock_release_token(other, token), FAIRLOCK_OK);
+    CHECK_RC(other, fairlock_acquire(other), FAIRLOCK_OK);
+    CHECK_RC(other, fairlock_release(other), FAIRLOCK_OK);
+    fairlock_free(other);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    redisFree(c);
+}
+
 static void tokens_are_fresh(void) {
     const char *name = test_name("basic-token");
     fairlock *lock = test_lock(name, 5000);
@@ -460,6 +503,7 @@ int main(int argc, char **argv) {
     RUN_TEST(lease_follows_timeout_or_ttl);
     RUN_TEST(extend_owned_locked);
     RUN_TEST(release_errors);
+    RUN_TEST(detach_keeps_the_lock);
     RUN_TEST(tokens_are_fresh);
     RUN_TEST(scoped_form);
     RUN_TEST(borrowed_connection);

@@ -91,21 +91,14 @@ static void non_fifo_cancel_scans_nothing(void) {
 /* Runs cancel.lua for `token` with `ticket` as resolve_pending() does, a
  * call per page until the cursor comes back "0"; returns the calls. */
 static int cancel_to_the_end(fairlock__conn *conn, const fairlock__keys *keys,
-                             const char *token, const char *ticket) {
-    char cursor[24] = "0", why[256];
+                             const char *token, int64_t ticket) {
+    char cursor[FAIRLOCK__CURSOR_SIZE] = "0";
     fairlock__error err = {0};
     int calls = 0, undone = 1;
     do {
-        const char *argv[4] = {token, ticket, "10000", cursor};
-        redisReply *reply = NULL;
-        CHECK_INT(fairlock__conn_eval(conn, &err, keys,
-                                      &fairlock__script_cancel, 4, argv,
-                                      &reply),
+        CHECK_INT(fairlock__call_cancel(conn, &err, keys, token, ticket, 10000,
+                                        cursor, &undone),
                   ==, FAIRLOCK_OK);
-        CHECK_INT(fairlock__decode_cancel(reply, &undone, cursor, sizeof cursor,
-                                          why, sizeof why),
-                  ==, 0);
-        freeReplyObject(reply);
         CHECK_INT(undone, ==, 0);
         CHECK_INT(++calls, <=, 40001); /* it ends */
     } while (strcmp(cursor, "0") != 0);
@@ -129,14 +122,8 @@ static void unknown_ticket_cancel_is_paged(void) {
     fill_queue(c, name, 20002, 20000, far);
 
     fairlock__keys keys;
-    static const char *const suffixes[FAIRLOCK__KEY_COUNT] = {
-        "", ":queue", ":seq", ":nfwait", ":nfwake", ":fence", ":watch"};
-    for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++) {
-        char buf[512];
-        snprintf(buf, sizeof buf, "%s%s", name, suffixes[i]);
-        keys.names[i] = strdup(buf);
-        keys.lens[i] = strlen(buf);
-    }
+    CHECK_INT(fairlock__keys_init(&keys, name, strlen(name), 0), ==,
+              FAIRLOCK_OK);
     fairlock__url url;
     char why[256];
     CHECK_INT(fairlock__url_parse(test_url(), &url, why, sizeof why), ==, 0);
@@ -147,7 +134,7 @@ static void unknown_ticket_cancel_is_paged(void) {
     CHECK_INT(fairlock__conn_ready(&conn, &err), ==, FAIRLOCK_OK);
 
     long long scans = calls_of(c, "zscan");
-    int calls = cancel_to_the_end(&conn, &keys, token, "0");
+    int calls = cancel_to_the_end(&conn, &keys, token, 0);
     /* One ZSCAN page per call: the work of each call is bounded. */
     CHECK_INT(calls_of(c, "zscan") - scans, ==, calls);
     CHECK_INT(calls, >, 1);
@@ -159,14 +146,13 @@ static void unknown_ticket_cancel_is_paged(void) {
     CHECK_INT(
         test_int(c, "ZADD %s:queue 40005 40005:%s:%lld", name, token, far), ==,
         1);
-    cancel_to_the_end(&conn, &keys, token, "7");
+    cancel_to_the_end(&conn, &keys, token, 7);
     CHECK_INT(test_queue_rank_of(c, name, token, NULL), ==, -1);
     CHECK_INT(test_int(c, "ZCARD %s:queue", name), ==, 40000);
 
     fairlock__conn_close(&conn);
     fairlock__url_clear(&url);
-    for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++)
-        free(keys.names[i]);
+    fairlock__keys_clear(&keys);
     CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
     fairlock_free(holder);
     CHECK_INT(test_int(c, "DEL %s:queue %s:seq %s:watch", name, name, name), >=,

@@ -183,6 +183,60 @@ static void tokens(void) {
     CHECK(strcmp(a + 32, ".0.100.f") == 0);
 }
 
+/* BLPOP, WAIT and the 1-or-0 scripts. */
+static void wake_wait_and_flag_replies(void) {
+    const char *msg = NULL;
+    size_t len = 0;
+    redisReply *r = read_reply("*2\r\n$6\r\nNAME:w\r\n$7\r\n3:100:0\r\n");
+    CHECK_INT(fairlock__decode_wake(r, &msg, &len), ==, FAIRLOCK__WAKE_PUSHED);
+    CHECK_INT(len, ==, 7);
+    CHECK(memcmp(msg, "3:100:0", 7) == 0);
+    freeReplyObject(r);
+    r = read_reply("*-1\r\n");
+    CHECK_INT(fairlock__decode_wake(r, &msg, &len), ==, FAIRLOCK__WAKE_NONE);
+    freeReplyObject(r);
+    r = read_reply("-UNBLOCKED force unblock\r\n");
+    CHECK_INT(fairlock__decode_wake(r, &msg, &len), ==,
+              FAIRLOCK__WAKE_UNBLOCKED);
+    freeReplyObject(r);
+    r = read_reply("*2\r\n$1\r\nk\r\n:1\r\n");
+    CHECK_INT(fairlock__decode_wake(r, &msg, &len), ==, FAIRLOCK__WAKE_BAD);
+    CHECK_INT(fairlock__decode_wait(r), ==, -1);
+    CHECK_INT(fairlock__decode_flag(r), ==, -1);
+    freeReplyObject(r);
+    r = read_reply(":2\r\n");
+    CHECK_INT(fairlock__decode_wait(r), ==, 2);
+    CHECK_INT(fairlock__decode_flag(r), ==, 0);
+    freeReplyObject(r);
+    r = read_reply(":1\r\n");
+    CHECK_INT(fairlock__decode_flag(r), ==, 1);
+    freeReplyObject(r);
+    CHECK_INT(fairlock__decode_flag(NULL), ==, -1);
+}
+
+static void redirects(void) {
+    char host[64];
+    int port = 0;
+    CHECK_INT(fairlock__parse_redirect("MOVED 3999 10.0.0.2:6381", NULL, host,
+                                       sizeof host, &port),
+              ==, 0);
+    CHECK_STR(host, "10.0.0.2");
+    CHECK_INT(port, ==, 6381);
+    CHECK_INT(fairlock__parse_redirect("ASK 3999 :6382", "node1", host,
+                                       sizeof host, &port),
+              ==, 0);
+    CHECK_STR(host, "node1");
+    CHECK_INT(port, ==, 6382);
+    CHECK_INT(fairlock__parse_redirect("ASK 3999 :6382", NULL, host,
+                                       sizeof host, &port),
+              ==, -1);
+    CHECK_INT(fairlock__parse_redirect("MOVED 3999 h:0", NULL, host,
+                                       sizeof host, &port),
+              ==, -1);
+    CHECK_INT(fairlock__parse_redirect("MOVED", NULL, host, sizeof host, &port),
+              ==, -1);
+}
+
 int main(int argc, char **argv) {
     check_select(argc, argv);
     RUN_TEST(attempt_replies);
@@ -190,5 +244,7 @@ int main(int argc, char **argv) {
     RUN_TEST(handoff_messages);
     RUN_TEST(status_replies);
     RUN_TEST(tokens);
+    RUN_TEST(wake_wait_and_flag_replies);
+    RUN_TEST(redirects);
     return check_done();
 }

@@ -33,6 +33,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         (attempt.ticket < 0 || attempt.lease_ms < 0 || attempt.fence < 0))
         abort();
 
+    /* So does the token decoder (status replies carry foreign tokens). */
+    if (fairlock__token_liveness((const char *)data, size) < 0)
+        abort();
+
     if (announces_huge_sizes(data, size))
         return 0;
     redisReader *reader = redisReaderCreate();
@@ -65,6 +69,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         abort();
                 fairlock_status_free(status);
             }
+            int flag = fairlock__decode_flag(reply);
+            if (flag < -1 || flag > 1)
+                abort();
+            const char *msg = NULL;
+            size_t len = 0;
+            int wake = fairlock__decode_wake(reply, &msg, &len);
+            if (wake == FAIRLOCK__WAKE_PUSHED &&
+                (msg == NULL || memchr(msg, '\0', len + 1) == NULL))
+                abort(); /* a pushed element lies within the reply */
+            if (wake < FAIRLOCK__WAKE_BAD || wake > FAIRLOCK__WAKE_UNBLOCKED)
+                abort();
+            if (fairlock__decode_wait(reply) < -1)
+                abort();
             freeReplyObject(reply);
             reply = NULL;
         }

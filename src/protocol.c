@@ -1,0 +1,320 @@
+/* protocol.c -- the client side of the scripts: keys, tokens, typed calls.
+ *
+ * The only C file that knows what each script takes in ARGV (the comment
+ * at the top of each src/lua/ script) and which command carries what;
+ * every reply goes through a decoder of reply.c. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char *const key_suffixes[FAIRLOCK__KEY_COUNT] = {
+    [FAIRLOCK__KEY_LOCK] = "",          [FAIRLOCK__KEY_QUEUE] = ":queue",
+    [FAIRLOCK__KEY_SEQ] = ":seq",       [FAIRLOCK__KEY_NFWAIT] = ":nfwait",
+    [FAIRLOCK__KEY_NFWAKE] = ":nfwake", [FAIRLOCK__KEY_FENCE] = ":fence",
+    [FAIRLOCK__KEY_WATCH] = ":watch"};
+static const char wake_infix[] = ":wake:";
+
+/* Room for any int64_t in decimal. */
+typedef struct number {
+    char s[24];
+} number;
+
+static number num(int64_t v) {
+    number n;
+    snprintf(n.s, sizeof n.s, "%" PRId64, v);
+    return n;
+}
+
+/* ---------------------------------------------------------------------------
+ * Keys and tokens
+ * ------------------------------------------------------------------------- */
+
+int fairlock__keys_init(fairlock__keys *keys, const char *name, size_t len,
+                        int hash_tag) {
+    memset(keys, 0, sizeof *keys);
+    size_t base_len = len + (hash_tag ? 2 : 0);
+    for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++) {
+        size_t suffix_len = strlen(key_suffixes[i]);
+        char *key = malloc(base_len + suffix_len + 1);
+        if (key == NULL)
+            return FAIRLOCK_NOMEM;
+        keys->names[i] = key;
+        keys->lens[i] = base_len + suffix_len;
+        if (hash_tag)
+            *key++ = '{';
+        memcpy(key, name, len);
+        key += len;
+        if (hash_tag)
+            *key++ = '}';
+        memcpy(key, key_suffixes[i], suffix_len + 1);
+    }
+    keys->wake = malloc(base_len + sizeof wake_infix + FAIRLOCK_TOKEN_MAX);
+    if (keys->wake == NULL)
+        return FAIRLOCK_NOMEM;
+    memcpy(keys->wake, keys->names[FAIRLOCK__KEY_LOCK], base_len);
+    memcpy(keys->wake + base_len, wake_infix, sizeof wake_infix);
+    keys->base_len = base_len;
+    keys->wake_len = base_len + sizeof wake_infix - 1;
+    return FAIRLOCK_OK;
+}
+
+int fairlock__keys_copy(fairlock__keys *dst, const fairlock__keys *src) {
+    memset(dst, 0, sizeof *dst);
+    for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++) {
+        if ((dst->names[i] = malloc(src->lens[i] + 1)) == NULL)
+            return FAIRLOCK_NOMEM;
+        memcpy(dst->names[i], src->names[i], src->lens[i] + 1);
+        dst->lens[i] = src->lens[i];
+    }
+    dst->base_len = src->base_len;
+    return FAIRLOCK_OK;
+}
+
+void fairlock__keys_set_wake(fairlock__keys *keys, const char *token) {
+    size_t prefix = keys->base_len + sizeof wake_infix - 1;
+    size_t token_len = strlen(token);
+    memcpy(keys->wake + prefix, token, token_len + 1);
+    keys->wake_len = prefix + token_len;
+}
+
+void fairlock__keys_clear(fairlock__keys *keys) {
+    for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++)
+        free(keys->names[i]);
+    free(keys->wake);
+    memset(keys, 0, sizeof *keys);
+}
+
+/* 128 random bits per acquisition.  The lease and liveness window ride
+ * along so that whichever script hands the lock over knows the waiter's
+ * terms (common.lua's token_terms). */
+int fairlock__token_new(char out[FAIRLOCK_TOKEN_MAX], int64_t lease_ms,
+                        int64_t live_ms, int fencing) {
+    unsigned char random_bytes[16];
+    if (fairlock__random_bytes(random_bytes, sizeof random_bytes) != 0)
+        return -1;
+    static const char hex[] = "0123456789abcdef";
+    size_t pos = 0;
+    for (size_t i = 0; i < sizeof random_bytes; i++) {
+        out[pos++] = hex[random_bytes[i] >> 4];
+        out[pos++] = hex[random_bytes[i] & 15];
+    }
+    snprintf(out + pos, FAIRLOCK_TOKEN_MAX - pos, ".%" PRId64 ".%" PRId64 "%s",
+             lease_ms, live_ms, fencing ? ".f" : "");
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Script calls
+ * ------------------------------------------------------------------------- */
+
+/* Runs an acquire script and decodes its reply. */
+static int attempt(fairlock__conn *conn, fairlock__error *err,
+                   const fairlock__keys *keys, const fairlock__script *script,
+                   int argc, const char **argv, fairlock__attempt *out) {
+    redisReply *reply;
+    int rc = fairlock__conn_eval(conn, err, keys, script, argc, argv, &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    char why[128];
+    rc = fairlock__decode_attempt(reply, out, why, sizeof why);
+    freeReplyObject(reply);
+    if (rc != 0)
+        return fairlock__error_set(err, FAIRLOCK_REDIS, "%s", why);
+    return FAIRLOCK_OK;
+}
+
+int fairlock__call_acquire(fairlock__conn *conn, fairlock__error *err,
+                           const fairlock__keys *keys, const char *token,
+                           int64_t ticket, int64_t foreign_live_ms,
+                           int try_once, fairlock__attempt *out) {
+    number t = num(ticket), live = num(foreign_live_ms);
+    const char *argv[4] = {token, t.s, live.s, try_once ? "1" : "0"};
+    return attempt(conn, err, keys, &fairlock__script_acquire, 4, argv, out);
+}
+
+int fairlock__call_acquire_nonfifo(fairlock__conn *conn, fairlock__error *err,
+                                   const fairlock__keys *keys,
+                                   const char *token, int64_t wait_ms,
+                                   int64_t foreign_live_ms,
+                                   fairlock__attempt *out) {
+    number wait = num(wait_ms), live = num(foreign_live_ms);
+    const char *argv[3] = {token, wait.s, live.s};
+    return attempt(conn, err, keys, &fairlock__script_acquire_nonfifo, 3, argv,
+                   out);
+}
+
+/* Runs a script whose reply is 1 or 0. */
+static int eval_flag(fairlock__conn *conn, fairlock__error *err,
+                     const fairlock__keys *keys, const fairlock__script *script,
+                     int argc, const char **argv, int *flag) {
+    redisReply *reply;
+    int rc = fairlock__conn_eval(conn, err, keys, script, argc, argv, &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    *flag = fairlock__decode_flag(reply) == 1;
+    freeReplyObject(reply);
+    return FAIRLOCK_OK;
+}
+
+int fairlock__call_release(fairlock__conn *conn, fairlock__error *err,
+                           const fairlock__keys *keys, const char *token,
+                           int64_t foreign_live_ms, int *released) {
+    number live = num(foreign_live_ms);
+    const char *argv[2] = {token, live.s};
+    return eval_flag(conn, err, keys, &fairlock__script_release, 2, argv,
+                     released);
+}
+
+int fairlock__call_cancel(fairlock__conn *conn, fairlock__error *err,
+                          const fairlock__keys *keys, const char *token,
+                          int64_t ticket, int64_t foreign_live_ms, char *cursor,
+                          int *undone) {
+    number t = num(ticket), live = num(foreign_live_ms);
+    const char *argv[4] = {token, t.s, live.s, cursor};
+    redisReply *reply;
+    int rc = fairlock__conn_eval(conn, err, keys, &fairlock__script_cancel, 4,
+                                 argv, &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    char why[128];
+    /* The cursor argument is not read again: decoding may overwrite it. */
+    rc = fairlock__decode_cancel(reply, undone, cursor, FAIRLOCK__CURSOR_SIZE,
+                                 why, sizeof why);
+    freeReplyObject(reply);
+    if (rc != 0)
+        return fairlock__error_set(err, FAIRLOCK_REDIS, "%s", why);
+    return FAIRLOCK_OK;
+}
+
+int fairlock__call_extend(fairlock__conn *conn, fairlock__error *err,
+                          const fairlock__keys *keys, const char *token,
+                          int64_t lease_ms, int *owned) {
+    number px = num(lease_ms);
+    const char *argv[2] = {token, px.s};
+    return eval_flag(conn, err, keys, &fairlock__script_extend, 2, argv, owned);
+}
+
+int fairlock__call_extend_later(fairlock__conn *conn, fairlock__error *err,
+                                const fairlock__keys *keys, const char *token,
+                                int64_t lease_ms,
+                                void (*fn)(void *arg, const redisReply *reply),
+                                void *arg) {
+    number px = num(lease_ms);
+    const char *argv[2] = {token, px.s};
+    return fairlock__conn_defer_eval(conn, err, keys, &fairlock__script_extend,
+                                     2, argv, fn, arg);
+}
+
+int fairlock__call_status(fairlock__conn *conn, fairlock__error *err,
+                          const fairlock__keys *keys, size_t max_waiters,
+                          fairlock_status **out) {
+    number limit = num(max_waiters > 1000000 ? 1000000 : (int64_t)max_waiters);
+    const char *argv[1] = {limit.s};
+    redisReply *reply;
+    int rc = fairlock__conn_eval(conn, err, keys, &fairlock__script_status, 1,
+                                 argv, &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    char why[128];
+    rc = fairlock__decode_status(reply, out, why, sizeof why);
+    freeReplyObject(reply);
+    if (rc != FAIRLOCK_OK)
+        return fairlock__error_set(
+            err, rc, "%s", rc == FAIRLOCK_NOMEM ? "out of memory" : why);
+    return FAIRLOCK_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * Plain commands
+ * ------------------------------------------------------------------------- */
+
+int fairlock__call_wait_push(fairlock__conn *conn, fairlock__error *err,
+                             const fairlock__keys *keys, int fifo,
+                             int64_t slice_ms, int *woken,
+                             fairlock__attempt *handoff) {
+    const char *key = fifo ? keys->wake : keys->names[FAIRLOCK__KEY_NFWAKE];
+    size_t key_len = fifo ? keys->wake_len : keys->lens[FAIRLOCK__KEY_NFWAKE];
+    char seconds[32];
+    snprintf(seconds, sizeof seconds, "%" PRId64 ".%03" PRId64, slice_ms / 1000,
+             slice_ms % 1000);
+    const char *argv[3] = {"BLPOP", key, seconds};
+    size_t lens[3] = {5, key_len, strlen(seconds)};
+    redisReply *reply = fairlock__conn_command(conn, err, 3, argv, lens,
+                                               slice_ms);
+    if (reply == NULL)
+        return FAIRLOCK_REDIS;
+    const char *msg = NULL;
+    size_t len = 0;
+    int rc = FAIRLOCK_OK;
+    *woken = fairlock__decode_wake(reply, &msg, &len);
+    if (*woken == FAIRLOCK__WAKE_BAD)
+        rc = fairlock__conn_error_reply(conn, err, "BLPOP", reply);
+    else if (*woken == FAIRLOCK__WAKE_PUSHED && fifo &&
+             fairlock__decode_handoff(msg, len, handoff) != 0)
+        rc = fairlock__error_set(err, FAIRLOCK_REDIS,
+                                 "malformed hand-off message");
+    freeReplyObject(reply);
+    return rc;
+}
+
+int fairlock__call_wait_replicas(fairlock__conn *conn, fairlock__error *err,
+                                 int replicas, int64_t timeout_ms,
+                                 long long *acked) {
+    number n = num(replicas), timeout = num(timeout_ms);
+    const char *argv[3] = {"WAIT", n.s, timeout.s};
+    size_t lens[3] = {4, strlen(n.s), strlen(timeout.s)};
+    redisReply *reply = fairlock__conn_command(conn, err, 3, argv, lens,
+                                               timeout_ms + 1);
+    if (reply == NULL)
+        return FAIRLOCK_REDIS;
+    *acked = fairlock__decode_wait(reply);
+    if (reply->type == REDIS_REPLY_ERROR)
+        fairlock__conn_error_reply(conn, err, "WAIT", reply);
+    freeReplyObject(reply);
+    return *acked < 0 ? FAIRLOCK_REDIS : FAIRLOCK_OK;
+}
+
+/* GET or EXISTS on the lock key. */
+static int query_lock_key(fairlock__conn *conn, fairlock__error *err,
+                          const fairlock__keys *keys, const char *command,
+                          redisReply **out) {
+    const char *argv[2] = {command, keys->names[FAIRLOCK__KEY_LOCK]};
+    size_t lens[2] = {strlen(command), keys->lens[FAIRLOCK__KEY_LOCK]};
+    redisReply *reply = fairlock__conn_command(conn, err, 2, argv, lens, 0);
+    if (reply == NULL)
+        return FAIRLOCK_REDIS;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        fairlock__conn_error_reply(conn, err, command, reply);
+        freeReplyObject(reply);
+        return FAIRLOCK_REDIS;
+    }
+    *out = reply;
+    return FAIRLOCK_OK;
+}
+
+int fairlock__call_holder_is(fairlock__conn *conn, fairlock__error *err,
+                             const fairlock__keys *keys, const char *token,
+                             int *owned) {
+    redisReply *reply;
+    int rc = query_lock_key(conn, err, keys, "GET", &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    *owned = reply->type == REDIS_REPLY_STRING &&
+             strcmp(reply->str, token) == 0;
+    freeReplyObject(reply);
+    return FAIRLOCK_OK;
+}
+
+int fairlock__call_locked(fairlock__conn *conn, fairlock__error *err,
+                          const fairlock__keys *keys, int *locked) {
+    redisReply *reply;
+    int rc = query_lock_key(conn, err, keys, "EXISTS", &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    *locked = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
+    freeReplyObject(reply);
+    return FAIRLOCK_OK;
+}

@@ -1,0 +1,194 @@
+/* protocol.h -- the client side of the scripts: keys, tokens, calls, replies.
+ *
+ * The server side is src/lua/ (common.lua is the contract); this is its
+ * mirror.  protocol.c builds the keys and tokens and makes one typed call
+ * per script, so it is the only C file that knows ARGV positions; reply.c
+ * decodes every reply without I/O, so that it can be fuzzed. */
+#ifndef FAIRLOCK_PROTOCOL_H
+#define FAIRLOCK_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "fairlock.h"
+
+/* Defined in internal.h; a typedef may be repeated in C11. */
+typedef struct fairlock__conn fairlock__conn;
+typedef struct fairlock__error fairlock__error;
+
+/* ---- Keys (protocol.c). ---- */
+
+/* The KEYS of every script, in common.lua's order. */
+typedef enum {
+    FAIRLOCK__KEY_LOCK,   /* NAME: the holder's token */
+    FAIRLOCK__KEY_QUEUE,  /* NAME:queue */
+    FAIRLOCK__KEY_SEQ,    /* NAME:seq */
+    FAIRLOCK__KEY_NFWAIT, /* NAME:nfwait */
+    FAIRLOCK__KEY_NFWAKE, /* NAME:nfwake */
+    FAIRLOCK__KEY_FENCE,  /* NAME:fence */
+    FAIRLOCK__KEY_WATCH,  /* NAME:watch */
+    FAIRLOCK__KEY_COUNT
+} fairlock__key_slot;
+
+/* The keys of one lock, and the wake list of its current request. */
+typedef struct fairlock__keys {
+    char *names[FAIRLOCK__KEY_COUNT];
+    size_t lens[FAIRLOCK__KEY_COUNT];
+    size_t base_len; /* NAME, or {NAME} with hash_tag */
+    char *wake;      /* NAME:wake:TOKEN once a token is set */
+    size_t wake_len;
+} fairlock__keys;
+
+/* Derives the keys of the lock `name`: "NAME..." or, with hash_tag,
+ * "{NAME}...".  Returns FAIRLOCK_OK or FAIRLOCK_NOMEM (clear them then). */
+int fairlock__keys_init(fairlock__keys *keys, const char *name, size_t len,
+                        int hash_tag);
+/* A copy for another thread.  Returns FAIRLOCK_OK or FAIRLOCK_NOMEM. */
+int fairlock__keys_copy(fairlock__keys *dst, const fairlock__keys *src);
+/* Points keys->wake at the wake list of `token`. */
+void fairlock__keys_set_wake(fairlock__keys *keys, const char *token);
+void fairlock__keys_clear(fairlock__keys *keys);
+
+/* ---- Tokens (protocol.c encodes, reply.c decodes). ---- */
+
+/* Writes a fresh owner token "<32 hex>.<lease_ms>.<live_ms>[.f]".
+ * Returns 0, or -1 with errno set when no randomness could be had. */
+int fairlock__token_new(char out[FAIRLOCK_TOKEN_MAX], int64_t lease_ms,
+                        int64_t live_ms, int fencing);
+/* The liveness window a token of ours carries; 0 for other tokens. */
+int64_t fairlock__token_liveness(const char *token, size_t len);
+
+/* ---- Replies (reply.c): pure, fuzzable. ---- */
+
+/* When a waiter calls its acquire script again (acquire.lua's "next"). */
+enum {
+    FAIRLOCK__NEXT_ON_PUSH = 0, /* a push, its heartbeat or the lease's end */
+    FAIRLOCK__NEXT_NOW = 1,     /* lock free, dead entries left to clear */
+    FAIRLOCK__NEXT_POLL = 2     /* clients of another kind: check_interval */
+};
+
+/* Outcome of an acquire script. */
+typedef struct fairlock__attempt {
+    int granted;
+    int64_t ticket;
+    int64_t rank;     /* 0-based place in the queue while waiting */
+    int64_t pttl_ms;  /* holder's remaining lease; <0 none or no holder */
+    int64_t lease_ms; /* lease given with a grant; 0 = no expiry */
+    int64_t fence;    /* fencing token of a grant, 0 = none */
+    int next_call;    /* FAIRLOCK__NEXT_*: when a waiter should call again */
+} fairlock__attempt;
+
+/* Decodes the reply of acquire.lua / acquire_nonfifo.lua.  Returns 0, or -1
+ * with a reason in err. */
+int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
+                             char *err, size_t errlen);
+
+/* Decodes the reply of cancel.lua: *undone (0 or 1) and the scan cursor to
+ * resume from ("0": done), at most 20 digits, into cursor[cursor_len].
+ * Returns 0, or -1 with a reason in err. */
+int fairlock__decode_cancel(const redisReply *reply, int *undone, char *cursor,
+                            size_t cursor_len, char *err, size_t errlen);
+
+/* Decodes the element a hand-off pushes to a waiter's wake list
+ * ("ticket:lease_ms:fence") into out->ticket, lease_ms and fence.
+ * Returns 0 or -1. */
+int fairlock__decode_handoff(const char *s, size_t len, fairlock__attempt *out);
+
+/* Decodes the reply of status.lua into a fairlock_status allocated as one
+ * block.  Returns FAIRLOCK_OK, FAIRLOCK_NOMEM, or FAIRLOCK_REDIS with a
+ * reason in err. */
+int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
+                            char *err, size_t errlen);
+
+/* The reply of a script that answers 1 or 0 (release.lua, extend.lua):
+ * 1 or 0, or -1 for no reply (NULL) or one that is not an integer. */
+int fairlock__decode_flag(const redisReply *reply);
+
+/* What a BLPOP on a wake list brought. */
+enum {
+    FAIRLOCK__WAKE_NONE = 0,      /* nothing before its timeout */
+    FAIRLOCK__WAKE_PUSHED = 1,    /* an element: *msg, *len point into it */
+    FAIRLOCK__WAKE_UNBLOCKED = 2, /* a failover or slot move ended it */
+    FAIRLOCK__WAKE_BAD = -1       /* an error reply or an unexpected shape */
+};
+int fairlock__decode_wake(const redisReply *reply, const char **msg,
+                          size_t *len);
+
+/* The replica count of a WAIT reply, or -1. */
+long long fairlock__decode_wait(const redisReply *reply);
+
+/* ---- Script calls (protocol.c). ----
+ *
+ * Each runs its script with the lock's keys on conn and decodes the reply.
+ * They return FAIRLOCK_OK, or a code with err set: FAIRLOCK_REDIS for an
+ * I/O failure (outcome unknown), a server error or a malformed reply. */
+
+/* Cursor buffer of cancel.lua's paged search. */
+#define FAIRLOCK__CURSOR_SIZE 24
+/* The ticket of a request that never queues (non-FIFO). */
+#define FAIRLOCK__NO_TICKET (-1)
+
+/* acquire.lua: ticket 0 for a new request; try_once leaves no entry
+ * behind when the lock is not granted. */
+int fairlock__call_acquire(fairlock__conn *conn, fairlock__error *err,
+                           const fairlock__keys *keys, const char *token,
+                           int64_t ticket, int64_t foreign_live_ms,
+                           int try_once, fairlock__attempt *out);
+/* acquire_nonfifo.lua: wait_ms advertises how long non-FIFO waiters wait,
+ * 0 for a single try. */
+int fairlock__call_acquire_nonfifo(fairlock__conn *conn, fairlock__error *err,
+                                   const fairlock__keys *keys,
+                                   const char *token, int64_t wait_ms,
+                                   int64_t foreign_live_ms,
+                                   fairlock__attempt *out);
+/* release.lua: *released is 1 when the token held the lock. */
+int fairlock__call_release(fairlock__conn *conn, fairlock__error *err,
+                           const fairlock__keys *keys, const char *token,
+                           int64_t foreign_live_ms, int *released);
+/* One page of cancel.lua: ticket > 0 as last known, 0 unknown,
+ * FAIRLOCK__NO_TICKET none; cursor[FAIRLOCK__CURSOR_SIZE] is "0" at first
+ * and comes back "0" when done; *undone is 1 when a grant was undone. */
+int fairlock__call_cancel(fairlock__conn *conn, fairlock__error *err,
+                          const fairlock__keys *keys, const char *token,
+                          int64_t ticket, int64_t foreign_live_ms, char *cursor,
+                          int *undone);
+/* extend.lua: lease_ms 0 for no expiry; *owned is 1 when the token held
+ * the lock. */
+int fairlock__call_extend(fairlock__conn *conn, fairlock__error *err,
+                          const fairlock__keys *keys, const char *token,
+                          int64_t lease_ms, int *owned);
+/* extend.lua sent without waiting (fairlock__conn_defer_eval): fn gets
+ * the reply, which fairlock__decode_flag() reads.  FAIRLOCK_INVALID when
+ * it cannot be deferred. */
+int fairlock__call_extend_later(fairlock__conn *conn, fairlock__error *err,
+                                const fairlock__keys *keys, const char *token,
+                                int64_t lease_ms,
+                                void (*fn)(void *arg, const redisReply *reply),
+                                void *arg);
+/* status.lua, listing at most max_waiters (capped at a million). */
+int fairlock__call_status(fairlock__conn *conn, fairlock__error *err,
+                          const fairlock__keys *keys, size_t max_waiters,
+                          fairlock_status **out);
+
+/* One BLPOP of up to slice_ms on keys->wake (fifo) or NAME:nfwake.
+ * *woken is a FAIRLOCK__WAKE_* other than BAD; with fifo the hand-off
+ * that was pushed is decoded into *handoff (FAIRLOCK_REDIS if malformed). */
+int fairlock__call_wait_push(fairlock__conn *conn, fairlock__error *err,
+                             const fairlock__keys *keys, int fifo,
+                             int64_t slice_ms, int *woken,
+                             fairlock__attempt *handoff);
+/* WAIT for `replicas` up to timeout_ms; *acked is how many acknowledged. */
+int fairlock__call_wait_replicas(fairlock__conn *conn, fairlock__error *err,
+                                 int replicas, int64_t timeout_ms,
+                                 long long *acked);
+/* GET of the lock key: *owned is 1 when it holds `token`. */
+int fairlock__call_holder_is(fairlock__conn *conn, fairlock__error *err,
+                             const fairlock__keys *keys, const char *token,
+                             int *owned);
+/* EXISTS of the lock key. */
+int fairlock__call_locked(fairlock__conn *conn, fairlock__error *err,
+                          const fairlock__keys *keys, int *locked);
+
+#endif
