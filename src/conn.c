@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -67,13 +68,33 @@ static int setup_command(redisContext *ctx, fairlock__url_kind kind,
 /* Opens a connection with the I/O timeout and authenticates: a sentinel
  * with the sentinel credentials, a data node with the URL's, and then
  * selects the database.  Returns NULL with err set. */
+/* "localhost" is the loopback by definition (RFC 6761), and is how curl
+ * treats it: it needs no resolver, which a minimal root without /etc/hosts
+ * lacks, and it is redis-py's default host.  IPv4 first, then IPv6, as
+ * Redis listens on both by default. */
+static redisContext *connect_tcp(const char *host, int port,
+                                 struct timeval tv) {
+    if (strcasecmp(host, "localhost") != 0)
+        return redisConnectWithTimeout(host, port, tv);
+    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (ctx != NULL && ctx->err) {
+        redisContext *v6 = redisConnectWithTimeout("::1", port, tv);
+        if (v6 != NULL && !v6->err) {
+            redisFree(ctx);
+            return v6;
+        }
+        redisFree(v6);
+    }
+    return ctx;
+}
+
 static redisContext *open_node(const fairlock__conn *conn, const char *host,
                                int port, int sentinel, fairlock__error *err) {
     const fairlock__url *url = conn->url;
     struct timeval tv = ms_to_timeval(conn->io_timeout_ms);
     redisContext *ctx = host == NULL
                             ? redisConnectUnixWithTimeout(url->path, tv)
-                            : redisConnectWithTimeout(host, port, tv);
+                            : connect_tcp(host, port, tv);
     if (ctx == NULL) {
         fairlock__error_set(err, FAIRLOCK_NOMEM,
                             "cannot allocate a Redis connection");

@@ -713,6 +713,32 @@ def test_unreachable_redis():
     check(r.returncode == 69, "$FAIRLOCK_URL is used")
 
 
+def test_localhost_needs_no_resolver():
+    # A minimal root (a container, a debootstrap) may have no /etc/hosts:
+    # "localhost" is still the loopback, as redis-py's default host.  Run
+    # with an empty /etc/hosts and /etc/resolv.conf in a mount namespace of
+    # its own, where no name resolves.
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        raise Failure("needs root and unshare(1) (util-linux) for a mount "
+                      "namespace")
+    empty = tmpfile("empty")
+    open(empty, "w").close()
+    lock = name("localhost")
+    script = ('mount --bind "$0" /etc/hosts && '
+              'mount --bind "$0" /etc/resolv.conf && '
+              'if getent hosts localhost >/dev/null; then exit 99; fi && '
+              'exec "$@"')
+    r = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+         empty, FAIRLOCK, "run", "-u", "redis://localhost:" + ENV_TCP.split(
+             ":")[1], lock, "--", "true"],
+        capture_output=True, text=True, env=ENV, timeout=30)
+    check(r.returncode != 99, "the namespace still resolves localhost")
+    check(r.returncode == 0, "fairlock run on redis://localhost without a "
+          "resolver: exit %d %r" % (r.returncode, r.stderr))
+    check(keys_of(lock) == [], "nothing left")
+
+
 class PrivateServer:
     """A redis-server of this test alone, on a unix socket, started with
     more arguments (a password, a replica role...)."""
