@@ -1294,11 +1294,12 @@ static void unknown_outcome_keeps_token(void) {
 }
 
 /* ---------------------------------------------------------------------------
- * Regression tests for bugs this file found (fixed in lock.c and renew.c).
+ * Regression tests for bugs this file found (fixed in what is now acquire.c,
+ * lease.c and renew.c).
  * ------------------------------------------------------------------------- */
 
 /* A FIFO hand-off counts the new holder's validity from its last own
- * acquire request (lock.c, take_grant(..., lock->last_sent_ms)), which for
+ * acquire request (acquire.c, take_grant(..., lock->last_sent_ms)), which for
  * a waiter that was third in line is from before two whole turns of the
  * lock: the bound is in the past at once, and the renewer's first budget
  * is clamped to 1 ms, so a 1 ms hiccup is reported as a lost lease.
@@ -1364,7 +1365,7 @@ static void handoff_bound_is_current(void) {
 }
 
 /* wait_replicas_timeout_ms = 0 is accepted and sent as WAIT n 0, which
- * Redis reads as "wait for ever" (lock.c, wait_for_replicas): the acquire
+ * Redis reads as "wait for ever" (acquire.c, wait_for_replicas): the acquire
  * hangs until the I/O timeout, returns FAIRLOCK_REDIS instead of
  * FAIRLOCK_NOTREPLICATED, and leaves the grant held on the master. */
 static void wait_timeout_zero_does_not_block(void) {
@@ -1404,7 +1405,7 @@ static void wait_timeout_zero_does_not_block(void) {
 
 /* A forked child that frees its copy of an auto-renewed handle (which
  * fairlock_free supports: the child leaves the parent's lock alone) hangs
- * in renew.c's fairlock__renew_free: it joins the parent's renewal thread,
+ * in renew.c's fairlock__renewer_free: it joins the parent's renewal thread,
  * which does not exist in the child, then destroys a condition variable
  * that records that thread as a waiter, and waits for it for ever. */
 static void forked_child_frees_renewed_handle(void) {

@@ -10,13 +10,13 @@
  * has it, and runs it afterwards, as a lost reply would.
  * Exit status 1: the bug reproduced; 0: it did not.
  *
- * Why (src/lock.c fairlock_acquire_ex / run_attempt / resolve_pending,
- * src/lua/cancel.lua): a new request starts with lock->ticket = 0, and the
- * ticket is learnt only from acquire.lua's reply.  If that reply is lost,
- * the request is PENDING with ticket 0, and the cancel.lua that resolves it
- * removes a queue entry only "if ticket > 0": the entry the server made
- * stays, fresh for the whole liveness window.  When it reaches the head, a
- * release hands the lock to it (docs/protocol.md promises the opposite:
+ * Why (src/acquire.c fairlock_acquire_ex / run_attempt, src/lease.c
+ * fairlock__request_resolve, src/lua/cancel.lua): a new request starts with
+ * lock->ticket = 0, and the ticket is learnt only from acquire.lua's reply.  If
+ * that reply is lost, the request is PENDING with ticket 0, and the cancel.lua
+ * that resolves it removes a queue entry only "if ticket > 0": the entry the
+ * server made stays, fresh for the whole liveness window.  When it reaches the
+ * head, a release hands the lock to it (docs/protocol.md promises the opposite:
  * cancel.lua "removes an entry if there is one"). */
 #include <pthread.h>
 #include <stdio.h>

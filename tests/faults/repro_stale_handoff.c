@@ -8,7 +8,7 @@
  *
  * Exit status 1: the bug reproduced (two holders); 0: it did not.
  *
- * Why (src/lua/common.lua grant_to_head, src/lua/acquire.lua, src/lock.c
+ * Why (src/lua/common.lua grant_to_head, src/lua/acquire.lua, src/acquire.c
  * acquire_loop/take_grant): a hand-off sets NAME with PX = the waiter's
  * lease but gives NAME:wake:TOKEN a TTL of the waiter's liveness window,
  * so with lease < liveness the message outlives the grant.  When the

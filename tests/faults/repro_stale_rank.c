@@ -7,7 +7,7 @@
  *
  * Exit status 1: the bug reproduced; 0: it did not.
  *
- * Why (src/lock.c acquire_loop, the "!lock->fifo || attempt.rank <= 1"
+ * Why (src/acquire.c acquire_loop, the "!lock->fifo || attempt.rank <= 1"
  * poll): a waiter learns its rank only from its own acquire.lua calls,
  * i.e. once per heartbeat.  Hand-offs ahead of it move it to the head
  * without telling it, so the real head may still believe it is third and
