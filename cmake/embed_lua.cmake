@@ -2,9 +2,12 @@
 #
 # Run with cmake -P.  Inputs: OUT (the .c file), COMMON (prepended to every
 # script, so shared functions are written once, but for a script whose
-# second line begins "-- standalone:"), SCRIPTS (;-separated .lua paths).  Each script's SHA1 is computed here, over exactly the text
+# second line begins "-- standalone:"), SEM_COMMON (prepended instead to
+# the semaphore and readers-writer scripts, named sem_*), SCRIPTS
+# (;-separated .lua paths).  Each script's SHA1 is computed here, over exactly the text
 # sent to Redis, so EVALSHA needs no SHA1 code in the library.
 file(READ "${COMMON}" common)
+file(READ "${SEM_COMMON}" sem_common)
 set(out "/* Generated from src/lua by cmake/embed_lua.cmake. Do not edit. */\n")
 string(APPEND out "#include \"internal.h\"\n")
 foreach(path IN LISTS SCRIPTS)
@@ -13,6 +16,8 @@ foreach(path IN LISTS SCRIPTS)
   # A script that says so on its second line stands alone.
   if(body MATCHES "^[^\n]*\n-- standalone:")
     set(text "${body}")
+  elseif(name MATCHES "^sem_")
+    set(text "${sem_common}${body}")
   else()
     set(text "${common}${body}")
   endif()

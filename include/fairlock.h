@@ -63,7 +63,9 @@ extern "C" {
     X(NOMEM, 5, "out of memory")                                               \
     X(INTERRUPTED, 6, "interrupted by the caller's interrupt callback")        \
     X(BUSY, 7, "this handle already holds the lock")                           \
-    X(NOTREPLICATED, 8, "grant not acknowledged by enough replicas")
+    X(NOTREPLICATED, 8, "grant not acknowledged by enough replicas")           \
+    X(MISMATCH, 9,                                                             \
+      "the name is in use as another kind of lock or with other permits")
 
 typedef enum fairlock_code {
 #define FAIRLOCK_ENUM_ENTRY(name, number, text) FAIRLOCK_##name = number,
@@ -227,7 +229,43 @@ typedef struct fairlock_options {
     const char *password;
     const char *sentinel_user;
     const char *sentinel_password;
+
+    /* What kind of lock the name is (a fairlock_kind): the mutex (the
+     * default), a counting semaphore of `permits` permits, or a
+     * readers-writer lock whose handle holds it shared (a reader) when
+     * `shared` is non-zero and exclusive (a writer) otherwise.  All three
+     * are FIFO-fair (fifo must stay 1 for the new kinds) and keep every
+     * other option's meaning: lease, renewal and lost notice, liveness
+     * window, fencing (a token per grant, so per permit), timeouts.
+     *
+     * Why options on the one handle rather than a handle type per kind:
+     * the acquire state machine, the lease and its renewer, cancel and
+     * release are the same for every kind -- only the scripts differ --
+     * so one handle keeps one API (fairlock_acquire(), fairlock_release(),
+     * fairlock_with() ...) and every binding and tool built on it gets the
+     * new kinds by setting two fields.
+     *
+     * The first user of a name records its kind, and N; every script
+     * checks it, and an acquire that asks for another kind or another N
+     * fails with FAIRLOCK_MISMATCH, whose message names both.  The record
+     * lives while anyone holds or waits.  The new kinds have keys of their
+     * own (NAME:kind, NAME:holders, ...; docs/protocol.md); the mutex's
+     * layout is unchanged.  Since 0.2.0. */
+    int kind;
+    int64_t permits; /* semaphore: 1 to FAIRLOCK_PERMITS_MAX */
+    int shared;      /* readers-writer lock: non-zero for a shared hold */
 } fairlock_options;
+
+/* Kinds of lock (fairlock_options.kind). Since 0.2.0. */
+typedef enum fairlock_kind {
+    FAIRLOCK_KIND_MUTEX = 0,
+    FAIRLOCK_KIND_SEMAPHORE = 1,
+    FAIRLOCK_KIND_RWLOCK = 2
+} fairlock_kind;
+
+/* Most permits a semaphore may have: each grant looks for the lowest free
+ * permit, which costs up to one lookup per holder. */
+#define FAIRLOCK_PERMITS_MAX ((int64_t)100000)
 
 /* Fill *opts, a struct of `size` bytes, with the reference's defaults.
  * Call it through fairlock_options_init(opts).
@@ -345,6 +383,12 @@ FAIRLOCK_EXPORT int64_t fairlock_valid_until_ms(fairlock *lock);
  * Thread safety: one thread per handle. Since 0.1.0. */
 FAIRLOCK_EXPORT int64_t fairlock_fence(const fairlock *lock);
 
+/* The permit (1 to N) the current grant of a semaphore holds: no two
+ * holders at once have the same, so it can name one of N resources.  0
+ * when not held or not a semaphore.
+ * Thread safety: one thread per handle. Since 0.2.0. */
+FAIRLOCK_EXPORT int64_t fairlock_permit(const fairlock *lock);
+
 /* Release the lock held by `token` (as printed by a process that acquired
  * it and exited), handing it to the next waiter.  The handle's own state is
  * untouched.  Returns FAIRLOCK_OK, FAIRLOCK_NOTOWNED when `token` does not
@@ -360,6 +404,17 @@ typedef struct fairlock_waiter {
     int64_t liveness_ms; /* its eviction window; 0 if unknown (not ours) */
 } fairlock_waiter;
 
+/* One holder in a fairlock_status.  The struct may grow: reach the
+ * holders only through fairlock_status_holder(). */
+typedef struct fairlock_holder {
+    size_t size;       /* sizeof(fairlock_holder) in the library */
+    const char *token; /* its owner token */
+    int64_t pttl_ms;   /* remaining lease; -1 none */
+    int64_t permit;    /* semaphore: 1..N; else 0 */
+    int64_t fence;     /* fencing token of its grant, 0 when none */
+    int shared;        /* readers-writer lock: 1 shared, 0 exclusive */
+} fairlock_holder;
+
 /* A snapshot of a lock, taken atomically on the server. */
 typedef struct fairlock_status {
     int64_t server_time_ms;   /* the server's wall clock */
@@ -369,6 +424,15 @@ typedef struct fairlock_status {
     size_t total_waiters;     /* queue length */
     size_t waiter_count;      /* entries in waiters (at most max_waiters) */
     fairlock_waiter *waiters; /* in queue order */
+    /* Since 0.2.0: the kind the name is in use as (a fairlock_kind; the
+     * handle's when nothing is recorded), a semaphore's N (else 0), and
+     * every holder (a mutex has at most one: `holder` above).  For the new
+     * kinds `holder` and `holder_pttl_ms` are those of the holder whose
+     * lease ends first. */
+    int kind;
+    int64_t permits;
+    size_t holder_count;
+    const void *holders_; /* private: use fairlock_status_holder() */
 } fairlock_status;
 
 /* Take a snapshot of the lock: holder, lease, and up to max_waiters
@@ -378,6 +442,12 @@ typedef struct fairlock_status {
 FAIRLOCK_EXPORT int fairlock_status_get(fairlock *lock, size_t max_waiters,
                                         fairlock_status **out);
 FAIRLOCK_EXPORT void fairlock_status_free(fairlock_status *status);
+
+/* Holder i (0 <= i < status->holder_count) of a snapshot, or NULL.  Valid
+ * as long as the snapshot.
+ * Thread safety: reentrant. Since 0.2.0. */
+FAIRLOCK_EXPORT const fairlock_holder *
+fairlock_status_holder(const fairlock_status *status, size_t i);
 
 /* Ticket of the current grant (its place in the FIFO queue: strictly
  * increasing while the queue is non-empty, restarting at 1 once it drains,

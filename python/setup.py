@@ -40,16 +40,19 @@ def library_version() -> str:
 
 def embed_lua(lua_dir: Path, generator: str = "python/setup.py") -> str:
     """The C file of script constants for src/lua/*.lua: common.lua is put
-    before every script but one whose second line begins '-- standalone:',
-    and each SHA1 is of exactly the text sent to Redis (for EVALSHA)."""
+    before every script but one whose second line begins '-- standalone:'
+    (sem_common.lua before the sem_* scripts), and each SHA1 is of exactly
+    the text sent to Redis (for EVALSHA)."""
     common = (lua_dir / "common.lua").read_bytes().decode("utf-8")
+    sem_common = (lua_dir / "sem_common.lua").read_bytes().decode("utf-8")
     out = [GENERATED_HEADER.format(generator), '#include "internal.h"\n']
     for path in sorted(lua_dir.glob("*.lua")):
-        if path.name == "common.lua":
+        if path.name in ("common.lua", "sem_common.lua"):
             continue
         body = path.read_bytes().decode("utf-8")
         standalone = re.match(r"[^\n]*\n-- standalone:", body)
-        text = body if standalone else common + body
+        prefix = sem_common if path.name.startswith("sem_") else common
+        text = body if standalone else prefix + body
         sha = hashlib.sha1(text.encode("utf-8")).hexdigest()
         text = (text.replace("\\", "\\\\").replace('"', '\\"')
                 .replace("\n", '\\n"\n    "'))

@@ -132,6 +132,7 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
     if (attempt->ticket > 0)
         lock->ticket = attempt->ticket;
     lock->fence = attempt->fence;
+    lock->permit = attempt->permit;
     int64_t from = granted_sent_ms;
     int64_t valid_until = fairlock__validity(from, attempt->lease_ms);
     /* The grant happened after our last request, which may be a heartbeat
@@ -336,6 +337,16 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
     if (fairlock__token_new(lock->token, lease, live, lock->opts.fencing) != 0)
         return fairlock__fail(lock, FAIRLOCK_REDIS,
                               "getrandom failed; no token could be made");
+    /* A reader says so in its token, so that whichever script grants it
+     * knows its mode (sem_common.lua's token_terms). */
+    if (lock->opts.shared) {
+        size_t used = strlen(lock->token);
+        if (used + 2 >= sizeof lock->token)
+            return fairlock__fail(lock, FAIRLOCK_INVALID,
+                                  "lease and stale timeout too long for a "
+                                  "token");
+        memcpy(lock->token + used, ".s", 3);
+    }
     lock->ticket = 0;
     lock->fence = 0;
     lock->request_pid = getpid();

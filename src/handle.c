@@ -100,6 +100,32 @@ static int check_options(fairlock *lock, const fairlock_options *o) {
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "wait_replicas is %d; it must be 0 or more",
                               o->wait_replicas);
+    if (o->kind != FAIRLOCK_KIND_MUTEX && o->kind != FAIRLOCK_KIND_SEMAPHORE &&
+        o->kind != FAIRLOCK_KIND_RWLOCK)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "kind is %d; it must be FAIRLOCK_KIND_MUTEX, "
+                              "_SEMAPHORE or _RWLOCK",
+                              o->kind);
+    if (o->kind == FAIRLOCK_KIND_SEMAPHORE &&
+        (o->permits < 1 || o->permits > FAIRLOCK_PERMITS_MAX))
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "permits is %" PRId64 "; a semaphore needs 1 to "
+                              "%" PRId64,
+                              o->permits, FAIRLOCK_PERMITS_MAX);
+    if (o->kind != FAIRLOCK_KIND_SEMAPHORE && o->permits != 0)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "permits is set but kind is not "
+                              "FAIRLOCK_KIND_SEMAPHORE");
+    if (o->kind != FAIRLOCK_KIND_RWLOCK && o->shared)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "shared is set but kind is not "
+                              "FAIRLOCK_KIND_RWLOCK");
+    /* A non-FIFO request never queues, and the new kinds are all queue:
+     * a barging waiter would starve a queued writer. */
+    if (o->kind != FAIRLOCK_KIND_MUTEX && !o->fifo)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "a semaphore or readers-writer lock is always "
+                              "FIFO; fifo must be 1");
     if (o->auto_renew && o->ttl_ms == FAIRLOCK_FOREVER)
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "auto_renew needs a finite lease, but ttl_ms is "
@@ -119,14 +145,15 @@ static int has_hash_tag(const char *name, size_t len) {
 
 /* Copies the name and derives the keys. */
 static int copy_name_and_keys(fairlock *lock, const char *name, size_t len,
-                              int hash_tag) {
+                              int hash_tag, int kind, int64_t permits) {
     lock->name = malloc(len + 1);
     if (lock->name == NULL)
         return FAIRLOCK_NOMEM;
     memcpy(lock->name, name, len);
     lock->name[len] = '\0';
     lock->name_len = len;
-    return fairlock__keys_init(&lock->keys, name, len, hash_tag);
+    return fairlock__keys_init_kind(&lock->keys, name, len, hash_tag, kind,
+                                    permits);
 }
 
 /* Parses the URL from the option, $FAIRLOCK_URL, $REDIS_URL or the
@@ -230,7 +257,8 @@ static int create(const fairlock_options *opts, fairlock **out) {
                             "hash slot: use a name with a hash tag such as "
                             "\"{orders}:42\", or set the hash_tag option");
     if (rc == FAIRLOCK_OK &&
-        copy_name_and_keys(lock, opts->name, len, opts->hash_tag != 0) != 0)
+        copy_name_and_keys(lock, opts->name, len, opts->hash_tag != 0,
+                           opts->kind, opts->permits) != 0)
         rc = FAIRLOCK_NOMEM;
     if (rc == FAIRLOCK_NOMEM) {
         fairlock_free(lock);
@@ -249,6 +277,7 @@ static int create(const fairlock_options *opts, fairlock **out) {
     lock->opts.fifo = opts->fifo != 0;
     lock->opts.auto_renew = opts->auto_renew != 0;
     lock->opts.fencing = opts->fencing != 0;
+    lock->opts.shared = opts->shared != 0;
     lock->conn.io_timeout_ms = opts->io_timeout_ms;
     if (opts->redis != NULL) {
         lock->conn.ctx = opts->redis;
@@ -319,6 +348,12 @@ int64_t fairlock_ticket(const fairlock *lock) {
 int64_t fairlock_fence(const fairlock *lock) {
     return lock != NULL && lock->request == FAIRLOCK__REQUEST_HELD ? lock->fence
                                                                    : 0;
+}
+
+int64_t fairlock_permit(const fairlock *lock) {
+    return lock != NULL && lock->request == FAIRLOCK__REQUEST_HELD
+               ? lock->permit
+               : 0;
 }
 
 int64_t fairlock_rank(const fairlock *lock) {

@@ -108,6 +108,12 @@ extern const fairlock__script fairlock__script_release;
 extern const fairlock__script fairlock__script_cancel;
 extern const fairlock__script fairlock__script_extend;
 extern const fairlock__script fairlock__script_status;
+extern const fairlock__script fairlock__script_sem_acquire;
+extern const fairlock__script fairlock__script_sem_release;
+extern const fairlock__script fairlock__script_sem_cancel;
+extern const fairlock__script fairlock__script_sem_extend;
+extern const fairlock__script fairlock__script_sem_holds;
+extern const fairlock__script fairlock__script_sem_status;
 
 /* ---- Randomness and clock (token.c). ---- */
 
@@ -319,6 +325,7 @@ struct fairlock {
     int64_t rank;      /* while waiting, as of the last attempt; else -1 */
     pid_t request_pid; /* process that made the current request */
     int64_t fence;
+    int64_t permit; /* semaphore: the grant's permit */
     int64_t lease_ms;
     int64_t foreign_live_ms; /* the stale timeout, resolved at create */
     int64_t last_sent_ms;    /* when the last acquire script was sent */

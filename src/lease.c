@@ -421,6 +421,7 @@ void fairlock__request_forget(fairlock *lock) {
     lock->ticket = 0;
     lock->rank = -1;
     lock->fence = 0;
+    lock->permit = 0;
     lock->token[0] = '\0';
     fairlock__lease_publish(lock->lease, FAIRLOCK_STATE_IDLE, 0);
 }

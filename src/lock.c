@@ -157,6 +157,13 @@ int fairlock_status_get(fairlock *lock, size_t max_waiters,
 
 void fairlock_status_free(fairlock_status *status) { free(status); }
 
+const fairlock_holder *fairlock_status_holder(const fairlock_status *status,
+                                              size_t i) {
+    if (status == NULL || i >= status->holder_count)
+        return NULL;
+    return (const fairlock_holder *)status->holders_ + i;
+}
+
 int fairlock_with(fairlock *lock, fairlock_body_fn body, void *arg,
                   int *body_result) {
     if (lock == NULL)

@@ -15,7 +15,26 @@ static const char *const key_suffixes[FAIRLOCK__KEY_COUNT] = {
     [FAIRLOCK__KEY_SEQ] = ":seq",       [FAIRLOCK__KEY_NFWAIT] = ":nfwait",
     [FAIRLOCK__KEY_NFWAKE] = ":nfwake", [FAIRLOCK__KEY_FENCE] = ":fence",
     [FAIRLOCK__KEY_WATCH] = ":watch"};
+/* The semaphore's and readers-writer lock's, none of them the mutex's but
+ * the last, which their scripts only look at (sem_common.lua). */
+static const char *const shared_suffixes[FAIRLOCK__KEY_COUNT] = {
+    [FAIRLOCK__SKEY_KIND] = ":kind",     [FAIRLOCK__SKEY_HOLDERS] = ":holders",
+    [FAIRLOCK__SKEY_QUEUE] = ":waiters", [FAIRLOCK__SKEY_SEQ] = ":tickets",
+    [FAIRLOCK__SKEY_FENCE] = ":fencing", [FAIRLOCK__SKEY_GRANTS] = ":grants",
+    [FAIRLOCK__SKEY_MUTEX] = ""};
 static const char wake_infix[] = ":wake:";
+static const char grant_infix[] = ":grant:";
+#define INFIX_MAX                                                              \
+    (sizeof grant_infix > sizeof wake_infix ? sizeof grant_infix               \
+                                            : sizeof wake_infix)
+
+static int is_mutex(const fairlock__keys *keys) {
+    return keys->kind == FAIRLOCK_KIND_MUTEX;
+}
+
+static const char *infix_of(const fairlock__keys *keys) {
+    return is_mutex(keys) ? wake_infix : grant_infix;
+}
 
 /* Room for any int64_t in decimal. */
 typedef struct number {
@@ -34,10 +53,24 @@ static number num(int64_t v) {
 
 int fairlock__keys_init(fairlock__keys *keys, const char *name, size_t len,
                         int hash_tag) {
+    return fairlock__keys_init_kind(keys, name, len, hash_tag,
+                                    FAIRLOCK_KIND_MUTEX, 0);
+}
+
+int fairlock__keys_init_kind(fairlock__keys *keys, const char *name, size_t len,
+                             int hash_tag, int kind, int64_t permits) {
     memset(keys, 0, sizeof *keys);
+    keys->kind = kind;
+    if (kind == FAIRLOCK_KIND_SEMAPHORE)
+        snprintf(keys->tag, sizeof keys->tag, "semaphore %" PRId64, permits);
+    else if (kind == FAIRLOCK_KIND_RWLOCK)
+        snprintf(keys->tag, sizeof keys->tag, "rwlock");
+    const char *const *suffixes = is_mutex(keys) ? key_suffixes
+                                                 : shared_suffixes;
+    const char *infix = infix_of(keys);
     size_t base_len = len + (hash_tag ? 2 : 0);
     for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++) {
-        size_t suffix_len = strlen(key_suffixes[i]);
+        size_t suffix_len = strlen(suffixes[i]);
         char *key = malloc(base_len + suffix_len + 1);
         if (key == NULL)
             return FAIRLOCK_NOMEM;
@@ -49,20 +82,23 @@ int fairlock__keys_init(fairlock__keys *keys, const char *name, size_t len,
         key += len;
         if (hash_tag)
             *key++ = '}';
-        memcpy(key, key_suffixes[i], suffix_len + 1);
+        memcpy(key, suffixes[i], suffix_len + 1);
     }
-    keys->wake = malloc(base_len + sizeof wake_infix + FAIRLOCK_TOKEN_MAX);
+    keys->wake = malloc(base_len + INFIX_MAX + FAIRLOCK_TOKEN_MAX);
     if (keys->wake == NULL)
         return FAIRLOCK_NOMEM;
-    memcpy(keys->wake, keys->names[FAIRLOCK__KEY_LOCK], base_len);
-    memcpy(keys->wake + base_len, wake_infix, sizeof wake_infix);
+    /* Every key begins with the base, the mutex's lock key is the base. */
+    memcpy(keys->wake, keys->names[0], base_len);
+    memcpy(keys->wake + base_len, infix, strlen(infix) + 1);
     keys->base_len = base_len;
-    keys->wake_len = base_len + sizeof wake_infix - 1;
+    keys->wake_len = base_len + strlen(infix);
     return FAIRLOCK_OK;
 }
 
 int fairlock__keys_copy(fairlock__keys *dst, const fairlock__keys *src) {
     memset(dst, 0, sizeof *dst);
+    dst->kind = src->kind;
+    memcpy(dst->tag, src->tag, sizeof dst->tag);
     for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++) {
         if ((dst->names[i] = malloc(src->lens[i] + 1)) == NULL)
             return FAIRLOCK_NOMEM;
@@ -74,7 +110,7 @@ int fairlock__keys_copy(fairlock__keys *dst, const fairlock__keys *src) {
 }
 
 void fairlock__keys_set_wake(fairlock__keys *keys, const char *token) {
-    size_t prefix = keys->base_len + sizeof wake_infix - 1;
+    size_t prefix = keys->base_len + strlen(infix_of(keys));
     size_t token_len = strlen(token);
     memcpy(keys->wake + prefix, token, token_len + 1);
     keys->wake_len = prefix + token_len;
@@ -110,12 +146,59 @@ int fairlock__token_new(char out[FAIRLOCK_TOKEN_MAX], int64_t lease_ms,
  * Script calls
  * ------------------------------------------------------------------------- */
 
+/* How a kind tag reads in a message. */
+static void describe_tag(const char *tag, size_t len, char *out, size_t size) {
+    char copy[FAIRLOCK__KIND_TAG_SIZE];
+    if (len >= sizeof copy)
+        len = sizeof copy - 1;
+    memcpy(copy, tag, len);
+    copy[len] = '\0';
+    long long n;
+    if (sscanf(copy, "semaphore %lld", &n) == 1)
+        snprintf(out, size, "a semaphore of %lld permit%s", n,
+                 n == 1 ? "" : "s");
+    else if (strcmp(copy, "rwlock") == 0)
+        snprintf(out, size, "a readers-writer lock");
+    else if (strcmp(copy, "mutex") == 0)
+        snprintf(out, size, "a mutex");
+    else
+        snprintf(out, size, "\"%s\"", copy);
+}
+
+/* The new kinds' scripts refuse a name recorded as another kind (or N)
+ * with "fairlock-kind: [TAG]" (sem_common.lua's check_kind); that is the
+ * caller's mistake, not Redis failing, so it gets its own code and a
+ * message naming both sides. */
+static int eval(fairlock__conn *conn, fairlock__error *err,
+                const fairlock__keys *keys, const fairlock__script *script,
+                int argc, const char **argv, redisReply **out) {
+    int rc = fairlock__conn_eval(conn, err, keys, script, argc, argv, out);
+    if (rc != FAIRLOCK_REDIS || is_mutex(keys))
+        return rc;
+    const char *open = strstr(err->msg, "fairlock-kind: [");
+    const char *close = open ? strchr(open, ']') : NULL;
+    if (close == NULL)
+        return rc;
+    open += strlen("fairlock-kind: [");
+    char recorded[64], wanted[64];
+    describe_tag(open, (size_t)(close - open), recorded, sizeof recorded);
+    describe_tag(keys->tag, strlen(keys->tag), wanted, sizeof wanted);
+    const char *name = keys->names[FAIRLOCK__SKEY_MUTEX];
+    int name_len = keys->base_len > 80 ? 80 : (int)keys->base_len;
+    return fairlock__error_set(
+        err, FAIRLOCK_MISMATCH,
+        "\"%.*s\" is in use as %s, but this handle asks for %s: every user "
+        "of a name must agree (to change it, see \"Changing the number of "
+        "permits\" in docs/protocol.md)",
+        name_len, name, recorded, wanted);
+}
+
 /* Runs an acquire script and decodes its reply. */
 static int attempt(fairlock__conn *conn, fairlock__error *err,
                    const fairlock__keys *keys, const fairlock__script *script,
                    int argc, const char **argv, fairlock__attempt *out) {
     redisReply *reply;
-    int rc = fairlock__conn_eval(conn, err, keys, script, argc, argv, &reply);
+    int rc = eval(conn, err, keys, script, argc, argv, &reply);
     if (rc != FAIRLOCK_OK)
         return rc;
     char why[128];
@@ -131,6 +214,11 @@ int fairlock__call_acquire(fairlock__conn *conn, fairlock__error *err,
                            int64_t ticket, int64_t foreign_live_ms,
                            int try_once, fairlock__attempt *out) {
     number t = num(ticket), live = num(foreign_live_ms);
+    if (!is_mutex(keys)) {
+        const char *sargv[4] = {token, t.s, keys->tag, try_once ? "1" : "0"};
+        return attempt(conn, err, keys, &fairlock__script_sem_acquire, 4, sargv,
+                       out);
+    }
     const char *argv[4] = {token, t.s, live.s, try_once ? "1" : "0"};
     return attempt(conn, err, keys, &fairlock__script_acquire, 4, argv, out);
 }
@@ -151,7 +239,7 @@ static int eval_flag(fairlock__conn *conn, fairlock__error *err,
                      const fairlock__keys *keys, const fairlock__script *script,
                      int argc, const char **argv, int *flag) {
     redisReply *reply;
-    int rc = fairlock__conn_eval(conn, err, keys, script, argc, argv, &reply);
+    int rc = eval(conn, err, keys, script, argc, argv, &reply);
     if (rc != FAIRLOCK_OK)
         return rc;
     *flag = fairlock__decode_flag(reply) == 1;
@@ -163,9 +251,11 @@ int fairlock__call_release(fairlock__conn *conn, fairlock__error *err,
                            const fairlock__keys *keys, const char *token,
                            int64_t foreign_live_ms, int *released) {
     number live = num(foreign_live_ms);
-    const char *argv[2] = {token, live.s};
-    return eval_flag(conn, err, keys, &fairlock__script_release, 2, argv,
-                     released);
+    const char *argv[2] = {token, is_mutex(keys) ? live.s : keys->tag};
+    return eval_flag(conn, err, keys,
+                     is_mutex(keys) ? &fairlock__script_release
+                                    : &fairlock__script_sem_release,
+                     2, argv, released);
 }
 
 int fairlock__call_cancel(fairlock__conn *conn, fairlock__error *err,
@@ -173,10 +263,13 @@ int fairlock__call_cancel(fairlock__conn *conn, fairlock__error *err,
                           int64_t ticket, int64_t foreign_live_ms, char *cursor,
                           int *undone) {
     number t = num(ticket), live = num(foreign_live_ms);
-    const char *argv[4] = {token, t.s, live.s, cursor};
+    const char *argv[4] = {token, t.s, is_mutex(keys) ? live.s : keys->tag,
+                           cursor};
     redisReply *reply;
-    int rc = fairlock__conn_eval(conn, err, keys, &fairlock__script_cancel, 4,
-                                 argv, &reply);
+    int rc = eval(conn, err, keys,
+                  is_mutex(keys) ? &fairlock__script_cancel
+                                 : &fairlock__script_sem_cancel,
+                  4, argv, &reply);
     if (rc != FAIRLOCK_OK)
         return rc;
     char why[128];
@@ -194,7 +287,10 @@ int fairlock__call_extend(fairlock__conn *conn, fairlock__error *err,
                           int64_t lease_ms, int *owned) {
     number px = num(lease_ms);
     const char *argv[2] = {token, px.s};
-    return eval_flag(conn, err, keys, &fairlock__script_extend, 2, argv, owned);
+    return eval_flag(conn, err, keys,
+                     is_mutex(keys) ? &fairlock__script_extend
+                                    : &fairlock__script_sem_extend,
+                     2, argv, owned);
 }
 
 int fairlock__call_extend_later(fairlock__conn *conn, fairlock__error *err,
@@ -204,7 +300,10 @@ int fairlock__call_extend_later(fairlock__conn *conn, fairlock__error *err,
                                 void *arg) {
     number px = num(lease_ms);
     const char *argv[2] = {token, px.s};
-    return fairlock__conn_defer_eval(conn, err, keys, &fairlock__script_extend,
+    return fairlock__conn_defer_eval(conn, err, keys,
+                                     is_mutex(keys)
+                                         ? &fairlock__script_extend
+                                         : &fairlock__script_sem_extend,
                                      2, argv, fn, arg);
 }
 
@@ -214,12 +313,18 @@ int fairlock__call_status(fairlock__conn *conn, fairlock__error *err,
     number limit = num(max_waiters > 1000000 ? 1000000 : (int64_t)max_waiters);
     const char *argv[1] = {limit.s};
     redisReply *reply;
-    int rc = fairlock__conn_eval(conn, err, keys, &fairlock__script_status, 1,
-                                 argv, &reply);
+    int rc = eval(conn, err, keys,
+                  is_mutex(keys) ? &fairlock__script_status
+                                 : &fairlock__script_sem_status,
+                  1, argv, &reply);
     if (rc != FAIRLOCK_OK)
         return rc;
     char why[128];
-    rc = fairlock__decode_status(reply, out, why, sizeof why);
+    rc = is_mutex(keys)
+             ? fairlock__decode_status(reply, out, why, sizeof why)
+             : fairlock__decode_sem_status(reply, out, why, sizeof why);
+    if (rc == FAIRLOCK_OK && (*out)->kind < 0)
+        (*out)->kind = keys->kind;
     freeReplyObject(reply);
     if (rc != FAIRLOCK_OK)
         return fairlock__error_set(
@@ -298,6 +403,11 @@ static int query_lock_key(fairlock__conn *conn, fairlock__error *err,
 int fairlock__call_holder_is(fairlock__conn *conn, fairlock__error *err,
                              const fairlock__keys *keys, const char *token,
                              int *owned) {
+    if (!is_mutex(keys)) {
+        const char *argv[1] = {token};
+        return eval_flag(conn, err, keys, &fairlock__script_sem_holds, 1, argv,
+                         owned);
+    }
     redisReply *reply;
     int rc = query_lock_key(conn, err, keys, "GET", &reply);
     if (rc != FAIRLOCK_OK)
@@ -310,6 +420,11 @@ int fairlock__call_holder_is(fairlock__conn *conn, fairlock__error *err,
 
 int fairlock__call_locked(fairlock__conn *conn, fairlock__error *err,
                           const fairlock__keys *keys, int *locked) {
+    if (!is_mutex(keys)) {
+        const char *argv[1] = {""};
+        return eval_flag(conn, err, keys, &fairlock__script_sem_holds, 1, argv,
+                         locked);
+    }
     redisReply *reply;
     int rc = query_lock_key(conn, err, keys, "EXISTS", &reply);
     if (rc != FAIRLOCK_OK)

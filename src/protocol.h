@@ -32,8 +32,28 @@ typedef enum {
     FAIRLOCK__KEY_COUNT
 } fairlock__key_slot;
 
-/* The keys of one lock, and the wake list of its current request. */
+/* The KEYS of the semaphore and readers-writer scripts, in
+ * sem_common.lua's order: as many, so the connection passes either set
+ * the same way. */
+enum {
+    FAIRLOCK__SKEY_KIND,    /* NAME:kind */
+    FAIRLOCK__SKEY_HOLDERS, /* NAME:holders */
+    FAIRLOCK__SKEY_QUEUE,   /* NAME:waiters */
+    FAIRLOCK__SKEY_SEQ,     /* NAME:tickets */
+    FAIRLOCK__SKEY_FENCE,   /* NAME:fencing */
+    FAIRLOCK__SKEY_GRANTS,  /* NAME:grants */
+    FAIRLOCK__SKEY_MUTEX    /* NAME, the mutex's lock key, only read */
+};
+
+/* Room for "semaphore N" or "rwlock". */
+#define FAIRLOCK__KIND_TAG_SIZE 32
+
+/* The keys of one lock, and the wake list of its current request.  kind
+ * (a fairlock_kind) selects the layout and the scripts every call below
+ * runs; tag is what the new kinds record in NAME:kind. */
 typedef struct fairlock__keys {
+    int kind;
+    char tag[FAIRLOCK__KIND_TAG_SIZE];
     char *names[FAIRLOCK__KEY_COUNT];
     size_t lens[FAIRLOCK__KEY_COUNT];
     size_t base_len; /* NAME, or {NAME} with hash_tag */
@@ -45,6 +65,9 @@ typedef struct fairlock__keys {
  * "{NAME}...".  Returns FAIRLOCK_OK or FAIRLOCK_NOMEM (clear them then). */
 int fairlock__keys_init(fairlock__keys *keys, const char *name, size_t len,
                         int hash_tag);
+/* The same for a lock of any kind: permits is a semaphore's N. */
+int fairlock__keys_init_kind(fairlock__keys *keys, const char *name, size_t len,
+                             int hash_tag, int kind, int64_t permits);
 /* A copy for another thread.  Returns FAIRLOCK_OK or FAIRLOCK_NOMEM. */
 int fairlock__keys_copy(fairlock__keys *dst, const fairlock__keys *src);
 /* Points keys->wake at the wake list of `token`. */
@@ -78,9 +101,11 @@ typedef struct fairlock__attempt {
     int64_t lease_ms; /* lease given with a grant; 0 = no expiry */
     int64_t fence;    /* fencing token of a grant, 0 = none */
     int next_call;    /* FAIRLOCK__NEXT_*: when a waiter should call again */
+    int64_t permit;   /* semaphore: the grant's permit; else 0 */
 } fairlock__attempt;
 
-/* Decodes the reply of acquire.lua / acquire_nonfifo.lua.  Returns 0, or -1
+/* Decodes the reply of acquire.lua / acquire_nonfifo.lua, or of
+ * sem_acquire.lua (an eighth field: the permit).  Returns 0, or -1
  * with a reason in err. */
 int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
                              char *err, size_t errlen);
@@ -92,7 +117,8 @@ int fairlock__decode_cancel(const redisReply *reply, int *undone, char *cursor,
                             size_t cursor_len, char *err, size_t errlen);
 
 /* Decodes the element a hand-off pushes to a waiter's wake list
- * ("ticket:lease_ms:fence") into out->ticket, lease_ms and fence.
+ * ("ticket:lease_ms:fence", or with ":permit" from sem_common.lua) into
+ * out->ticket, lease_ms, fence and permit (0 when absent).
  * Returns 0 or -1. */
 int fairlock__decode_handoff(const char *s, size_t len, fairlock__attempt *out);
 
@@ -101,6 +127,9 @@ int fairlock__decode_handoff(const char *s, size_t len, fairlock__attempt *out);
  * reason in err. */
 int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
                             char *err, size_t errlen);
+/* The same for sem_status.lua's reply. */
+int fairlock__decode_sem_status(const redisReply *reply, fairlock_status **out,
+                                char *err, size_t errlen);
 
 /* The reply of a script that answers 1 or 0 (release.lua, extend.lua):
  * 1 or 0, or -1 for no reply (NULL) or one that is not an integer. */
@@ -121,7 +150,9 @@ long long fairlock__decode_wait(const redisReply *reply);
 
 /* ---- Script calls (protocol.c). ----
  *
- * Each runs its script with the lock's keys on conn and decodes the reply.
+ * Each runs its script with the lock's keys on conn and decodes the reply;
+ * keys->kind picks the mutex's scripts or sem_*.lua.  A name recorded as
+ * another kind (or N) makes an acquire fail with FAIRLOCK_MISMATCH.
  * They return FAIRLOCK_OK, or a code with err set: FAIRLOCK_REDIS for an
  * I/O failure (outcome unknown), a server error or a malformed reply. */
 

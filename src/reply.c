@@ -9,13 +9,15 @@
 
 int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
                              char *err, size_t errlen) {
+    /* sem_acquire.lua adds the permit. */
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-        reply->elements != ATTEMPT_FIELDS) {
+        (reply->elements != ATTEMPT_FIELDS &&
+         reply->elements != ATTEMPT_FIELDS + 1)) {
         snprintf(err, errlen, "unexpected reply to the acquire script");
         return -1;
     }
-    long long v[ATTEMPT_FIELDS];
-    for (size_t i = 0; i < ATTEMPT_FIELDS; i++) {
+    long long v[ATTEMPT_FIELDS + 1] = {0};
+    for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *e = reply->element[i];
         if (e == NULL || e->type != REDIS_REPLY_INTEGER) {
             snprintf(err, errlen,
@@ -25,7 +27,7 @@ int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
         v[i] = e->integer;
     }
     if ((v[0] != 0 && v[0] != 1) || v[1] < 0 || v[2] < 0 || v[4] < 0 ||
-        v[5] < 0 || v[6] < 0 || v[6] > 2) {
+        v[5] < 0 || v[6] < 0 || v[6] > 2 || v[7] < 0) {
         snprintf(err, errlen, "out-of-range value in the acquire reply");
         return -1;
     }
@@ -36,6 +38,7 @@ int fairlock__decode_attempt(const redisReply *reply, fairlock__attempt *out,
     out->lease_ms = v[4];
     out->fence = v[5];
     out->next_call = (int)v[6];
+    out->permit = v[7];
     return 0;
 }
 
@@ -87,11 +90,19 @@ int fairlock__decode_handoff(const char *s, size_t len,
     if (s == NULL)
         return -1;
     const char *end = s + len;
-    int64_t ticket, lease, fence;
+    int64_t ticket, lease, fence, permit = 0;
+    const char *fourth = memchr(s, ':', len);
+    fourth = fourth ? memchr(fourth + 1, ':', (size_t)(end - fourth - 1))
+                    : NULL;
+    fourth = fourth ? memchr(fourth + 1, ':', (size_t)(end - fourth - 1))
+                    : NULL;
     if (parse_field(&s, end, ':', &ticket) != 0 ||
         parse_field(&s, end, ':', &lease) != 0 ||
-        parse_field(&s, end, '\0', &fence) != 0 || s != end)
+        parse_field(&s, fourth ? fourth + 1 : end, fourth ? ':' : '\0',
+                    &fence) != 0 ||
+        (fourth && parse_field(&s, end, '\0', &permit) != 0) || s != end)
         return -1;
+    out->permit = permit;
     out->ticket = ticket;
     out->lease_ms = lease;
     out->fence = fence;
@@ -153,22 +164,53 @@ int64_t fairlock__token_liveness(const char *token, size_t len) {
     return live;
 }
 
-int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
-                            char *err, size_t errlen) {
+/* Whether a token asks for a shared hold ("...[.f].s"). */
+static int token_shared(const char *token, size_t len) {
+    return len >= 2 && token[len - 2] == '.' && token[len - 1] == 's';
+}
+
+/* Both status replies begin {server_ms, holder, pttl, fence, total}; the
+ * new kinds' go on {tag, holder_count, 4 fields per holder} before the
+ * members.  One block: the struct, the holders, the waiters, the
+ * strings. */
+static int decode_any_status(const redisReply *reply, int sem,
+                             fairlock_status **out, char *err, size_t errlen) {
     *out = NULL;
+    size_t head = sem ? 7 : 5;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-        reply->elements < 5) {
+        reply->elements < head) {
         snprintf(err, errlen, "unexpected reply to the status script");
         return FAIRLOCK_REDIS;
     }
-    size_t count = reply->elements - 5;
+    int bad = 0;
     const redisReply *holder = reply->element[1];
-    /* One block: the struct, the waiters, then the strings. */
-    size_t size = sizeof(fairlock_status) + count * sizeof(fairlock_waiter);
+    size_t holders = 0;
+    if (sem) {
+        int64_t n = to_int(reply->element[6], &bad);
+        if (bad || n < 0 || (size_t)n > (reply->elements - head) / 4) {
+            snprintf(err, errlen, "unexpected holder count in the status");
+            return FAIRLOCK_REDIS;
+        }
+        holders = (size_t)n;
+    } else {
+        holders = holder->type == REDIS_REPLY_STRING;
+    }
+    size_t first_member = head + (sem ? 4 * holders : 0);
+    size_t count = reply->elements - first_member;
+    size_t size = sizeof(fairlock_status) + holders * sizeof(fairlock_holder) +
+                  count * sizeof(fairlock_waiter);
     if (holder->type == REDIS_REPLY_STRING)
         size += holder->len + 1;
+    for (size_t i = 0; i < holders && sem; i++) {
+        const redisReply *t = reply->element[head + 4 * i];
+        if (t->type != REDIS_REPLY_STRING) {
+            snprintf(err, errlen, "unexpected holder in the status");
+            return FAIRLOCK_REDIS;
+        }
+        size += t->len + 1;
+    }
     for (size_t i = 0; i < count; i++) {
-        const redisReply *m = reply->element[5 + i];
+        const redisReply *m = reply->element[first_member + i];
         if (m->type != REDIS_REPLY_STRING) {
             snprintf(err, errlen, "unexpected queue member in the status");
             return FAIRLOCK_REDIS;
@@ -178,13 +220,16 @@ int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
     fairlock_status *st = calloc(1, size);
     if (st == NULL)
         return FAIRLOCK_NOMEM;
-    st->waiters = (fairlock_waiter *)(st + 1);
+    fairlock_holder *hs = (fairlock_holder *)(st + 1);
+    st->waiters = (fairlock_waiter *)(hs + holders);
     char *strings = (char *)(st->waiters + count);
-    int bad = 0;
     st->server_time_ms = to_int(reply->element[0], &bad);
     st->holder_pttl_ms = to_int(reply->element[2], &bad);
     st->fence = to_int(reply->element[3], &bad);
     st->total_waiters = (size_t)to_int(reply->element[4], &bad);
+    st->kind = FAIRLOCK_KIND_MUTEX;
+    st->holders_ = hs;
+    st->holder_count = holders;
     if (holder->type == REDIS_REPLY_STRING) {
         memcpy(strings, holder->str, holder->len);
         st->holder = strings;
@@ -192,8 +237,40 @@ int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
     } else if (holder->type != REDIS_REPLY_NIL) {
         bad = 1;
     }
+    if (!sem && holders == 1) {
+        hs[0].size = sizeof hs[0];
+        hs[0].token = st->holder;
+        hs[0].pttl_ms = st->holder_pttl_ms;
+        hs[0].fence = st->fence;
+    }
+    if (sem) {
+        const redisReply *tag = reply->element[5];
+        st->kind = -1; /* nothing recorded: the caller's kind */
+        if (tag->type == REDIS_REPLY_STRING) {
+            long long n;
+            if (strncmp(tag->str, "rwlock", tag->len) == 0 && tag->len == 6)
+                st->kind = FAIRLOCK_KIND_RWLOCK;
+            else if (tag->len < 32 &&
+                     sscanf(tag->str, "semaphore %lld", &n) == 1) {
+                st->kind = FAIRLOCK_KIND_SEMAPHORE;
+                st->permits = n;
+            }
+        }
+        for (size_t i = 0; i < holders; i++) {
+            const redisReply *t = reply->element[head + 4 * i];
+            fairlock_holder *h = &hs[i];
+            h->size = sizeof *h;
+            memcpy(strings, t->str, t->len);
+            h->token = strings;
+            strings += t->len + 1;
+            h->pttl_ms = to_int(reply->element[head + 4 * i + 1], &bad);
+            h->permit = to_int(reply->element[head + 4 * i + 2], &bad);
+            h->fence = to_int(reply->element[head + 4 * i + 3], &bad);
+            h->shared = token_shared(t->str, t->len);
+        }
+    }
     for (size_t i = 0; i < count && !bad; i++) {
-        const redisReply *m = reply->element[5 + i];
+        const redisReply *m = reply->element[first_member + i];
         fairlock_waiter *w = &st->waiters[st->waiter_count];
         const char *token;
         size_t token_len;
@@ -214,6 +291,16 @@ int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
     }
     *out = st;
     return FAIRLOCK_OK;
+}
+
+int fairlock__decode_status(const redisReply *reply, fairlock_status **out,
+                            char *err, size_t errlen) {
+    return decode_any_status(reply, 0, out, err, errlen);
+}
+
+int fairlock__decode_sem_status(const redisReply *reply, fairlock_status **out,
+                                char *err, size_t errlen) {
+    return decode_any_status(reply, 1, out, err, errlen);
 }
 
 int fairlock__decode_flag(const redisReply *reply) {

@@ -108,17 +108,15 @@ static void handoff_messages(void) {
     CHECK_INT(a.fence, ==, 0);
     CHECK_INT(handoff("1:2:77", &a), ==, 0);
     CHECK_INT(a.fence, ==, 77);
-    const char *bad[] = {"12:3000",
-                         "12::1",
-                         ":5:1",
-                         "1",
-                         "1:2:3:4",
-                         "-1:2:3",
-                         "1:99999999999999999999:1",
-                         "1:2:",
-                         "1:2:x",
-                         "",
-                         "a:b:c"};
+    CHECK_INT(a.permit, ==, 0);
+    /* A semaphore's hand-off carries the permit too. */
+    CHECK_INT(handoff("1:2:3:4", &a), ==, 0);
+    CHECK_INT(a.fence, ==, 3);
+    CHECK_INT(a.permit, ==, 4);
+    const char *bad[] = {
+        "12:3000",   "12::1",  ":5:1",   "1",
+        "1:2:3:4:5", "1:2:3:", "-1:2:3", "1:99999999999999999999:1",
+        "1:2:",      "1:2:x",  "",       "a:b:c"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_INT(handoff(bad[i], &a), ==, -1);
     CHECK_INT(handoff(NULL, &a), ==, -1);

@@ -1,0 +1,38 @@
+-- sem_cancel.lua -- a waiter gives up, or a request of unknown outcome is
+-- resolved: remove its entry, undo its grant, and grant to the head.
+--
+-- ARGV[1] token  ARGV[2] ticket: > 0 as last known, 0 unknown
+-- ARGV[3] the kind the caller expects  ARGV[4] ZSCAN cursor, '0' at first
+--
+-- Reply {undone, cursor} as cancel.lua's.  A name recorded as another
+-- kind is left alone: the caller never got in.
+
+local token, ticket = ARGV[1], tonumber(ARGV[2])
+local cursor = ARGV[4] or '0'
+local tag = check_kind(ARGV[3], false)
+if not tag then
+    return {0, '0'}
+end
+local member = nil
+if ticket > 0 and cursor == '0' then
+    member = find_member(ticket, token)
+    if not member then
+        member, cursor = find_member_page(token, '0')
+    end
+else
+    member, cursor = find_member_page(token, cursor)
+end
+if member then
+    redis.call('ZREM', queue_key, member)
+end
+redis.call('DEL', wake_key(token))
+local now = server_now_ms()
+evict_expired(now)
+local undone = 0
+if redis.call('ZSCORE', holders_key, token) then
+    drop_holder(token)
+    undone = 1
+end
+grant_heads(now, permits_of(tag), nil, 0, token)
+settle(now, 0)
+return {undone, cursor}
