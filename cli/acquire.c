@@ -19,6 +19,8 @@ int cli_acquire(int argc, char **argv) {
         {"no-fifo", no_argument, NULL, CLI_OPT_NO_FIFO},
         {"stale", required_argument, NULL, CLI_OPT_STALE},
         {"fencing", no_argument, NULL, CLI_OPT_FENCING},
+        CLI_KIND_LONGOPTS,
+        CLI_KIND_LONGOPTS,
         {"url", required_argument, NULL, 'u'},
         CLI_AUTH_LONGOPTS,
         CLI_AUTH_LONGOPTS,
@@ -31,7 +33,7 @@ int cli_acquire(int argc, char **argv) {
     int c;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "-:w:nE:u:qvh", longopts, NULL)) !=
+    while ((c = getopt_long(argc, argv, "-:w:nE:u:sxqvh", longopts, NULL)) !=
            -1) {
         if (c == 1) {
             if (o.name != NULL)
@@ -91,6 +93,7 @@ int cli_acquire(int argc, char **argv) {
 int cli_release(int argc, char **argv) {
     static const struct option longopts[] = {
         {"url", required_argument, NULL, 'u'},
+        CLI_KIND_LONGOPTS,
         CLI_AUTH_LONGOPTS,
         CLI_AUTH_LONGOPTS,
         {"quiet", no_argument, NULL, 'q'},
@@ -99,9 +102,12 @@ int cli_release(int argc, char **argv) {
         {NULL, 0, NULL, 0}};
     const char *url = NULL, *operands[2] = {NULL, NULL};
     int quiet = 0, verbose = 0, count = 0, c;
+    /* The kind says which keys the token is looked for in. */
+    cli_lock_opts kind;
+    cli_lock_opts_init(&kind, "release");
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "-:u:qvh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "-:u:sxqvh", longopts, NULL)) != -1) {
         switch (c) {
         case 1:
             if (count == 2)
@@ -121,6 +127,12 @@ int cli_release(int argc, char **argv) {
         case 'h':
             cli_help_command(stdout, "release");
             return 0;
+        case 's':
+        case 'x':
+        case CLI_OPT_PERMITS:
+            if (cli_lock_option(&kind, c, optarg) != 1)
+                return CLI_EXIT_USAGE;
+            break;
         default: {
             int rc = cli_auth_option("release", c, optarg);
             if (rc == 0)
@@ -152,6 +164,9 @@ int cli_release(int argc, char **argv) {
     fairlock_options_init(&opts);
     opts.name = operands[0];
     opts.url = url;
+    opts.kind = kind.kind;
+    opts.permits = kind.permits;
+    opts.shared = kind.shared;
     cli_auth_apply(&opts);
     fairlock *lock = NULL;
     int rc = fairlock_create(&opts, &lock);

@@ -91,6 +91,11 @@ static int bad_seconds(const cli_lock_opts *o, const char *option,
                            option, arg);
 }
 
+static int kind_conflict(const cli_lock_opts *o) {
+    return cli_usage_error(o->command, "--permits, --shared and --exclusive "
+                                       "exclude each other");
+}
+
 int cli_lock_option(cli_lock_opts *o, int c, const char *arg) {
     int64_t ms;
     switch (c) {
@@ -125,6 +130,29 @@ int cli_lock_option(cli_lock_opts *o, int c, const char *arg) {
     case CLI_OPT_FENCING:
         o->fencing = 1;
         return 1;
+    case CLI_OPT_PERMITS: {
+        char *end;
+        long long n = strtoll(arg, &end, 10);
+        if (*arg < '0' || *arg > '9' || *end != '\0' || n < 1 ||
+            n > FAIRLOCK_PERMITS_MAX)
+            return cli_usage_error(o->command,
+                                   "--permits: '%s' is not a number from 1 "
+                                   "to %lld",
+                                   arg, (long long)FAIRLOCK_PERMITS_MAX);
+        if (o->kind == FAIRLOCK_KIND_RWLOCK)
+            return kind_conflict(o);
+        o->kind = FAIRLOCK_KIND_SEMAPHORE;
+        o->permits = n;
+        return 1;
+    }
+    case 's':
+    case 'x':
+        if (o->kind == FAIRLOCK_KIND_SEMAPHORE ||
+            (o->kind == FAIRLOCK_KIND_RWLOCK && o->shared != (c == 's')))
+            return kind_conflict(o);
+        o->kind = FAIRLOCK_KIND_RWLOCK;
+        o->shared = c == 's';
+        return 1;
     case 'u':
         if (*arg == '\0')
             return cli_usage_error(o->command, "--url: the URL is empty");
@@ -148,6 +176,10 @@ int cli_lock_opts_check(cli_lock_opts *o) {
     if (o->nonblock && o->wait_ms != FAIRLOCK_FOREVER)
         return cli_usage_error(o->command,
                                "--nonblock and --wait exclude each other");
+    if (o->kind != FAIRLOCK_KIND_MUTEX && !o->fifo)
+        return cli_usage_error(o->command, "--no-fifo is for the mutex only: "
+                                           "a semaphore or readers-writer "
+                                           "lock is always FIFO");
     if (o->ttl_ms != FAIRLOCK_FOREVER && o->ttl_ms < 3)
         /* The renewal thread renews every third of the lease. */
         return cli_usage_error(o->command,

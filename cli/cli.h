@@ -86,6 +86,9 @@ typedef struct cli_lock_opts {
     int fifo;          /* 0 with --no-fifo */
     int64_t stale_ms;  /* FAIRLOCK_DEFAULT: the library's */
     int fencing;       /* --fencing */
+    int kind;          /* FAIRLOCK_KIND_*: --permits, -s or -x */
+    int64_t permits;   /* --permits N */
+    int shared;        /* -s */
     int quiet, verbose;
     /* run only */
     int on_lost;           /* CLI_ON_LOST_* */
@@ -118,8 +121,17 @@ enum {
     CLI_OPT_SENTINEL_PASSWORD_FILE,
     CLI_OPT_SENTINEL,
     CLI_OPT_CLUSTER,
-    CLI_OPT_HASH_TAG
+    CLI_OPT_HASH_TAG,
+    CLI_OPT_PERMITS
 };
+
+/* The options that choose the kind of lock, for run's and acquire's
+ * tables ("s" and "x" go into their short option strings). */
+#define CLI_KIND_LONGOPTS                                                      \
+    {"permits", required_argument, NULL, CLI_OPT_PERMITS},                     \
+        {"shared", no_argument, NULL, 's'}, {                                  \
+        "exclusive", no_argument, NULL, 'x'                                    \
+    }
 
 /* Sets the defaults of run (renewed 30 s lease) or acquire (no expiry). */
 void cli_lock_opts_init(cli_lock_opts *o, const char *command);
@@ -197,7 +209,7 @@ typedef struct cli_command {
     char **argv;    /* borrowed from main */
     char **sh_argv; /* for a script without #!: sh PATH ARGS... */
     char **envp;    /* built by cli_command_env */
-    char *own[4];   /* the FAIRLOCK_* entries of envp */
+    char *own[6];   /* the FAIRLOCK_* entries of envp */
     size_t own_count;
 } cli_command;
 
@@ -207,8 +219,11 @@ void cli_fds_remember(void);
 /* Looks argv[0] up as execvp(3) would.  Returns 0, or an errno value:
  * ENOENT (127) or EACCES (126) and others. */
 int cli_command_find(cli_command *cmd, char **argv);
-/* Builds the command's environment: ours plus the lock's identity. */
-int cli_command_env(cli_command *cmd, const fairlock *lock, int fencing);
+/* Builds the command's environment: ours plus the lock's identity (with
+ * FAIRLOCK_PERMIT for a semaphore, FAIRLOCK_MODE for a readers-writer
+ * lock). */
+int cli_command_env(cli_command *cmd, const fairlock *lock,
+                    const cli_lock_opts *o);
 void cli_command_free(cli_command *cmd);
 /* Forks and execs.  Returns the pid, or -1 with *err set to the errno of
  * fork or exec (the failed child is reaped).  deathsig (or 0) is sent to

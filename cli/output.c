@@ -146,6 +146,7 @@ int cli_exit_for(int code) {
     case FAIRLOCK_NOTREPLICATED:
         return CLI_EXIT_UNAVAILABLE;
     case FAIRLOCK_INVALID:
+    case FAIRLOCK_MISMATCH: /* the name is another kind: fix the command */
         return CLI_EXIT_USAGE;
     case FAIRLOCK_NOMEM:
         return CLI_EXIT_OSERR;

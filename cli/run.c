@@ -29,6 +29,7 @@ static const struct option longopts[] = {
     {"no-fifo", no_argument, NULL, CLI_OPT_NO_FIFO},
     {"stale", required_argument, NULL, CLI_OPT_STALE},
     {"fencing", no_argument, NULL, CLI_OPT_FENCING},
+    CLI_KIND_LONGOPTS,
     {"on-lost", required_argument, NULL, CLI_OPT_ON_LOST},
     {"kill-after", required_argument, NULL, CLI_OPT_KILL_AFTER},
     {"url", required_argument, NULL, 'u'},
@@ -51,7 +52,7 @@ static int parse(int argc, char **argv, cli_lock_opts *o, char ***command) {
     int c;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(dashes, argv, "-:w:nE:u:qvh", longopts, NULL)) !=
+    while ((c = getopt_long(dashes, argv, "-:w:nE:u:sxqvh", longopts, NULL)) !=
            -1) {
         if (c == 1) {
             if (o->name != NULL && dashes == argc)
@@ -301,7 +302,7 @@ int cli_run(int argc, char **argv) {
     int deathsig = o.on_lost == CLI_ON_LOST_KILL   ? SIGKILL
                    : o.on_lost == CLI_ON_LOST_TERM ? SIGTERM
                                                    : 0;
-    if ((err = cli_command_env(&cmd, lock, o.fencing)) == 0)
+    if ((err = cli_command_env(&cmd, lock, &o)) == 0)
         s.pid = cli_command_spawn(&cmd, deathsig, &err);
     if (err != 0) {
         rc = exec_failure(argv_cmd[0], err);

@@ -177,8 +177,9 @@ int cli_command_find(cli_command *cmd, char **argv) {
  * Environment
  * ------------------------------------------------------------------------- */
 
-static const char *const lock_vars[] = {"FAIRLOCK_NAME", "FAIRLOCK_TICKET",
-                                        "FAIRLOCK_TOKEN", "FAIRLOCK_FENCE"};
+static const char *const lock_vars[] = {"FAIRLOCK_NAME",   "FAIRLOCK_TICKET",
+                                        "FAIRLOCK_TOKEN",  "FAIRLOCK_FENCE",
+                                        "FAIRLOCK_PERMIT", "FAIRLOCK_MODE"};
 #define LOCK_VAR_COUNT (sizeof lock_vars / sizeof lock_vars[0])
 
 static int is_lock_var(const char *entry) {
@@ -207,7 +208,8 @@ static char *make_number_var(const char *name, int64_t value) {
     return make_var(name, digits, strlen(digits));
 }
 
-int cli_command_env(cli_command *cmd, const fairlock *lock, int fencing) {
+int cli_command_env(cli_command *cmd, const fairlock *lock,
+                    const cli_lock_opts *o) {
     size_t count = 0;
     for (char **e = environ; e != NULL && *e != NULL; e++)
         count++;
@@ -231,9 +233,18 @@ int cli_command_env(cli_command *cmd, const fairlock *lock, int fencing) {
     own[2] = make_var("FAIRLOCK_TOKEN", token ? token : "",
                       token ? strlen(token) : 0);
     cmd->own_count = 3;
-    if (fencing)
+    if (o->fencing)
         own[cmd->own_count++] = make_number_var("FAIRLOCK_FENCE",
                                                 fairlock_fence(lock));
+    /* Which of the N resources is ours, or how we hold the lock: what a
+     * command needs to act on its share. */
+    if (o->kind == FAIRLOCK_KIND_SEMAPHORE)
+        own[cmd->own_count++] = make_number_var("FAIRLOCK_PERMIT",
+                                                fairlock_permit(lock));
+    if (o->kind == FAIRLOCK_KIND_RWLOCK) {
+        const char *mode = o->shared ? "shared" : "exclusive";
+        own[cmd->own_count++] = make_var("FAIRLOCK_MODE", mode, strlen(mode));
+    }
     cmd->envp = envp;
     for (size_t i = 0; i < cmd->own_count; i++) {
         if (own[i] == NULL)

@@ -1,4 +1,4 @@
-/* status.c -- `fairlock status`: the holder and the queue, as text or JSON.
+/* status.c -- `fairlock status`: the holders and the queue, as text or JSON.
  *
  * One snapshot, taken atomically on the server; ages and leases are
  * measured by the server's clock, so they are right whichever machine
@@ -25,12 +25,55 @@ static void put_token(FILE *out, const char *token, int full) {
     }
 }
 
+static int is_shared_token(const char *token) {
+    size_t len = strlen(token);
+    return len >= 2 && strcmp(token + len - 2, ".s") == 0;
+}
+
+static const char *kind_name(int kind) {
+    return kind == FAIRLOCK_KIND_SEMAPHORE ? "semaphore"
+           : kind == FAIRLOCK_KIND_RWLOCK  ? "rwlock"
+                                           : "mutex";
+}
+
+/* The holders of a semaphore or readers-writer lock, one a line. */
+static void print_holders(const fairlock_status *st, int full) {
+    if (st->kind == FAIRLOCK_KIND_SEMAPHORE)
+        printf("kind:     semaphore of %" PRId64 " permits\n"
+               "holders:  %zu of %" PRId64 "\n",
+               st->permits, st->holder_count, st->permits);
+    else
+        printf("kind:     readers-writer lock\nholders:  %zu\n",
+               st->holder_count);
+    if (st->holder_count == 0)
+        return;
+    printf("  %9s  %8s  %9s  %s\n",
+           st->kind == FAIRLOCK_KIND_SEMAPHORE ? "PERMIT" : "MODE", "FENCE",
+           "LEASE", "TOKEN");
+    for (size_t i = 0; i < st->holder_count; i++) {
+        const fairlock_holder *h = fairlock_status_holder(st, i);
+        char what[24], lease[32] = "no expiry";
+        if (st->kind == FAIRLOCK_KIND_SEMAPHORE)
+            snprintf(what, sizeof what, "%" PRId64, h->permit);
+        else
+            snprintf(what, sizeof what, "%s",
+                     h->shared ? "shared" : "exclusive");
+        if (h->pttl_ms >= 0)
+            cli_duration(lease, sizeof lease, h->pttl_ms);
+        printf("  %9s  %8" PRId64 "  %9s  ", what, h->fence, lease);
+        put_token(stdout, h->token, full);
+        fputc('\n', stdout);
+    }
+}
+
 static void print_text(const char *name, const fairlock_status *st, int full) {
     char buf[32];
     fputs("lock:     ", stdout);
     cli_put_text(stdout, name, strlen(name));
-    fputs("\nholder:   ", stdout);
-    if (st->holder == NULL) {
+    fputc('\n', stdout);
+    if (st->kind != FAIRLOCK_KIND_MUTEX) {
+        print_holders(st, full);
+    } else if (fputs("holder:   ", stdout), st->holder == NULL) {
         fputs("none (free)\n", stdout);
     } else {
         put_token(stdout, st->holder, full);
@@ -46,8 +89,9 @@ static void print_text(const char *name, const fairlock_status *st, int full) {
     printf("waiters:  %zu\n", st->total_waiters);
     if (st->waiter_count == 0)
         return;
-    printf("  %4s  %8s  %9s  %9s  %s\n", "POS", "TICKET", "IDLE", "LIVENESS",
-           "TOKEN");
+    int modes = st->kind == FAIRLOCK_KIND_RWLOCK;
+    printf("  %4s  %8s  %9s  %9s  %s%s\n", "POS", "TICKET", "IDLE", "LIVENESS",
+           modes ? "MODE       " : "", "TOKEN");
     for (size_t i = 0; i < st->waiter_count; i++) {
         const fairlock_waiter *w = &st->waiters[i];
         char idle[32], live[32] = "?";
@@ -56,6 +100,9 @@ static void print_text(const char *name, const fairlock_status *st, int full) {
             cli_duration(live, sizeof live, w->liveness_ms);
         printf("  %4zu  %8" PRId64 "  %9s  %9s  ", i + 1, w->ticket, idle,
                live);
+        if (modes)
+            printf("%-9s  ",
+                   is_shared_token(w->token) ? "shared" : "exclusive");
         put_token(stdout, w->token, full);
         fputc('\n', stdout);
     }
@@ -78,7 +125,28 @@ static void print_json(const char *name, const fairlock_status *st) {
         else
             fputs(",\"ttl_ms\":null}", stdout);
     }
-    printf(",\"fence\":%" PRId64 ",\"waiters_total\":%zu,\"waiters\":[",
+    printf(",\"kind\":\"%s\",\"permits\":", kind_name(st->kind));
+    if (st->kind == FAIRLOCK_KIND_SEMAPHORE)
+        printf("%" PRId64, st->permits);
+    else
+        fputs("null", stdout);
+    fputs(",\"holders\":[", stdout);
+    for (size_t i = 0; i < st->holder_count; i++) {
+        const fairlock_holder *h = fairlock_status_holder(st, i);
+        fputs(i ? ",{\"token\":" : "{\"token\":", stdout);
+        cli_put_json_string(stdout, h->token, strlen(h->token));
+        if (h->pttl_ms >= 0)
+            printf(",\"ttl_ms\":%" PRId64, h->pttl_ms);
+        else
+            fputs(",\"ttl_ms\":null", stdout);
+        printf(",\"fence\":%" PRId64, h->fence);
+        if (st->kind == FAIRLOCK_KIND_SEMAPHORE)
+            printf(",\"permit\":%" PRId64, h->permit);
+        if (st->kind == FAIRLOCK_KIND_RWLOCK)
+            printf(",\"mode\":\"%s\"", h->shared ? "shared" : "exclusive");
+        fputc('}', stdout);
+    }
+    printf("],\"fence\":%" PRId64 ",\"waiters_total\":%zu,\"waiters\":[",
            st->fence, st->total_waiters);
     for (size_t i = 0; i < st->waiter_count; i++) {
         const fairlock_waiter *w = &st->waiters[i];
@@ -160,6 +228,23 @@ int cli_status(int argc, char **argv) {
     fairlock_status *st = NULL;
     if (rc == FAIRLOCK_OK)
         rc = fairlock_status_get(lock, MAX_LISTED, &st);
+    /* A name free as a mutex may be in use as a semaphore or
+     * readers-writer lock, whose keys are their own (the same for both:
+     * the status says which). */
+    if (rc == FAIRLOCK_OK && st->holder == NULL && st->total_waiters == 0) {
+        fairlock *other = NULL;
+        fairlock_status *other_st = NULL;
+        opts.kind = FAIRLOCK_KIND_RWLOCK;
+        if (fairlock_create(&opts, &other) == FAIRLOCK_OK &&
+            fairlock_status_get(other, MAX_LISTED, &other_st) == FAIRLOCK_OK &&
+            (other_st->holder_count > 0 || other_st->total_waiters > 0)) {
+            fairlock_status_free(st);
+            st = other_st;
+            other_st = NULL;
+        }
+        fairlock_status_free(other_st);
+        fairlock_free(other);
+    }
     if (rc != FAIRLOCK_OK) {
         char shown[128];
         cli_text(shown, sizeof shown, name, strlen(name));

@@ -47,6 +47,9 @@ int cli_lock_create(const cli_lock_opts *o, fairlock **out) {
     opts.fifo = o->fifo;
     opts.stale_timeout_ms = o->stale_ms;
     opts.fencing = o->fencing;
+    opts.kind = o->kind;
+    opts.permits = o->permits;
+    opts.shared = o->shared;
     opts.interrupt = on_interrupt;
     opts.interrupt_check_ms = INTERRUPT_CHECK_MS;
     if (strcmp(o->command, "run") == 0 && o->ttl_ms != FAIRLOCK_FOREVER) {

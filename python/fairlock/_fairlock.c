@@ -68,11 +68,15 @@ typedef struct {
     int auto_renew;
     int fencing;
     int hash_tag;
+    int64_t permits; /* a semaphore's N, else 0 */
+    int rwlock;
+    int shared;
 
     /* Cached after every call on the handle, for the properties. */
     PyObject *token; /* str, or None */
     int64_t ticket;
     int64_t fence;
+    int64_t permit;
 
     /* The exception a signal handler raised while acquire() waited, kept
      * by the interrupt callback (which holds the GIL then). */
@@ -244,6 +248,7 @@ static void update_cache(LockObject *self) {
     Py_XDECREF(old);
     self->ticket = fairlock_ticket(self->lock);
     self->fence = fairlock_fence(self->lock);
+    self->permit = fairlock_permit(self->lock);
 }
 
 /* Raises the exception for result code `code` of the last call on the
@@ -503,6 +508,16 @@ static PyObject *get_fence(LockObject *self, void *unused) {
     return PyLong_FromLongLong(self->fence);
 }
 
+static PyObject *get_permit(LockObject *self, void *unused) {
+    (void)unused;
+    return PyLong_FromLongLong(self->permit);
+}
+
+static PyObject *get_permits(LockObject *self, void *unused) {
+    (void)unused;
+    return PyLong_FromLongLong(self->permits);
+}
+
 static PyObject *get_held(LockObject *self, void *unused) {
     (void)unused;
     return PyBool_FromLong(self->lock != NULL &&
@@ -555,6 +570,16 @@ static PyGetSetDef Lock_getset[] = {
      NULL},
     {"fence", (getter)get_fence, NULL,
      "Fencing token of the current grant (fencing=True), or 0.", NULL},
+    {"permit", (getter)get_permit, NULL,
+     "A semaphore's permit held (1 to permits, no two holders alike), or 0.",
+     NULL},
+    {"permits", (getter)get_permits, NULL,
+     "A semaphore's number of permits, or 0.", NULL},
+    {"rwlock", (getter)get_flag, NULL, "Whether this is a readers-writer lock.",
+     OBJECT_FIELD(rwlock)},
+    {"shared", (getter)get_flag, NULL,
+     "Whether a readers-writer lock is taken shared (a reader).",
+     OBJECT_FIELD(shared)},
     {"held", (getter)get_held, NULL,
      "Whether this object holds the lock, as far as it knows (no I/O).", NULL},
     {"valid_until", (getter)get_valid_until, NULL,
@@ -593,7 +618,8 @@ PyDoc_STRVAR(
     Lock_doc,
     "Lock(name, url=None, timeout=None, blocking=True, check_interval=None, "
     "fifo=True, fifo_stale_timeout=None, *, ttl=None, auto_renew=False, "
-    "fencing=False, io_timeout=None, hash_tag=False)\n"
+    "fencing=False, io_timeout=None, hash_tag=False, permits=0, "
+    "rwlock=False, shared=False)\n"
     "--\n"
     "\n"
     "One fairlock handle.  fairlock.RedisLockFifo, the public class, is this\n"
@@ -614,15 +640,20 @@ static int Lock_init(LockObject *self, PyObject *args, PyObject *kwds) {
                              (char *)"fencing",
                              (char *)"io_timeout",
                              (char *)"hash_tag",
+                             (char *)"permits",
+                             (char *)"rwlock",
+                             (char *)"shared",
                              NULL};
     PyObject *name, *url = Py_None, *timeout = Py_None;
     PyObject *blocking = Py_True, *check = NULL, *fifo = Py_True;
     PyObject *stale = Py_None, *ttl = Py_None, *auto_renew = Py_False;
     PyObject *fencing = Py_False, *io = Py_None, *hash_tag = Py_False;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OOOOOO$OOOOO:RedisLockFifo",
-                                     kwlist, &name, &url, &timeout, &blocking,
-                                     &check, &fifo, &stale, &ttl, &auto_renew,
-                                     &fencing, &io, &hash_tag))
+    PyObject *rwlock = Py_False, *shared = Py_False;
+    long long permits = 0;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "O|OOOOOO$OOOOOLOO:RedisLockFifo", kwlist, &name, &url,
+            &timeout, &blocking, &check, &fifo, &stale, &ttl, &auto_renew,
+            &fencing, &io, &hash_tag, &permits, &rwlock, &shared))
         return -1;
     if (self->lock != NULL) {
         PyErr_SetString(PyExc_TypeError,
@@ -670,6 +701,14 @@ static int Lock_init(LockObject *self, PyObject *args, PyObject *kwds) {
         flag_arg(fencing, "fencing", &opts.fencing) < 0 ||
         flag_arg(hash_tag, "hash_tag", &opts.hash_tag) < 0)
         return -1;
+    int is_rwlock = 0;
+    if (flag_arg(rwlock, "rwlock", &is_rwlock) < 0 ||
+        flag_arg(shared, "shared", &opts.shared) < 0)
+        return -1;
+    opts.permits = permits;
+    opts.kind = permits != 0 ? FAIRLOCK_KIND_SEMAPHORE
+                : is_rwlock  ? FAIRLOCK_KIND_RWLOCK
+                             : FAIRLOCK_KIND_MUTEX;
     if (opts.auto_renew && opts.ttl_ms == FAIRLOCK_FOREVER) {
         PyErr_SetString(PyExc_ValueError,
                         "auto_renew=True needs a finite ttl, not math.inf");
@@ -727,6 +766,9 @@ static int Lock_init(LockObject *self, PyObject *args, PyObject *kwds) {
     self->auto_renew = opts.auto_renew;
     self->fencing = opts.fencing;
     self->hash_tag = opts.hash_tag;
+    self->permits = opts.permits;
+    self->rwlock = is_rwlock;
+    self->shared = opts.shared;
     self->lock = lock;
     return 0;
 }

@@ -611,8 +611,11 @@ def test_bad_input():
         ["frobnicate", lock],
         ["--frobnicate"],
         ["run", "--bogus", lock, "--", "true"],
-        ["run", "-x", lock, "--", "true"],
+        ["run", "-Z", lock, "--", "true"],   # (-x is --exclusive now)
         ["run", "--quiet=1", lock, "--", "true"],
+        ["run", "--permits", "0", lock, "--", "true"],
+        ["run", "--permits", "x", lock, "--", "true"],
+        ["run", "--permits", "2", "-s", lock, "--", "true"],
         ["run", lock, "true"],               # missing --
         ["run", lock, "sh", "--", "true"],   # stray argument before --
         ["run", lock, "--"],                 # no command
@@ -983,6 +986,81 @@ def test_password_kept_off_the_command_line():
               "a missing password file: %r" % r.stderr)
     finally:
         redis("ACL", "DELUSER", user)
+
+
+def test_semaphore_and_rwlock():
+    lock = name("sem")
+    envfile, go = tmpfile("env"), tmpfile("go")
+    holders = []
+    # Two of three permits held; the child learns which one it has.
+    for i in range(2):
+        out, g = tmpfile("env"), tmpfile("go")
+        p = start("run", "--permits", "3", lock, "--", "sh", "-c",
+                  'env > "$0.part" && mv "$0.part" "$0"; '
+                  'while [ ! -e "$1" ]; do sleep 0.02; done', out, g)
+        wait_until(lambda: os.path.exists(out), "holder %d" % i)
+        env = dict(line.split("=", 1) for line in
+                   open(out).read().splitlines() if "=" in line)
+        holders.append((p, g, env))
+    permits = sorted(h[2].get("FAIRLOCK_PERMIT") for h in holders)
+    check(permits == ["1", "2"], "FAIRLOCK_PERMIT 1 and 2: %s" % permits)
+    check("FAIRLOCK_MODE" not in holders[0][2], "no FAIRLOCK_MODE")
+    st = json.loads(fl("status", "--json", lock).stdout)
+    check(st["kind"] == "semaphore" and st["permits"] == 3 and
+          len(st["holders"]) == 2, "status --json: %s" % st)
+    text = fl("status", lock).stdout
+    check("semaphore of 3 permits" in text and "2 of 3" in text,
+          "status text: %r" % text)
+    r = fl("run", "--permits", "4", "-n", lock, "--", "true")
+    check(r.returncode == 64 and "a semaphore of 3 permits" in r.stderr and
+          "a semaphore of 4 permits" in r.stderr and one_line(r.stderr),
+          "mismatched N: %d %r" % (r.returncode, r.stderr))
+    r = fl("run", "-x", "-n", lock, "--", "true")
+    check(r.returncode == 64, "a semaphore is not a rwlock: %d" %
+          r.returncode)
+    r = fl("run", "--permits", "3", "-n", lock, "--", "true")
+    check(r.returncode == 0, "the third permit is free: %d" % r.returncode)
+    token = fl("acquire", "--permits", "3", lock).stdout.strip()
+    check(fl("run", "--permits", "3", "-n", lock, "--", "true").returncode
+          == 1, "all three permits taken")
+    check(fl("release", lock, token).returncode == 1,
+          "the mutex does not hold a semaphore token")
+    check(fl("release", "--permits", "3", lock, token).returncode == 0,
+          "release --permits")
+    for p, g, _ in holders:
+        open(g, "w").close()
+        rc, _, err = finish(p)
+        check(rc == 0, "holder exited %d: %s" % (rc, err))
+    check(keys_of(lock) == [], "no keys left: %s" % keys_of(lock))
+
+    rw = name("rw")
+    out, g = tmpfile("env"), tmpfile("go")
+    reader = start("run", "-s", rw, "--", "sh", "-c",
+                   'env > "$0.part" && mv "$0.part" "$0"; '
+                   'while [ ! -e "$1" ]; do sleep 0.02; done', out, g)
+    wait_until(lambda: os.path.exists(out), "the reader")
+    env = dict(line.split("=", 1) for line in
+               open(out).read().splitlines() if "=" in line)
+    check(env.get("FAIRLOCK_MODE") == "shared", "FAIRLOCK_MODE=shared")
+    r = fl("run", "--shared", "-n", rw, "--", "sh", "-c",
+           'echo "$FAIRLOCK_MODE"')
+    check(r.returncode == 0 and r.stdout.strip() == "shared",
+          "readers overlap: %d %r" % (r.returncode, r.stdout))
+    check(fl("run", "-x", "-n", rw, "--", "true").returncode == 1,
+          "a writer waits for the reader")
+    st = json.loads(fl("status", "--json", rw).stdout)
+    check(st["kind"] == "rwlock" and st["holders"][0]["mode"] == "shared",
+          "rwlock status: %s" % st)
+    check(fl("run", "-s", "-x", rw, "--", "true").returncode == 64,
+          "-s and -x exclude each other")
+    check(fl("run", "-x", "--no-fifo", rw, "--", "true").returncode == 64,
+          "--no-fifo is for the mutex")
+    open(g, "w").close()
+    rc, _, _ = finish(reader)
+    check(rc == 0, "reader exit")
+    r = fl("run", "--exclusive", rw, "--", "sh", "-c", 'echo "$FAIRLOCK_MODE"')
+    check(r.stdout.strip() == "exclusive", "FAIRLOCK_MODE=exclusive")
+    check(keys_of(rw) == [], "no keys left: %s" % keys_of(rw))
 
 
 TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
