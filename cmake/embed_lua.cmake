@@ -2,8 +2,8 @@
 #
 # Run with cmake -P.  Inputs: OUT (the .c file), COMMON (prepended to every
 # script, so shared functions are written once, but for a script whose
-# second line begins "-- standalone:"), SEM_COMMON (prepended instead to
-# the semaphore and readers-writer scripts, named sem_*), SCRIPTS
+# second line begins "-- standalone:"), SEM_COMMON (prepended after COMMON
+# to the semaphore and readers-writer scripts, named sem_*), SCRIPTS
 # (;-separated .lua paths).  Each script's SHA1 is computed here, over exactly the text
 # sent to Redis, so EVALSHA needs no SHA1 code in the library.
 file(READ "${COMMON}" common)
@@ -17,7 +17,7 @@ foreach(path IN LISTS SCRIPTS)
   if(body MATCHES "^[^\n]*\n-- standalone:")
     set(text "${body}")
   elseif(name MATCHES "^sem_")
-    set(text "${sem_common}${body}")
+    set(text "${common}${sem_common}${body}")
   else()
     set(text "${common}${body}")
   endif()

@@ -41,7 +41,8 @@ def library_version() -> str:
 def embed_lua(lua_dir: Path, generator: str = "python/setup.py") -> str:
     """The C file of script constants for src/lua/*.lua: common.lua is put
     before every script but one whose second line begins '-- standalone:'
-    (sem_common.lua before the sem_* scripts), and each SHA1 is of exactly
+    (and sem_common.lua after it before the sem_* scripts), and each SHA1 is
+    of exactly
     the text sent to Redis (for EVALSHA)."""
     common = (lua_dir / "common.lua").read_bytes().decode("utf-8")
     sem_common = (lua_dir / "sem_common.lua").read_bytes().decode("utf-8")
@@ -51,7 +52,8 @@ def embed_lua(lua_dir: Path, generator: str = "python/setup.py") -> str:
             continue
         body = path.read_bytes().decode("utf-8")
         standalone = re.match(r"[^\n]*\n-- standalone:", body)
-        prefix = sem_common if path.name.startswith("sem_") else common
+        prefix = common + (sem_common if path.name.startswith("sem_")
+                           else "")
         text = body if standalone else prefix + body
         sha = hashlib.sha1(text.encode("utf-8")).hexdigest()
         text = (text.replace("\\", "\\\\").replace('"', '\\"')

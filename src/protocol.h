@@ -34,14 +34,15 @@ typedef enum {
 
 /* The KEYS of the semaphore and readers-writer scripts, in
  * sem_common.lua's order: as many, so the connection passes either set
- * the same way. */
+ * the same way, and the queue and counters where common.lua's helpers
+ * read them. */
 enum {
     FAIRLOCK__SKEY_KIND,    /* NAME:kind */
-    FAIRLOCK__SKEY_HOLDERS, /* NAME:holders */
     FAIRLOCK__SKEY_QUEUE,   /* NAME:waiters */
     FAIRLOCK__SKEY_SEQ,     /* NAME:tickets */
-    FAIRLOCK__SKEY_FENCE,   /* NAME:fencing */
+    FAIRLOCK__SKEY_HOLDERS, /* NAME:holders */
     FAIRLOCK__SKEY_GRANTS,  /* NAME:grants */
+    FAIRLOCK__SKEY_FENCE,   /* NAME:fencing */
     FAIRLOCK__SKEY_MUTEX    /* NAME, the mutex's lock key, only read */
 };
 

@@ -33,6 +33,13 @@ static fairlock *sem_lock(const char *name, int64_t permits, int64_t ttl_ms,
     return test_lock_opts(&opts);
 }
 
+/* Everything but a fencing counter goes with the last holder and waiter. */
+static void no_keys_left(const char *name) {
+    redisContext *c = test_redis();
+    CHECK_INT(test_wait_no_keys(c, name, 5000), ==, 0);
+    redisFree(c);
+}
+
 static void wait_waiters(redisContext *c, const char *name, long long n) {
     CHECK(test_wait_int(c, n, DEADLINE_MS, "ZCARD %s:waiters", name));
 }
@@ -208,9 +215,7 @@ static void killed_holders_permits_come_back(void) {
     CHECK_RC(b, fairlock_release(b), FAIRLOCK_OK);
     fairlock_free(a);
     fairlock_free(b);
-    redisContext *c = test_redis();
-    CHECK_INT(test_wait_no_keys(c, name, 5000), ==, 0);
-    redisFree(c);
+    no_keys_left(name);
 }
 
 /* A waiter killed in the queue is evicted once its entry is stale: the
@@ -281,9 +286,7 @@ static void mismatched_permits_are_refused(void) {
     fairlock_free(rw);
     fairlock_free(two);
     fairlock_free(three);
-    redisContext *c = test_redis();
-    CHECK_INT(test_wait_no_keys(c, name, 5000), ==, 0);
-    redisFree(c);
+    no_keys_left(name);
 }
 
 /* Non-blocking and timed acquire fail with FAIRLOCK_TIMEOUT and leave no

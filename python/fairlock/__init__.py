@@ -189,21 +189,15 @@ class RedisRWLockFifo:
                  blocking: bool = True,
                  check_interval: Optional[Seconds] = 0.05,
                  fifo_stale_timeout: Optional[Seconds] = None, *,
-                 ttl: Optional[Seconds] = None,
-                 auto_renew: bool = False,
-                 fencing: bool = False,
-                 url: Optional[str] = None,
-                 io_timeout: Optional[Seconds] = None,
-                 hash_tag: bool = False) -> None:
+                 url: Optional[str] = None, **options: object) -> None:
+        """options: RedisSemaphoreFifo's keyword-only ones (ttl,
+        auto_renew, fencing, io_timeout, hash_tag)."""
         given, url = _where(redis_client, url)
         sides = []
         for shared in (True, False):
             sides.append(_RWSide(name, url, timeout, blocking,
                                  check_interval, True, fifo_stale_timeout,
-                                 ttl=ttl, auto_renew=auto_renew,
-                                 fencing=fencing, io_timeout=io_timeout,
-                                 hash_tag=hash_tag, rwlock=True,
-                                 shared=shared))
+                                 rwlock=True, shared=shared, **options))
         self._read, self._write = sides
         self._client = given
 

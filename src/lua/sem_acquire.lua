@@ -12,7 +12,7 @@
 
 local token, ticket = ARGV[1], tonumber(ARGV[2])
 local expected, try_once = ARGV[3], ARGV[4] == '1'
-local lease, live = token_terms(token)
+local lease, live = terms_of(token)
 if not lease then
     return redis.error_reply('ERR fairlock: malformed token')
 end

@@ -1,22 +1,27 @@
 -- sem_common.lua -- definitions every semaphore and readers-writer script
--- starts with (common.lua is the mutex's; these keys are their own).
+-- starts with.  common.lua comes first (see embed_lua.cmake), for its
+-- queue helpers (server_now_ms, parse_member, make_member, find_member,
+-- find_member_page), which read the queue as KEYS[2] and the counters as
+-- KEYS[3] and KEYS[6], as they do here; its mutex functions are never
+-- called, and its other keys mean nothing here.
 --
 -- Keys, the same in every script, all of one name (so one hash slot when
--- the name carries a hash tag, as for the mutex):
+-- the name carries a hash tag, as for the mutex), none of them the
+-- mutex's but the last:
 --   KEYS[1] NAME:kind     what the name is: "semaphore N" or "rwlock".
 --                         Set by the first acquire, checked by every
 --                         script, deleted with the rest when nobody holds
 --                         or waits
---   KEYS[2] NAME:holders  ZSET token -> end of its lease (server ms, "inf"
+--   KEYS[2] NAME:waiters  ZSET of waiters, member "ticket:token:ts_ms",
+--                         score = ticket (the mutex queue's layout)
+--   KEYS[3] NAME:tickets  ticket counter (INCR)
+--   KEYS[4] NAME:holders  ZSET token -> end of its lease (server ms, "inf"
 --                         for none).  Holders whose end has passed are
 --                         removed by the next script, before it counts
---   KEYS[3] NAME:waiters  ZSET of waiters, member "ticket:token:ts_ms",
---                         score = ticket (the mutex queue's layout)
---   KEYS[4] NAME:tickets  ticket counter (INCR)
---   KEYS[5] NAME:fencing  fencing counter; exists once a client asked for
---                         fencing, and then counts every grant
---   KEYS[6] NAME:grants   HASH token -> "permit:fence" of each holder, and
+--   KEYS[5] NAME:grants   HASH token -> "permit:fence" of each holder, and
 --                         "#permit" -> token for the permits in use
+--   KEYS[6] NAME:fencing  fencing counter; exists once a client asked for
+--                         fencing, and then counts every grant
 --   KEYS[7] NAME          the mutex's lock key, only looked at: a name in
 --                         use as a mutex is refused, not shared
 -- A holder handed a grant has a wake list NAME:grant:TOKEN, which expires
@@ -33,39 +38,19 @@
 -- Every loop is bounded: by MAX_EVICTIONS, or by the number of holders
 -- (at most the largest N the name has had).
 
-local kind_key, holders_key, queue_key = KEYS[1], KEYS[2], KEYS[3]
-local seq_key, fence_key, grants_key, mutex_key = KEYS[4], KEYS[5], KEYS[6],
-                                                   KEYS[7]
-local MAX_EVICTIONS = 64
-local SCAN_PAGE = 256
-
-local function server_now_ms()
-    local t = redis.call('TIME')
-    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local kind_key, holders_key = KEYS[1], KEYS[4]
+local grants_key, mutex_key = KEYS[5], KEYS[7]
 
 -- Tokens read "<hex>.<lease ms>.<liveness ms>[.f][.s]": .f wants a fencing
 -- token, .s asks for a shared (reader) hold of a readers-writer lock.
 -- Returns lease, live, shared or nil.
-local function token_terms(token)
+local function terms_of(token)
     local lease, live, flags = string.match(token, '^%x+%.(%d+)%.(%d+)(.*)$')
     if not lease or not (flags == '' or flags == '.f' or flags == '.s' or
                          flags == '.f.s') then
         return nil
     end
     return tonumber(lease), tonumber(live), string.sub(flags, -2) == '.s'
-end
-
-local function parse_member(member)
-    local ticket, token, ts = string.match(member, '^(%d+):(.+):(%d+)$')
-    if not ticket then
-        return nil
-    end
-    return tonumber(ticket), token, tonumber(ts)
-end
-
-local function make_member(ticket, token, now)
-    return string.format('%d:%s:%d', ticket, token, now)
 end
 
 local function wake_key(token)
@@ -97,7 +82,8 @@ local function check_kind(expected, exact)
     return nil, 'ERR fairlock-kind: [' .. tag .. ']'
 end
 
-local function next_fence(token)
+-- common.lua's next_fence, for tokens that may end in .s.
+local function grant_fence(token)
     if string.find(token, '.f', 1, true) or
         redis.call('EXISTS', fence_key) == 1 then
         return redis.call('INCR', fence_key)
@@ -166,7 +152,7 @@ local function writer_holds(count)
     if count ~= 1 then
         return false
     end
-    local _, _, shared = token_terms(redis.call('ZRANGE', holders_key, 0, 0)[1])
+    local _, _, shared = terms_of(redis.call('ZRANGE', holders_key, 0, 0)[1])
     return not shared
 end
 
@@ -189,14 +175,14 @@ local function grant_heads(now, n, caller, caller_lease, dropping)
         local ticket, token, ts = parse_member(head)
         local lease, live, shared = nil, nil, false
         if token then
-            lease, live, shared = token_terms(token)
+            lease, live, shared = terms_of(token)
         end
         if lease and token ~= dropping and now - ts <= live then
             if not fits(n, shared, count, writer) then
                 return mine, false
             end
             local permit = n > 0 and free_permit(n) or 0
-            local fence = next_fence(token)
+            local fence = grant_fence(token)
             if token == caller then
                 add_holder(now, token, caller_lease, permit, fence)
                 mine = {ticket, permit, fence}
@@ -267,32 +253,3 @@ local function first_end(now)
     end
     return tonumber(first[2]) - now
 end
-
--- The member of `token` with score `ticket`, or nil.
-local function find_member(ticket, token)
-    local found = redis.call('ZRANGEBYSCORE', queue_key, ticket, ticket,
-                             'LIMIT', 0, MAX_EVICTIONS)
-    for i = 1, #found do
-        local _, tok = parse_member(found[i])
-        if tok == token then
-            return found[i]
-        end
-    end
-    return nil
-end
-
--- One bounded page of the search for `token`'s member (see common.lua).
-local function find_member_page(token, cursor)
-    local pattern = '*:' .. string.gsub(token, '[%*%?%[%]\\]', '\\%0')
-                    .. ':*'
-    local page = redis.call('ZSCAN', queue_key, cursor, 'MATCH', pattern,
-                            'COUNT', SCAN_PAGE)
-    for i = 1, #page[2], 2 do
-        local _, tok = parse_member(page[2][i])
-        if tok == token then
-            return page[2][i], '0'
-        end
-    end
-    return nil, page[1]
-end
-
