@@ -13,6 +13,12 @@ like the histories.  Fault kinds the checker understands:
                     reorder every waiter (a restart that loses the queue)
 Every other kind is only counted as an injected fault.
 
+The histories may be of a semaphore (start line permits=N > 0: up to N
+holds at once, no two on one permit) or of a readers-writer lock (mode=s
+or mode=x: a writer's hold overlaps no other); "overlaps" then counts
+those violations, and FIFO order is judged by fence (the server's grant
+order) where two holds may begin together.
+
 Optionally a holder log, lines "T TOKEN" (or "T -"), written by the driver
 whenever a sampler saw the lock key change: it shows ghost grants, the lock
 held by a request whose client had already resolved (given up) that
@@ -69,7 +75,7 @@ class Acq:
     __slots__ = ("who", "n", "fifo", "timeout_ms", "ask", "queued",
                  "outcome", "out_t", "state", "ticket", "fence", "token",
                  "vu_grant", "end", "vu_end", "release_rc", "killed",
-                 "writes", "verify")
+                 "writes", "verify", "permits", "mode", "permit")
 
     def __init__(self, who, n, fifo, timeout_ms, ask):
         self.who, self.n, self.fifo, self.timeout_ms = who, n, fifo, timeout_ms
@@ -86,6 +92,7 @@ class Acq:
         self.release_rc = []
         self.killed = False
         self.verify = None
+        self.permits, self.mode, self.permit = 0, "-", 0
 
     def safe_end(self):
         """End of the part of the hold covered by the validity bound."""
@@ -102,6 +109,7 @@ class Waiter:
     def __init__(self, pid, tid):
         self.pid, self.tid = pid, tid
         self.fifo, self.timeout_ms = 1, None
+        self.permits, self.mode = 0, "-"
         self.acqs = []
         self.events = []  # (t, event, fields), in order
         self.ended = False
@@ -126,6 +134,8 @@ def load_histories(paths):
                     s = starts.get(pid, {})
                     w.fifo = int(s.get("fifo", "1"))
                     w.timeout_ms = int(s.get("timeout", "-1"))
+                    w.permits = int(s.get("permits", "0"))
+                    w.mode = s.get("mode", "-")
                 w.events.append((t, ev, fields))
     return waiters, starts
 
@@ -149,6 +159,7 @@ def build_acqs(w, kill_t):
         if ev == "ask":
             cur = Acq((w.pid, w.tid), int(f.get("n", 0)), w.fifo,
                       w.timeout_ms, t)
+            cur.permits, cur.mode = w.permits, w.mode
             w.acqs.append(cur)
         elif cur is None:
             if ev == "end":
@@ -162,6 +173,7 @@ def build_acqs(w, kill_t):
             cur.outcome, cur.out_t = GRANT, t
             cur.ticket = int(f.get("ticket", 0))
             cur.fence = int(f.get("fence", 0))
+            cur.permit = int(f.get("permit", 0))
             cur.token = f.get("token")
             cur.vu_grant = int(f.get("vu", -1))
         elif ev in ("timeout", "error"):
@@ -217,17 +229,48 @@ def overlaps_any(a, b, intervals):
     return any(s < b and e > a for s, e in intervals)
 
 
+def conflict(a, b):
+    """Whether two holds may not overlap: always for the mutex, on one
+    permit for a semaphore, with a writer for a readers-writer lock."""
+    if a.permits > 0 or b.permits > 0:
+        return a.permit == b.permit
+    if a.mode in "sx" and b.mode in "sx":
+        return a.mode == "x" or b.mode == "x"
+    return True
+
+
+def over_capacity(holds):
+    """Semaphore grants at whose start more holds than permits were going
+    on within their validity bounds (the new one included)."""
+    count, examples = 0, []
+    for b in holds:
+        if b.permits <= 0:
+            continue
+        inside = sum(1 for a in holds
+                     if a.out_t <= b.out_t < min(a.end, a.safe_end()))
+        if inside > b.permits:
+            count += 1
+            if len(examples) < 5:
+                examples.append({"grant": "%d/%d n=%d" % (b.who[0], b.who[1],
+                                                          b.n),
+                                 "holds": inside, "permits": b.permits})
+    return count, examples
+
+
 def count_overlaps(holds):
-    """Pairs of holds that overlap: (within the validity bounds of both,
+    """Pairs of holds that overlap and may not (see conflict), plus
+    semaphore grants beyond capacity: (within the validity bounds of both,
     only beyond a bound, the worst examples)."""
     holds = sorted(holds, key=lambda h: h.out_t)
-    within = beyond = 0
-    examples = []
+    within, examples = over_capacity(holds)
+    beyond = 0
     for i, a in enumerate(holds):
         a_safe = a.safe_end()
         for b in holds[i + 1:]:
             if b.out_t >= a.end:
                 break
+            if not conflict(a, b):
+                continue
             b_safe = b.safe_end()
             if b.out_t < a_safe and b.out_t < b_safe:
                 within += 1
@@ -240,6 +283,17 @@ def count_overlaps(holds):
             else:
                 beyond += 1
     return within, beyond, examples
+
+
+def granted_later(a, b):
+    """Whether A was granted (or gave up) after B was granted.  Where two
+    holds may begin together (a semaphore, readers), a hand-off's waiter
+    returns from acquire later than a caller granted directly after it,
+    so the server's order, the fence, decides when both have one."""
+    together = a.permits > 0 or a.mode == "s" or b.mode == "s"
+    if together and a.outcome == GRANT and a.fence and b.fence:
+        return a.fence > b.fence
+    return a.out_t > b.out_t
 
 
 def count_inversions(acqs, stops, globals_):
@@ -270,7 +324,7 @@ def count_inversions(acqs, stops, globals_):
         # A's wait must still be going on when B asks.
         active = [a for a in active if a.out_t > b.ask]
         for a in active:
-            if a.who != b.who and a.out_t > b.out_t:
+            if a.who != b.who and granted_later(a, b):
                 inversions += 1
                 if len(examples) < 5:
                     examples.append({

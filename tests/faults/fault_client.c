@@ -16,7 +16,8 @@
  *             bound on when our queue entry was made (FIFO order is judged
  *             from it), with our token so the driver can find our entry
  *   grant     acquire returned FAIRLOCK_OK: ticket, fence, token, validity
- *   verify    the lock key read on a direct connection right after a grant
+ *   verify    the lock key (a semaphore's or readers-writer lock's
+ *             NAME:holders) read on a direct connection right after a grant
  *   read / write-sent / write / skip      the unfenced counter update
  *   fclaim / fwrite                       the fenced resource
  *   release-call  before fairlock_release(), with the best validity seen
@@ -75,6 +76,8 @@ typedef struct config {
     int hold_signal;  /* hold the first grant until SIGUSR1 */
     int retry_errors; /* an acquire that fails with an error does not use
                          up an iteration (the flood's connect storms) */
+    int64_t permits;  /* > 0: a semaphore of this many permits */
+    int rw_mode;      /* 's' or 'x': a readers-writer lock, else 0 */
     int64_t timeout_ms, ttl_ms, stale_ms, io_ms, check_ms, probe_ms;
     int64_t hold_min_ms, hold_max_ms, gap_min_ms, gap_max_ms;
     long iterations;
@@ -395,15 +398,21 @@ static int64_t critical_section(worker *w, int64_t vu) {
     int64_t fence = fairlock_fence(w->lock);
     pthread_mutex_lock(&data_mu);
     if (cfg->verify) {
-        redisReply *r = command_on(&direct_conn, cfg->direct_url, cfg->io_ms,
-                                   "GET %s", cfg->name);
         const char *token = fairlock_token(w->lock);
+        /* A semaphore's or readers-writer lock's holders are members of
+         * NAME:holders (the score is the end of the lease). */
+        int many = cfg->permits > 0 || cfg->rw_mode;
+        redisReply *r = many ? command_on(&direct_conn, cfg->direct_url,
+                                          cfg->io_ms, "ZSCORE %s:holders %s",
+                                          cfg->name, token ? token : "-")
+                             : command_on(&direct_conn, cfg->direct_url,
+                                          cfg->io_ms, "GET %s", cfg->name);
         if (r == NULL)
             note(w, "verify", "n=%ld ok=-1", w->n);
         else
             note(w, "verify", "n=%ld ok=%d", w->n,
                  r->type == REDIS_REPLY_STRING && token != NULL &&
-                     strcmp(r->str, token) == 0);
+                     (many || strcmp(r->str, token) == 0));
         freeReplyObject(r);
     }
     long long highest;
@@ -504,10 +513,11 @@ static void *run_worker(void *arg) {
         if (rc == FAIRLOCK_OK) {
             int64_t vu = validity_ns(w->lock);
             note(w, "grant",
-                 "n=%ld ticket=%" PRId64 " fence=%" PRId64
+                 "n=%ld ticket=%" PRId64 " fence=%" PRId64 " permit=%" PRId64
                  " token=%s vu=%" PRId64 " ms=%" PRId64,
                  w->n, fairlock_ticket(w->lock), fairlock_fence(w->lock),
-                 fairlock_token(w->lock), vu, took_ms);
+                 fairlock_permit(w->lock), fairlock_token(w->lock), vu,
+                 took_ms);
             vu = critical_section(w, vu);
             release_lock(w, vu);
         } else if (rc == FAIRLOCK_TIMEOUT) {
@@ -553,6 +563,13 @@ static fairlock *make_lock(const config *cfg, worker *w) {
     o.check_interval_ms = cfg->check_ms;
     o.auto_renew = cfg->renew;
     o.fencing = cfg->fencing;
+    if (cfg->permits > 0) {
+        o.kind = FAIRLOCK_KIND_SEMAPHORE;
+        o.permits = cfg->permits;
+    } else if (cfg->rw_mode) {
+        o.kind = FAIRLOCK_KIND_RWLOCK;
+        o.shared = cfg->rw_mode == 's';
+    }
     if (cfg->probe_ms > 0) {
         o.interrupt = probe;
         o.interrupt_arg = w;
@@ -595,7 +612,7 @@ static void usage(void) {
             "  [--renew] [--fencing] [--naive] [--verify]\n"
             "  [--hold MS[:MS]] [--gap MS[:MS]] [--iterations N]\n"
             "  [--duration MS] [--threads N] [--hold-signal] [--seed N]\n"
-            "  [--retry-errors]\n");
+            "  [--retry-errors] [--permits N] [--rw s|x]\n");
     exit(2);
 }
 
@@ -626,7 +643,9 @@ static void parse_args(int argc, char **argv, config *cfg) {
         OPT_THREADS,
         OPT_HOLD_SIGNAL,
         OPT_SEED,
-        OPT_RETRY_ERRORS
+        OPT_RETRY_ERRORS,
+        OPT_PERMITS,
+        OPT_RW
     };
     static const struct option opts[] = {
         {"history", required_argument, NULL, OPT_HISTORY},
@@ -655,6 +674,8 @@ static void parse_args(int argc, char **argv, config *cfg) {
         {"hold-signal", no_argument, NULL, OPT_HOLD_SIGNAL},
         {"seed", required_argument, NULL, OPT_SEED},
         {"retry-errors", no_argument, NULL, OPT_RETRY_ERRORS},
+        {"permits", required_argument, NULL, OPT_PERMITS},
+        {"rw", required_argument, NULL, OPT_RW},
         {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -706,6 +727,12 @@ static void parse_args(int argc, char **argv, config *cfg) {
             break;
         case OPT_FENCING:
             cfg->fencing = 1;
+            break;
+        case OPT_PERMITS:
+            cfg->permits = strtoll(optarg, NULL, 10);
+            break;
+        case OPT_RW:
+            cfg->rw_mode = optarg[0] == 's' ? 's' : 'x';
             break;
         case OPT_NAIVE:
             cfg->naive = 1;
@@ -783,9 +810,11 @@ int main(int argc, char **argv) {
 
     note(NULL, "start",
          "name=%s fifo=%d timeout=%" PRId64 " ttl=%" PRId64 " stale=%" PRId64
-         " io=%" PRId64 " renew=%d fencing=%d naive=%d threads=%d seed=%u",
+         " io=%" PRId64 " renew=%d fencing=%d naive=%d threads=%d seed=%u"
+         " permits=%" PRId64 " mode=%c",
          cfg.name, cfg.fifo, cfg.timeout_ms, cfg.ttl_ms, cfg.stale_ms,
-         cfg.io_ms, cfg.renew, cfg.fencing, cfg.naive, cfg.threads, cfg.seed);
+         cfg.io_ms, cfg.renew, cfg.fencing, cfg.naive, cfg.threads, cfg.seed,
+         cfg.permits, cfg.rw_mode ? cfg.rw_mode : '-');
 
     worker *workers = calloc((size_t)cfg.threads, sizeof *workers);
     if (workers == NULL)

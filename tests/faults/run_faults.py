@@ -557,7 +557,7 @@ def client_argv(name, url, counter=None, fenced=None, fifo=1, timeout=20000,
                 naive=False, verify=True, hold=(5, 20), gap=(0, 5),
                 duration_ms=None, iterations=None, probe=20, data_url=None,
                 direct_url=None, threads=1, hold_signal=False, seed=0,
-                check=None, retry_errors=False):
+                check=None, retry_errors=False, permits=None, rw=None):
     a = ["--name", name, "--url", url, "--fifo", str(fifo),
          "--timeout", str(timeout), "--io-timeout", str(io),
          "--hold", "%d:%d" % hold, "--gap", "%d:%d" % gap,
@@ -567,7 +567,8 @@ def client_argv(name, url, counter=None, fenced=None, fifo=1, timeout=20000,
                         ("--data-url", data_url),
                         ("--direct-url", direct_url),
                         ("--duration", duration_ms),
-                        ("--iterations", iterations), ("--check", check)):
+                        ("--iterations", iterations), ("--check", check),
+                        ("--permits", permits), ("--rw", rw)):
         if value is not None:
             a += [flag, str(value)]
     for flag, on in (("--renew", renew), ("--fencing", fencing),
@@ -1631,6 +1632,84 @@ def eviction_probe(run, server, name, stale=5000, iterations=1):
             and "error" not in outcomes}
 
 
+def kill_a_holder(run, server, name, respawn):
+    """SIGKILL of one of the holders of a semaphore or readers-writer lock
+    `name`, frozen first and looked at again (as s1 does); respawn(client)
+    starts its replacement.  Returns whether one was killed."""
+    for _ in range(50):
+        toks = server.cmd("ZRANGE", name + ":holders", 0, -1) or []
+        tok = run.rng.choice(toks) if toks else None
+        pid = run.pid_of(tok, 200) if tok else None
+        c = run.client_by_pid(pid) if pid else None
+        if c and c.alive() and stop_process(pid):
+            if server.cmd("ZSCORE", name + ":holders", tok) is not None:
+                run.kill(c, token=tok)
+                respawn(c)
+                return True
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(0.01)
+    return False
+
+
+def many_holders_scenario(run, name, argv, spawns, kills_wanted):
+    """The body of s10 and s11: clients from argv(kind) for each kind in
+    spawns, random holders killed, then the common figures."""
+    L = RedisServer(run, "lock")
+    L.start()
+    dur = 12 * run.scale
+    run.set_duration(dur)
+    for kind in spawns:
+        run.spawn("c", argv(L, kind), kind=kind)
+    kills = []
+
+    def kill(i):
+        if kill_a_holder(run, L, name,
+                         lambda c: run.spawn("c", argv(L, c.kind),
+                                             kind=c.kind)):
+            kills.append(i)
+    spread(run, dur, kills_wanted, kill)
+    run.wait_clients(60)
+    fig = run.check(L, name + "-counter")
+    keys = [k for k in run.keys_left(L, name, 3000)
+            if k != name + ":fencing" and k != name + "-counter"]
+    finish(run, fig, keys)
+    res = run.result
+    common_checks(res, fig, keys)
+    held = sum(1 for a in fig["_acqs"]
+               if a.outcome == checker.GRANT and a.killed)
+    res.expect("holders killed inside their hold: %d (of %d kills)"
+               % (held, len(kills)), held >= 2)
+    grants = sum(1 for a in fig["_acqs"] if a.outcome == checker.GRANT)
+    res.note("grants: %d" % grants)
+
+
+def s10_sem_kill_holders(run):
+    """A semaphore of 3 permits, 7 clients, holders killed with SIGKILL:
+    never more than 3 holds at once nor two on one permit (within their
+    leases), FIFO by fence, every live waiter served once the dead
+    holders' leases end, nothing left behind."""
+    def argv(L, kind):
+        return client_argv("f10", L.url, permits=3, fencing=True, ttl=1000,
+                           stale=10000, timeout=30000, hold=(30, 80),
+                           gap=(0, 10), duration_ms=run.remaining_ms(),
+                           seed=run.rng.randrange(1 << 30))
+    many_holders_scenario(run, "f10", argv, ["p"] * 7, 5)
+
+
+def s11_rw_kill_holders(run):
+    """A readers-writer lock, 2 writers (updating a counter without
+    atomicity) and 4 readers, holders killed with SIGKILL: no writer
+    overlaps anyone within the leases, no lost update, FIFO by fence,
+    nothing left behind."""
+    def argv(L, kind):
+        return client_argv("f11", L.url, rw=kind, fencing=True, ttl=1000,
+                           stale=10000, timeout=30000, hold=(20, 60),
+                           gap=(0, 10), duration_ms=run.remaining_ms(),
+                           counter="f11-counter" if kind == "x" else None,
+                           seed=run.rng.randrange(1 << 30))
+    many_holders_scenario(run, "f11", argv, ["x", "x", "s", "s", "s", "s"], 5)
+
+
 SCENARIOS = [
     Scenario("0", "control", "checker control (broken)", s0_control, 5),
     Scenario("1", "kill-holders", "SIGKILL holders", s1_kill_holders, 14),
@@ -1648,6 +1727,10 @@ SCENARIOS = [
     Scenario("7", "network", "network faults (proxy)", s7_network, 22),
     Scenario("8", "mixed", "mixed FIFO/non-FIFO", s8_mixed, 12),
     Scenario("9", "flood", "flood 10k waiters", s9_flood, 40),
+    Scenario("10", "sem-kill-holders", "semaphore, SIGKILL holders",
+             s10_sem_kill_holders, 14),
+    Scenario("11", "rw-kill-holders", "rwlock, SIGKILL holders",
+             s11_rw_kill_holders, 14),
 ]
 
 
