@@ -218,6 +218,26 @@ static void killed_holders_permits_come_back(void) {
     no_keys_left(name);
 }
 
+/* A holder killed while nobody waits: nobody calls a script again, so its
+ * keys must go by themselves when its lease ends (they used to stay for
+ * three liveness windows after its acquire). */
+static void dead_holder_keys_expire_with_its_lease(void) {
+    const char *name = test_name("sem-dead-alone");
+    int *ready = test_shared(sizeof *ready);
+    pid_t pid = test_fork();
+    if (pid == 0) {
+        fairlock *lock = sem_lock(name, 2, 500, FAIRLOCK_DEFAULT);
+        CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+        *ready = 1;
+        for (;;)
+            pause();
+    }
+    CHECK(test_wait_flag(ready, DEADLINE_MS));
+    kill(pid, SIGKILL);
+    test_wait_child_within(pid, SIGKILL, DEADLINE_MS);
+    no_keys_left(name);
+}
+
 /* A waiter killed in the queue is evicted once its entry is stale: the
  * waiter behind it gets the permit. */
 static void killed_waiter_is_evicted(void) {
@@ -371,6 +391,7 @@ int main(int argc, char **argv) {
     RUN_TEST(never_more_than_n_holders);
     RUN_TEST(grants_follow_request_order);
     RUN_TEST(killed_holders_permits_come_back);
+    RUN_TEST(dead_holder_keys_expire_with_its_lease);
     RUN_TEST(killed_waiter_is_evicted);
     RUN_TEST(mismatched_permits_are_refused);
     RUN_TEST(timeouts_leases_and_renewal);

@@ -209,21 +209,26 @@ local function grant_heads(now, n, caller, caller_lease, dropping)
 end
 
 -- Keeps the keys for as long as someone may still call: until the last
--- lease ends, and `keep` ms (three liveness windows of a waiter) after a
--- waiter's call.  Expiries only grow, except that a key kept for a lease
--- without end gets one again once no such lease is held.  With nobody
--- holding or waiting, the keys go at once (the fencing counter stays, as
--- the mutex's does).
+-- lease ends, and while anyone waits `keep` ms (three liveness windows of
+-- a waiter) after a waiter's call.  While anyone waits expiries only grow
+-- (a waiter with a longer window may have set them), but for a key kept
+-- for a lease without end, which gets one again once no such lease is
+-- held; with nobody waiting they are the last lease's end, exactly, so a
+-- dead holder's keys go with its lease.  With nobody holding or waiting,
+-- the keys go at once (the fencing counter stays, as the mutex's does).
 local function settle(now, keep)
-    if redis.call('ZCARD', holders_key) == 0 and
-        redis.call('ZCARD', queue_key) == 0 then
-        redis.call('DEL', kind_key, holders_key, queue_key, seq_key,
-                   grants_key)
-        return
+    local waiting = redis.call('ZCARD', queue_key) > 0
+    if not waiting then
+        -- Tickets start again with the next queue, as the mutex's do.
+        redis.call('DEL', seq_key)
+        if redis.call('ZCARD', holders_key) == 0 then
+            redis.call('DEL', kind_key, holders_key, grants_key)
+            return
+        end
     end
     local last = redis.call('ZRANGE', holders_key, -1, -1, 'WITHSCORES')
     local forever = last[2] == 'inf'
-    local ttl = keep
+    local ttl = waiting and keep or 0
     if last[2] and not forever then
         ttl = math.max(ttl, tonumber(last[2]) - now)
     end
@@ -233,7 +238,7 @@ local function settle(now, keep)
         if pttl ~= -2 then
             if forever then
                 redis.call('PERSIST', keys[i])
-            elseif ttl > 0 and (pttl == -1 or pttl < ttl) then
+            elseif ttl > 0 and (not waiting or pttl == -1 or pttl < ttl) then
                 redis.call('PEXPIRE', keys[i], ttl)
             end
         end
