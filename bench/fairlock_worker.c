@@ -37,6 +37,7 @@ typedef struct config {
     const char *name;
     int64_t ttl_ms;   /* <= 0: the library's default */
     int64_t check_ms; /* <= 0: the library's default */
+    int64_t permits;  /* > 0: a semaphore of this many permits */
 } config;
 
 /* A connection and the lock handle that borrows it. */
@@ -183,6 +184,10 @@ static int client_open(const config *cfg, client *c, char *why,
         o.ttl_ms = cfg->ttl_ms;
     if (cfg->check_ms > 0)
         o.check_interval_ms = cfg->check_ms;
+    if (cfg->permits > 0) {
+        o.kind = FAIRLOCK_KIND_SEMAPHORE;
+        o.permits = cfg->permits;
+    }
     int rc = fairlock_create(&o, &c->lock);
     if (rc != FAIRLOCK_OK) {
         snprintf(why, why_len, "fairlock_create: %s (%s)",
@@ -310,6 +315,37 @@ static void cmd_fifo(client *c, long hold_ms) {
  * the counter, release.  Each grant is recorded with the time read inside
  * the critical section, so sorting all workers' grants by it gives the
  * true grant order. */
+/* The semaphore's loop (W6): from `start` to `end` acquire, hold hold_us,
+ * release; each hold is recorded as its two ends, "T1:T2", read inside
+ * it, so the driver can count how many overlapped. */
+static void cmd_spells(client *c, int64_t start, int64_t end, long hold_us) {
+    grants g = {0};
+    sleep_until_ns(start);
+    while (now_ns() < end) {
+        int rc = fairlock_acquire(c->lock);
+        if (rc != FAIRLOCK_OK) {
+            free(g.v);
+            reply_err("acquire", c, rc);
+            return;
+        }
+        int64_t t1 = now_ns();
+        if (hold_us > 0)
+            sleep_until_ns(t1 + (int64_t)hold_us * 1000);
+        int64_t t2 = now_ns();
+        rc = fairlock_release(c->lock);
+        if (rc != FAIRLOCK_OK || grants_add(&g, t1, t2) != 0) {
+            free(g.v);
+            reply_err("release", c, rc);
+            return;
+        }
+    }
+    line l = {0};
+    line_add(&l, "ok %zu", g.n / 2);
+    grants_print(&l, &g);
+    line_send(&l);
+    free(g.v);
+}
+
 static void cmd_hammer(client *c, int64_t start, int64_t end,
                        const char *counter) {
     grants g = {0};
@@ -457,7 +493,7 @@ static void cmd_join(crowd *cr) {
 static int usage(void) {
     fprintf(stderr,
             "usage: fairlock_worker (--port N [--host H] | --unix PATH) "
-            "--name NAME [--ttl-ms N] [--check-ms N]\n"
+            "--name NAME [--ttl-ms N] [--check-ms N] [--permits N]\n"
             "Reads benchmark commands on stdin; see bench/PROTOCOL.md.\n");
     return 2;
 }
@@ -483,6 +519,8 @@ static int parse_args(int argc, char **argv, config *cfg) {
             cfg->ttl_ms = strtoll(v, NULL, 10);
         else if (strcmp(a, "--check-ms") == 0)
             cfg->check_ms = strtoll(v, NULL, 10);
+        else if (strcmp(a, "--permits") == 0)
+            cfg->permits = strtoll(v, NULL, 10);
         else if (strcmp(a, "--impl") == 0 || strcmp(a, "--sleep") == 0)
             ; /* the peers' options: accepted so one command line fits all */
         else
@@ -527,6 +565,8 @@ int main(int argc, char **argv) {
             cmd_fifo(&c, (long)a);
         else if (strcmp(verb, "hammer") == 0 && n >= 4)
             cmd_hammer(&c, a, b, key);
+        else if (strcmp(verb, "spells") == 0 && n >= 4)
+            cmd_spells(&c, a, b, atol(key));
         else if (strcmp(verb, "many") == 0 && n >= 3 && a > 0)
             cmd_many(&cfg, &cr, (long)a, (long)b);
         else if (strcmp(verb, "join") == 0)

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// worker.js -- benchmark worker for the node `redlock` and `redis-semaphore` Mutex.
+// worker.js -- benchmark worker for the node `redlock` and `redis-semaphore`
+// Mutex and Semaphore.
 //
 // Speaks the line protocol of bench/PROTOCOL.md on stdin/stdout, like
 // bench/fairlock_worker.c, so bench/run times every lock alike.  Both locks
@@ -12,7 +13,7 @@ const readline = require('readline');
 const Redis = require('ioredis');
 
 function parseArgs(argv) {
-  const a = { host: '127.0.0.1', port: 0, unix: null, name: null, ttlMs: 10000, impl: null };
+  const a = { host: '127.0.0.1', port: 0, unix: null, name: null, ttlMs: 10000, impl: null, permits: 1 };
   for (let i = 2; i + 1 < argv.length; i += 2) {
     const k = argv[i], v = argv[i + 1];
     if (k === '--host') a.host = v;
@@ -21,10 +22,11 @@ function parseArgs(argv) {
     else if (k === '--name') a.name = v;
     else if (k === '--ttl-ms') a.ttlMs = Number(v) > 0 ? Number(v) : 10000;
     else if (k === '--impl') a.impl = v;
+    else if (k === '--permits') a.permits = Number(v);
     // --check-ms and --sleep belong to other workers: one command line fits all.
   }
-  if (!a.name || !['redlock', 'semaphore'].includes(a.impl)) {
-    process.stderr.write('usage: worker.js --impl redlock|semaphore --name NAME (--port N | --unix PATH) [--ttl-ms N]\n');
+  if (!a.name || !['redlock', 'semaphore', 'sem'].includes(a.impl)) {
+    process.stderr.write('usage: worker.js --impl redlock|semaphore|sem --name NAME (--port N | --unix PATH) [--ttl-ms N] [--permits N]\n');
     process.exit(2);
   }
   return a;
@@ -54,6 +56,19 @@ function makeLock(client) {
     return {
       async acquire() { held = await redlock.lock(args.name, args.ttlMs); },
       async release() { await held.unlock(); held = null; },
+    };
+  }
+  if (args.impl === 'sem') {
+    // redis-semaphore's counting semaphore, with its default retry
+    // interval; the acquire timeout lifted as for the Mutex.
+    const { Semaphore } = require('redis-semaphore');
+    let sem = null;
+    return {
+      async acquire() {
+        sem = new Semaphore(client, args.name, args.permits, { lockTimeout: args.ttlMs, acquireTimeout: 3600 * 1000 });
+        await sem.acquire();
+      },
+      async release() { await sem.release(); sem = null; },
     };
   }
   const { Mutex } = require('redis-semaphore');
@@ -106,6 +121,21 @@ const commands = {
     await sleep(Number(holdMs));
     await lock.release();
     reply(`ok ${t} 0`);
+  },
+  async spells(start, end, holdUs) {
+    const holds = [];
+    const delayMs = Number(BigInt(start) - nowNs()) / 1e6;
+    if (delayMs > 0) await sleep(delayMs);
+    const stop = BigInt(end);
+    while (nowNs() < stop) {
+      await lock.acquire();
+      const t1 = nowNs();
+      if (Number(holdUs) > 0) await sleep(Number(holdUs) / 1000);
+      const t2 = nowNs();
+      await lock.release();
+      holds.push(`${t1}:${t2}`);
+    }
+    reply(`ok ${holds.length} ` + holds.join(' '));
   },
   async hammer(start, end, counter) {
     const grants = [];
