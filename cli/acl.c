@@ -11,13 +11,16 @@
 
 #include "cli.h"
 
-/* What any lock needs: the scripts, the commands they run, BLPOP (waiting
- * for a hand-off), WAIT (wait_replicas), GET and EXISTS (owned/locked
- * queries) and SELECT (a URL with a database number). */
+/* What any lock needs: the scripts, the commands they run (the
+ * semaphore's and readers-writer lock's add ZSCORE, ZCOUNT and the hash
+ * commands), BLPOP (waiting for a hand-off), WAIT (wait_replicas), GET and
+ * EXISTS (owned/locked queries) and SELECT (a URL with a database
+ * number). */
 static const char base_commands[] =
     "+evalsha +eval +blpop +wait +get +exists +select +time +set +del "
     "+incr +pexpire +persist +pttl +rpush +zadd +zcard +zrange "
-    "+zrangebyscore +zrank +zrem +zscan";
+    "+zrangebyscore +zrank +zrem +zscan +zscore +zcount +hget +hset +hdel "
+    "+hexists";
 
 /* Characters that would make the line mean something else: a space or a
  * quote splits or joins redis-cli arguments, and glob characters would

@@ -135,6 +135,27 @@ static void everything_under_the_prefix(void) {
     CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
     fairlock_free(lock);
 
+    /* a semaphore and a readers-writer lock: their scripts' commands */
+    const int kinds[2] = {FAIRLOCK_KIND_SEMAPHORE, FAIRLOCK_KIND_RWLOCK};
+    for (int k = 0; k < 2; k++) {
+        name = name_in_prefix("kinds");
+        options_as(&opts, name, user);
+        opts.kind = kinds[k];
+        opts.permits = kinds[k] == FAIRLOCK_KIND_SEMAPHORE ? 2 : 0;
+        opts.fencing = 1;
+        lock = test_lock_opts(&opts);
+        CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+        CHECK_RC(lock, fairlock_owned(lock, &yes), FAIRLOCK_OK);
+        CHECK(yes);
+        CHECK_RC(lock, fairlock_locked(lock, &yes), FAIRLOCK_OK);
+        CHECK_RC(lock, fairlock_status_get(lock, 10, &st), FAIRLOCK_OK);
+        CHECK_INT(st->holder_count, ==, 1);
+        fairlock_status_free(st);
+        CHECK_RC(lock, fairlock_extend(lock, 20000), FAIRLOCK_OK);
+        CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+        fairlock_free(lock);
+    }
+
     /* WAIT runs (the fixture has no replica, so it is not acknowledged) */
     name = name_in_prefix("wait");
     options_as(&opts, name, user);
