@@ -59,13 +59,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 ((undone != 0 && undone != 1) ||
                  strlen(cursor) > sizeof cursor - 1 || cursor[0] == '\0'))
                 abort();
-            fairlock_status *status = NULL;
-            if (fairlock__decode_status(reply, &status, err, sizeof err) ==
-                FAIRLOCK_OK) {
+            for (int sem = 0; sem < 2; sem++) {
+                fairlock_status *status = NULL;
+                int rc = sem ? fairlock__decode_sem_status(reply, &status, err,
+                                                           sizeof err)
+                             : fairlock__decode_status(reply, &status, err,
+                                                       sizeof err);
+                if (rc != FAIRLOCK_OK)
+                    continue;
                 if (status->waiter_count > 0 && status->waiters == NULL)
                     abort();
                 for (size_t i = 0; i < status->waiter_count; i++)
                     if (status->waiters[i].token == NULL)
+                        abort();
+                for (size_t i = 0; i < status->holder_count; i++)
+                    if (fairlock_status_holder(status, i) == NULL ||
+                        fairlock_status_holder(status, i)->token == NULL)
                         abort();
                 fairlock_status_free(status);
             }
