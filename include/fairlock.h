@@ -335,7 +335,9 @@ FAIRLOCK_EXPORT int fairlock_extend(fairlock *lock, int64_t ttl_ms);
  * Thread safety: one thread per handle. Since 0.1.0. */
 FAIRLOCK_EXPORT int fairlock_owned(fairlock *lock, int *owned);
 
-/* Ask Redis whether anyone holds the lock.  Sets *locked to 1 or 0.
+/* Ask Redis whether anyone holds the lock (for a semaphore or
+ * readers-writer lock: whether any holder's lease is running).  Sets
+ * *locked to 1 or 0.
  * Thread safety: one thread per handle. Since 0.1.0. */
 FAIRLOCK_EXPORT int fairlock_locked(fairlock *lock, int *locked);
 
@@ -390,9 +392,11 @@ FAIRLOCK_EXPORT int64_t fairlock_fence(const fairlock *lock);
 FAIRLOCK_EXPORT int64_t fairlock_permit(const fairlock *lock);
 
 /* Release the lock held by `token` (as printed by a process that acquired
- * it and exited), handing it to the next waiter.  The handle's own state is
- * untouched.  Returns FAIRLOCK_OK, FAIRLOCK_NOTOWNED when `token` does not
- * hold the lock, FAIRLOCK_INVALID or FAIRLOCK_REDIS.
+ * it and exited), handing it to the next waiter.  The handle must be of
+ * the kind the token was granted by (a semaphore's N need not match).
+ * The handle's own state is untouched.  Returns FAIRLOCK_OK,
+ * FAIRLOCK_NOTOWNED when `token` does not hold the lock, FAIRLOCK_INVALID
+ * or FAIRLOCK_REDIS.
  * Thread safety: one thread per handle. Since 0.1.0. */
 FAIRLOCK_EXPORT int fairlock_release_token(fairlock *lock, const char *token);
 
