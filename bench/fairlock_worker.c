@@ -311,10 +311,15 @@ static void cmd_fifo(client *c, long hold_ms) {
     fflush(stdout);
 }
 
-/* The contended loop: from `start` to `end` (monotonic ns) acquire, bump
- * the counter, release.  Each grant is recorded with the time read inside
- * the critical section, so sorting all workers' grants by it gives the
- * true grant order. */
+/* "ok COUNT T:X ..." for the grants of a loop, which it frees. */
+static void reply_grants(grants *g) {
+    line l = {0};
+    line_add(&l, "ok %zu", g->n / 2);
+    grants_print(&l, g);
+    line_send(&l);
+    free(g->v);
+}
+
 /* The semaphore's loop (W6): from `start` to `end` acquire, hold hold_us,
  * release; each hold is recorded as its two ends, "T1:T2", read inside
  * it, so the driver can count how many overlapped. */
@@ -339,13 +344,13 @@ static void cmd_spells(client *c, int64_t start, int64_t end, long hold_us) {
             return;
         }
     }
-    line l = {0};
-    line_add(&l, "ok %zu", g.n / 2);
-    grants_print(&l, &g);
-    line_send(&l);
-    free(g.v);
+    reply_grants(&g);
 }
 
+/* The contended loop: from `start` to `end` (monotonic ns) acquire, bump
+ * the counter, release.  Each grant is recorded with the time read inside
+ * the critical section, so sorting all workers' grants by it gives the
+ * true grant order. */
 static void cmd_hammer(client *c, int64_t start, int64_t end,
                        const char *counter) {
     grants g = {0};
@@ -373,11 +378,7 @@ static void cmd_hammer(client *c, int64_t start, int64_t end,
             return;
         }
     }
-    line l = {0};
-    line_add(&l, "ok %zu", g.n / 2);
-    grants_print(&l, &g);
-    line_send(&l);
-    free(g.v);
+    reply_grants(&g);
 }
 
 /* ---------------------------------------------------------------------------
