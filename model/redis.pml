@@ -3,6 +3,15 @@
  * interleaving anything else.  Section names follow the Lua functions so
  * that a change in a script points at the inline to change here.
  *
+ * The scripts this file mirrors, by the SHA-1 of the text sent to Redis
+ * (common.lua prepended, as cmake/embed_lua.cmake computes it).  The unit
+ * test model_mirrors fails when a script changes and these do not: review
+ * the model against the new script, then copy the new SHA-1 here.
+ *   mirrors acquire c41cb62f43e4e3d89eaa5bf079ea41546f3a5f16
+ *   mirrors cancel  fa2c91c0faf2dd18089c09b79d21dce3a0dca157
+ *   mirrors release ebb59e2d87ae7021fff2e665b42d066352ffb6c6
+ *   mirrors extend  20d11c10d78274343f73ff5f11ec0f95131931fc
+ *
  * Scratch variables are `hidden`: they live only inside one d_step, so
  * keeping them out of the state vector loses nothing and keeps states
  * that differ only by leftovers from counting twice. */

@@ -9,11 +9,12 @@
 # Base: compiler, CMake, pkg-config, hiredis headers, redis-server with
 # redis-cli, which the demo and the tests start privately (on a unix socket,
 # or a free port; never 6379), and Python 3 with its headers and redis-py
-# for the Python binding's tests and the benchmark's smoke test.
+# for the Python binding's tests and the benchmark's smoke test; spin, the
+# model checker of the protocol's model (model/, ctest -L model).
 set -euo pipefail
 
 base="build-essential binutils cmake pkg-config libhiredis-dev
-      redis-server redis-tools python3 python3-dev python3-redis"
+      redis-server redis-tools python3 python3-dev python3-redis spin"
 ci_extra="clang clang-format libclang-rt-dev valgrind"
 base=$(echo $base) # one line
 
