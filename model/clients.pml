@@ -12,10 +12,10 @@
  * waiter no longer counts as live for FIFO. */
 inline fault(c) {
     if
-    :: atomic { npause > 0 -> npause--; pu = now + PAUSE_K;
+    :: atomic { npause > 0 -> npause--; pu = now + PAUSE_K; paused[c] = 1;
                 if :: PAUSE_K + HB > LIVE -> fifo_ok[c] = 0 :: else fi };
        printf("MSC: t%d c%d paused\n", now, c);
-       now >= pu; pu = 0
+       now >= pu; pu = 0; paused[c] = 0
     :: atomic { ncrash > 0 -> ncrash--; st[c] = ST_CRASH; cs[c] = 0;
                 ref_left = ref_left || c >= NF;
                 held[c] = 0; vu[c] = 0; waiting[c] = 0 };
@@ -25,12 +25,6 @@ inline fault(c) {
     fi
 }
 
-inline choose_lost() {
-    if
-    :: atomic { nlost > 0 -> nlost--; lost = 1 }
-    :: true -> lost = 0
-    fi
-}
 
 /* ---- fairlock client: fairlock_acquire_ex, acquire_loop, take_grant,
  *      fairlock_release, resolve_pending ----------------------------------- */
@@ -39,6 +33,9 @@ proctype fairlock_client(byte c) {
     byte wake_at, deadline, pu, t, vul;
     bit granted, lost, releasing;
     short left;
+#ifdef RENEW
+    byte ext, es, outcome;
+#endif
 
 newreq: skip;
     d_step {
@@ -146,11 +143,42 @@ take: skip;
         printf("MSC: t%d c%d tok%d HOLDS until %d fence %d (owner%d)\n", now, c, tok, vul, rfence, owner);
         assert(P1_fence || rfence > maxfence);
         maxfence = rfence;
-        t = now + HOLD
+        t = now + HOLD;
+#ifdef RENEW
+        if
+        :: c == 0 ->
+            /* from here renew.c publishes the bound */
+            renew_start(LEASE_OF(tok), sent); t = now + HOLD_R
+        :: else
+        fi
+#endif
     };
+#ifdef RENEW
+    if
+    :: c == 0 ->
+        /* fairlock_extend() at some point of the hold, or never */
+        if
+        :: owner_extend()
+        :: now >= t - 2; owner_extend()
+        :: true
+        fi
+    :: else -> fault(c)
+    fi;
+#else
     fault(c);
+#endif
     now >= t;
     cs[c] = 0;
+#ifdef RENEW
+    if
+    :: c == 0 ->
+        /* fairlock__renew_stop: quiet before the release is sent */
+        r_active = 0;
+        !r_inflight;
+        d_step { ledger_reset(); r_lost = 0 }
+    :: else
+    fi;
+#endif
     /* fairlock_release */
     releasing = 1;
     choose_lost();
@@ -194,6 +222,9 @@ pending: skip;
     fi;
 done: skip;
     d_step { st[c] = ST_DONE; waiting[c] = 0 };
+#ifdef RENEW
+    if :: c == 0 -> r_active = 0; r_stop = 1 :: else fi;
+#endif
     goto end_fl;
 crashed:
     skip;

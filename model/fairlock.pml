@@ -56,6 +56,9 @@
 #ifndef NLOST
 #define NLOST 1
 #endif
+#ifndef TAKEOVER
+#define TAKEOVER (CHECK + 1) /* most ticks a live head leaves a free lock */
+#endif
 #ifndef TMAX
 #define TMAX 16         /* every live waiter is served by then */
 #endif
@@ -93,6 +96,8 @@ byte enq[NC];           /* order of its first enqueue in this request */
 byte enqb[NC];          /* when that enqueue began (the reference's INCR) */
 byte enq_ctr;
 bool resolved[NTOK];    /* the client is done with the token */
+bool paused[NC];
+byte idle;              /* ticks the lock has been free with a live head */
 bool ref_left;          /* a reference client crashed or gave up */
 byte maxfence;          /* highest fencing token a client took */
 byte ncrash = NCRASH, npause = NPAUSE, nlost = NLOST;
@@ -100,7 +105,7 @@ hidden byte f_i, f_c;
 /* Always 0: each names its property in pan's "assertion violated" line,
  * which is how the tests tell which property a mutant broke. */
 hidden byte P1_mutex, P1_fence, P2_bound, P3_fifo, P4_served, P5_clean,
-            P6_noghost;
+            P6_noghost, P4_takeover;
 
 /* A request's place in line is where it first queued.  The reference
  * queues in two commands (INCR, ZADD): it counts as queued from the ZADD
@@ -140,7 +145,19 @@ inline FIFO_CHECK(t) {
     fi
 }
 
+/* A reply may be lost after the server ran the script (the caller's
+ * `lost`), while the fault budget lasts. */
+inline choose_lost() {
+    if
+    :: atomic { nlost > 0 -> nlost--; lost = 1 }
+    :: true -> lost = 0
+    fi
+}
+
 #include "redis.pml"
+#ifdef RENEW
+#include "renew.pml"
+#endif
 #include "clients.pml"
 
 /* ---- properties 1 and 2, and the ghost check, as a monitor ------------- */
@@ -173,13 +190,27 @@ end_ghost:
 #define FINISHED(c) ((c) >= NC || st[c] == ST_DONE || st[c] == ST_CRASH)
 #define ALL_DONE (FINISHED(0) && FINISHED(1) && FINISHED(2) && FINISHED(3))
 
+/* 4, bounded: a free lock whose head is a fairlock waiter that runs (not
+ * paused, not crashed, not gone) is taken within TAKEOVER ticks; B2 made
+ * it wait for a heartbeat. */
+#define LIVE_HEAD (owner == 0 && q_n > 0 && !FOREIGN(q_tok[0]) && \
+                   ctok[TOKCLIENT(q_tok[0])] == q_tok[0] && \
+                   st[TOKCLIENT(q_tok[0])] == ST_WAIT && \
+                   !paused[TOKCLIENT(q_tok[0])])
+inline tick() {
+    if :: LIVE_HEAD -> idle++ :: else -> idle = 0 fi;
+    assert(P4_takeover || idle <= TAKEOVER);
+    now++;
+    expire_keys()
+}
+
 /* The clock, and properties 4 and 5 at the end of time. */
 active proctype clock() {
 end_clock:
     do
-    :: timeout && now < TMAX -> d_step { now++; expire_keys() }
+    :: timeout && now < TMAX -> d_step { tick() }
     :: timeout && now >= TMAX && now < TMAX + CLEAN && ALL_DONE ->
-        d_step { now++; expire_keys() }
+        d_step { tick() }
     :: timeout && now == TMAX && !ALL_DONE ->
         /* 4: a live waiter still waits when the horizon is reached */
         assert(P4_served || ALL_DONE)
@@ -215,6 +246,9 @@ end_clock:
 init {
     byte i;
     atomic {
+#ifdef RENEW
+        run renewer();
+#endif
         do
         :: i < NF -> run fairlock_client(i); i++
         :: i >= NF && i < NC -> run reference_client(i); i++
