@@ -47,6 +47,17 @@ newreq: skip;
 attempt:
     /* run_attempt: mark_pending, last_sent_ms, acquire.lua */
     choose_lost();
+#ifdef LATE
+    if
+    :: lost ->
+        /* the request itself is held up (a stalled server, a slow
+         * network): it runs later, maybe after the cancel that resolves
+         * this request */
+        run late_acquire(tok, ticket, now);
+        goto pending
+    :: else
+    fi;
+#endif
     d_step {
         sent = now; tkt = ticket;
         acquire_lua(tok, LEASE_OF(tok));
@@ -231,6 +242,20 @@ crashed:
 end_fl:
     skip
 }
+
+#ifdef LATE
+proctype late_acquire(byte ltok, lticket, at) {
+    if
+    :: true
+    :: now >= at + 1
+    :: now >= at + 2
+    fi;
+    d_step {
+        tkt = lticket; acquire_lua(ltok, LEASE_OF(ltok));
+        printf("MSC: t%d late acquire of tok%d ran: owner%d q%d\n", now, ltok, owner, q_n)
+    }
+}
+#endif
 
 /* ---- reference client: RedisLockFifo.acquire / release, FIFO,
  *      timeout = REF_TO (also its lease and its stale timeout) ------------ */
