@@ -124,9 +124,11 @@ take: skip;
         left = vul - now
     };
     if
-    :: rlease != LEASE_OF(tok) && rlease > 0 && left >= rlease * 2 / 3 ->
+    :: rlease != LEASE_OF(tok) && rlease > 0 && left >= rlease * 2 / 3 &&
+       !AUTO_RENEW(c) ->
         /* confirm_later: the bound stays the capped lease's; the extend
-         * is sent at once and its reply read at the release */
+         * is sent at once and its reply read at the release (not with
+         * auto_renew: FAIRLOCK__CANNOT_DEFER) */
         d_step {
             extend_lua(tok, LEASE_OF(tok));
             if :: !r_owned -> vul = 0 :: else fi

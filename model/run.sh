@@ -1,0 +1,54 @@
+#!/bin/sh
+# run.sh [WORK_DIR] -- the larger checks of the model, beyond what CI runs
+# (model/README.md; the figures of a run are in docs/protocol.md, "The
+# model").  One pan at a time; each bounded by MODEL_MEMLIM MB (default
+# 3500) and its own time limit.  Takes about 10 minutes on two cores.
+#
+#   served    property 4 as the LTL formula <> (everyone finished), weak
+#             fairness, the core configuration (pan -a -f)
+#   big       3 fairlock + 1 reference client, 1 crash, 1 lost reply:
+#             exhaustive with hash compaction (-DHC4: a state is kept as a
+#             hash, so two states could be taken for one; pan prints the
+#             odds)
+#   bitstate  3 fairlock + 1 reference client, 1 crash, 1 pause, 2 lost
+#             replies: bitstate (supertrace) search, a 2^33-bit table
+#   renew     renewal and extend with 2 lost replies, a longer hold and
+#             commands held up to 3 ticks: exhaustive
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+work=${1:-${TMPDIR:-/tmp}/fairlock-model}
+memlim=${MODEL_MEMLIM:-3500}
+cc=${CC:-cc}
+status=0
+
+# one NAME SECONDS "CC_FLAGS" "PAN_FLAGS" SPIN_FLAG...
+one() {
+    name=$1 limit=$2 ccflags=$3 panflags=$4
+    shift 4
+    dir=$work/$name
+    rm -rf "$dir" && mkdir -p "$dir" && cd "$dir" || exit 1
+    cp "$here"/*.pml .
+    echo "$*" >flags
+    spin -a "$@" fairlock.pml >spin.out || exit 1
+    # shellcheck disable=SC2086  # flag lists
+    "$cc" -O2 -w -DMEMLIM="$memlim" $ccflags -o pan pan.c || exit 1
+    start=$(date +%s)
+    # shellcheck disable=SC2086
+    timeout "$limit" ./pan $panflags >pan.out 2>&1
+    end=$(date +%s)
+    echo "== $name: spin $* / cc $ccflags / pan $panflags: $((end - start)) s"
+    grep -E "violated|acceptance cycle \(|State-vector|states, stored|hash factor|collision|total actual|error:|MEMLIM" pan.out
+    if ! grep -q "errors: 0" pan.out ||
+        grep -qE "max search depth too small|out of memory|MEMLIM|Search not completed" pan.out; then
+        echo "   FAILED (work directory $dir)"
+        [ -f fairlock.pml.trail ] && sh "$here/trail.sh" .
+        status=1
+    fi
+}
+
+one served 900 "-DCOLLAPSE -DNFAIR=3" "-a -f -m200000" -DLTL_SERVED
+one big 900 "-DSAFETY -DHC4" "-m200000" -DNF=3 -DNR=1 -DNPAUSE=0
+one bitstate 900 "-DSAFETY -DBITSTATE" "-w33 -m200000" -DNF=3 -DNR=1 -DNLOST=2
+one renew 900 "-DSAFETY -DCOLLAPSE" "-m200000" -DRENEW -DNF=2 -DNR=0 \
+    -DLEASE=6 -DLIVE=6 -DSTALL=3 -DNLOST=2 -DHOLD_R=6 -DTMAX=28
+exit $status
