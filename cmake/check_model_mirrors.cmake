@@ -4,6 +4,7 @@
 # Every "mirrors NAME SHA1" line of MODEL must name the SHA-1 that
 # cmake/embed_lua.cmake gives LUA_DIR/NAME.lua today: the same text (with
 # common.lua in front unless the script stands alone), the same hash.
+include(${CMAKE_CURRENT_LIST_DIR}/lua_script_text.cmake)
 file(STRINGS "${MODEL}" lines REGEX "mirrors [a-z_]+ +[0-9a-f]+")
 if(NOT lines)
   message(FATAL_ERROR "${MODEL} records no script SHA-1 (\"mirrors NAME SHA1\")")
@@ -17,12 +18,7 @@ foreach(line IN LISTS lines)
   if(NOT EXISTS "${LUA_DIR}/${name}.lua")
     message(FATAL_ERROR "${MODEL} mirrors ${name}.lua, which does not exist")
   endif()
-  file(READ "${LUA_DIR}/${name}.lua" body)
-  if(body MATCHES "^[^\n]*\n-- standalone:")
-    set(text "${body}")
-  else()
-    set(text "${common}${body}")
-  endif()
+  fairlock_lua_script_text("${LUA_DIR}/${name}.lua" "${common}" text)
   string(SHA1 sha "${text}")
   if(NOT sha STREQUAL recorded)
     string(APPEND stale "  ${name}.lua is now ${sha} (the model says ${recorded})\n")

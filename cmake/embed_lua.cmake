@@ -4,18 +4,13 @@
 # script, so shared functions are written once, but for a script whose
 # second line begins "-- standalone:"), SCRIPTS (;-separated .lua paths).  Each script's SHA1 is computed here, over exactly the text
 # sent to Redis, so EVALSHA needs no SHA1 code in the library.
+include(${CMAKE_CURRENT_LIST_DIR}/lua_script_text.cmake)
 file(READ "${COMMON}" common)
 set(out "/* Generated from src/lua by cmake/embed_lua.cmake. Do not edit. */\n")
 string(APPEND out "#include \"internal.h\"\n")
 foreach(path IN LISTS SCRIPTS)
   get_filename_component(name "${path}" NAME_WE)
-  file(READ "${path}" body)
-  # A script that says so on its second line stands alone.
-  if(body MATCHES "^[^\n]*\n-- standalone:")
-    set(text "${body}")
-  else()
-    set(text "${common}${body}")
-  endif()
+  fairlock_lua_script_text("${path}" "${common}" text)
   string(SHA1 sha "${text}")
   string(REPLACE "\\" "\\\\" text "${text}")
   string(REPLACE "\"" "\\\"" text "${text}")

@@ -2,7 +2,7 @@
 # run.sh [WORK_DIR] -- the larger checks of the model, beyond what CI runs
 # (model/README.md; the figures of a run are in docs/protocol.md, "The
 # model").  One pan at a time; each bounded by MODEL_MEMLIM MB (default
-# 3500) and its own time limit.  Takes about 10 minutes on two cores.
+# 3500) and its own time limit.  Takes about 25 minutes on two cores.
 #
 #   served    property 4 as the LTL formula <> (everyone finished), weak
 #             fairness, the core configuration (pan -a -f)
@@ -10,8 +10,8 @@
 #             exhaustive with hash compaction (-DHC4: a state is kept as a
 #             hash, so two states could be taken for one; pan prints the
 #             odds)
-#   bitstate  3 fairlock + 1 reference client, 1 crash, 1 pause, 2 lost
-#             replies: bitstate (supertrace) search, a 2^33-bit table
+#   bitstate  3 fairlock + 1 reference client, 1 crash, 1 pause, 1 lost
+#             reply: bitstate (supertrace) search, a 2^33-bit table (1 GB)
 #   renew     renewal and extend with 2 lost replies, a longer hold and
 #             commands held up to 3 ticks: exhaustive
 set -u
@@ -48,7 +48,7 @@ one() {
 
 one served 900 "-DCOLLAPSE -DNFAIR=3" "-a -f -m200000" -DLTL_SERVED
 one big 900 "-DSAFETY -DHC4" "-m200000" -DNF=3 -DNR=1 -DNPAUSE=0
-one bitstate 900 "-DSAFETY -DBITSTATE" "-w33 -m200000" -DNF=3 -DNR=1 -DNLOST=2
+one bitstate 1500 "-DSAFETY -DBITSTATE" "-w33 -m200000" -DNF=3 -DNR=1
 one renew 900 "-DSAFETY -DCOLLAPSE" "-m200000" -DRENEW -DNF=2 -DNR=0 \
     -DLEASE=6 -DLIVE=6 -DSTALL=3 -DNLOST=2 -DHOLD_R=6 -DTMAX=28
 exit $status
