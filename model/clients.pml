@@ -1,10 +1,11 @@
 /* clients.pml -- the fairlock client (src/lock.c) and the reference client
  * (tests/reference_client.py).
  *
- * Every script call is one d_step: sent, run by the server and answered
- * in the same tick.  Whether its reply is lost is chosen before the step,
- * so the step stays deterministic; a lost reply leaves the script's
- * effects on the server and the client PENDING (mark_pending). */
+ * A script call is one d_step: sent, run by the server and answered in
+ * one go (renew.pml and -DLATE let a command run later than it was sent).
+ * Whether its reply is lost is chosen before the step, so the step stays
+ * deterministic; a lost reply leaves the script's effects on the server
+ * and the client PENDING (mark_pending). */
 
 /* A fault may be taken here: a pause of PAUSE_K ticks, or a crash (the
  * process never runs again).  A pause that outlasts what a heartbeat
@@ -24,7 +25,6 @@ inline fault(c) {
     :: true
     fi
 }
-
 
 /* ---- fairlock client: fairlock_acquire_ex, acquire_loop, take_grant,
  *      fairlock_release, resolve_pending ----------------------------------- */
