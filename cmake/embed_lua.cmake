@@ -6,21 +6,14 @@
 # to the semaphore and readers-writer scripts, named sem_*), SCRIPTS
 # (;-separated .lua paths).  Each script's SHA1 is computed here, over exactly the text
 # sent to Redis, so EVALSHA needs no SHA1 code in the library.
+include(${CMAKE_CURRENT_LIST_DIR}/lua_script_text.cmake)
 file(READ "${COMMON}" common)
 file(READ "${SEM_COMMON}" sem_common)
 set(out "/* Generated from src/lua by cmake/embed_lua.cmake. Do not edit. */\n")
 string(APPEND out "#include \"internal.h\"\n")
 foreach(path IN LISTS SCRIPTS)
   get_filename_component(name "${path}" NAME_WE)
-  file(READ "${path}" body)
-  # A script that says so on its second line stands alone.
-  if(body MATCHES "^[^\n]*\n-- standalone:")
-    set(text "${body}")
-  elseif(name MATCHES "^sem_")
-    set(text "${common}${sem_common}${body}")
-  else()
-    set(text "${common}${body}")
-  endif()
+  fairlock_lua_script_text("${path}" "${common}" text "${sem_common}")
   string(SHA1 sha "${text}")
   string(REPLACE "\\" "\\\\" text "${text}")
   string(REPLACE "\"" "\\\"" text "${text}")

@@ -12,12 +12,13 @@
 # for the Python binding's tests and the benchmark's smoke test, and venv,
 # pip, setuptools and wheel, with which the tests pip-install the Python
 # package into a virtual environment, offline; jq, which an example of the
-# man page uses (the documentation's snippets are tested).
+# man page uses (the documentation's snippets are tested); spin, the model
+# checker of the protocol's model (model/, ctest -L model).
 set -euo pipefail
 
 base="build-essential binutils cmake pkg-config libhiredis-dev
       redis-server redis-tools python3 python3-dev python3-redis
-      python3-venv python3-pip python3-setuptools python3-wheel jq"
+      python3-venv python3-pip python3-setuptools python3-wheel jq spin"
 ci_extra="clang clang-format libclang-rt-dev valgrind"
 base=$(echo $base) # one line
 

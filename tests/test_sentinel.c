@@ -280,6 +280,21 @@ static void restart_as_replica(const char *role, int port, int master_of) {
         if (!ready)
             test_sleep_ms(50);
     }
+    if (!ready) {
+        /* What was missing, for the log of a failed run. */
+        fprintf(stderr, "restarted %s on %d: in sync %d;", role, port,
+                in_sync(port));
+        for (int s = 0; s < 3; s++)
+            fprintf(stderr, " sentinel %d sees it %d;", sentinel_port + s,
+                    sentinel_sees_replica(sentinel_port + s, port));
+        fprintf(stderr, "\n");
+        char log[700];
+        snprintf(log, sizeof log,
+                 "tail -n 15 %s/%s/redis.log %s/sentinel-0/redis.log >&2",
+                 sentinel_dir, role, sentinel_dir);
+        if (system(log) != 0)
+            fprintf(stderr, "(no logs)\n");
+    }
     CHECK(ready);
 }
 
