@@ -288,7 +288,7 @@ static void restart_as_replica(const char *role, int port, int master_of) {
             fprintf(stderr, " sentinel %d sees it %d;", sentinel_port + s,
                     sentinel_sees_replica(sentinel_port + s, port));
         fprintf(stderr, "\n");
-        char log[700];
+        char log[2048];
         snprintf(log, sizeof log,
                  "tail -n 15 %s/%s/redis.log %s/sentinel-0/redis.log >&2",
                  sentinel_dir, role, sentinel_dir);
