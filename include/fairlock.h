@@ -7,11 +7,13 @@
  * (NAME, NAME:seq, NAME:queue), so fleets that mix both stay mutually
  * exclusive.
  *
- * Signals: like every hiredis program, a process whose Redis connection
- * breaks while it writes gets SIGPIPE; ignore it (signal(SIGPIPE,
+ * Signals: the library never raises SIGPIPE on the connections it makes
+ * itself (it writes with MSG_NOSIGNAL), so a broken connection is an error
+ * code, not a signal.  A borrowed redisContext (opts.redis) is written by
+ * hiredis, which may raise it: ignore SIGPIPE then (signal(SIGPIPE,
  * SIG_IGN)) unless dying is what you want.  The library's own renewal
- * thread blocks all signals, so it neither dies of SIGPIPE nor runs your
- * handlers.  Connections are made close-on-exec.
+ * thread blocks all signals, so it never runs your handlers.  Connections
+ * are made close-on-exec.
  *
  * Thread safety: a handle may be used by one thread at a time.  Different
  * handles are independent and may be used concurrently, unless they borrow

@@ -123,9 +123,11 @@ int64_t fairlock__now_ms(void);
  * NULL when it was lost with the connection.  The reply is freed after. */
 typedef void (*fairlock__reply_fn)(void *arg, const redisReply *reply);
 
+typedef struct fairlock__engine fairlock__engine;
+
 typedef struct fairlock__conn {
-    redisContext *ctx; /* borrowed, or owned when `owned` */
-    int owned;
+    redisContext *ctx;     /* borrowed: the caller's */
+    fairlock__engine *eng; /* owned: made by the library (engine.c) */
     int borrowed;
     pid_t pid;                /* process that made an owned connection */
     const fairlock__url *url; /* where to connect when not borrowed */
@@ -152,6 +154,8 @@ typedef struct fairlock__conn {
  * FAIRLOCK_OK, FAIRLOCK_REDIS or FAIRLOCK_NOMEM. */
 int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err);
 void fairlock__conn_close(fairlock__conn *conn);
+/* Whether the connection is there and has not failed. */
+int fairlock__conn_alive(const fairlock__conn *conn);
 
 /* Sends one command and reads its reply.  block_ms > 0 lengthens the
  * socket timeout for a blocking command.  Replies that prove the command
