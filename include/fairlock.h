@@ -139,6 +139,12 @@ typedef struct fairlock_options {
      *     command fails, so a failover is followed)
      *   redis+cluster://[[user]:pass@]host[:port][,host[:port]...]
      *     (seed nodes; MOVED and ASK redirects are followed)
+     *   rediss://, rediss+sentinel://, rediss+cluster://: the same over
+     *     TLS, with optional query parameters named as redis-py names
+     *     them: ?ssl_ca_certs=FILE&ssl_ca_path=DIR&ssl_certfile=FILE&
+     *     ssl_keyfile=FILE&ssl_cert_reqs=none|required&
+     *     ssl_check_hostname=true|false&ssl_server_hostname=NAME
+     *     (see the tls_* options below)
      * User and password may be percent-encoded.  NULL means $FAIRLOCK_URL,
      * then $REDIS_URL, then redis://127.0.0.1:6379/0.  With a borrowed
      * `redis` context it is used only by the renewal thread. */
@@ -229,6 +235,29 @@ typedef struct fairlock_options {
     const char *password;
     const char *sentinel_user;
     const char *sentinel_password;
+
+    /* TLS (since 0.2.0).  A rediss://, rediss+sentinel:// or
+     * rediss+cluster:// URL, or `tls` non-zero with a redis:// one, makes
+     * every connection of the handle TLS (1.2 or later), sentinels and
+     * cluster nodes included.  The server's certificate is verified, and
+     * its name must match tls_server_name, by default the host of the URL
+     * (or the address a sentinel or a redirect names); `tls_insecure`
+     * non-zero turns both checks off (a test server, never production).
+     * tls_ca_file (PEM) and tls_ca_path (a c_rehash directory) name the
+     * CAs to trust, by default the system's trust store; tls_cert_file
+     * and tls_key_file (PEM, unencrypted) a client certificate for mutual
+     * TLS.  tls_server_name is also sent as SNI.  Each one that is not
+     * NULL replaces the URL's query parameter of the same meaning
+     * (ssl_ca_certs, ssl_ca_path, ssl_certfile, ssl_keyfile,
+     * ssl_server_hostname); the library copies them.  A build without TLS
+     * (FAIRLOCK_TLS=OFF) answers FAIRLOCK_INVALID. */
+    int tls;
+    int tls_insecure;
+    const char *tls_ca_file;
+    const char *tls_ca_path;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_server_name;
 } fairlock_options;
 
 /* Fill *opts, a struct of `size` bytes, with the reference's defaults.

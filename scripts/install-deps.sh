@@ -17,7 +17,8 @@ set -euo pipefail
 
 base="build-essential binutils cmake pkg-config libhiredis-dev
       redis-server redis-tools python3 python3-dev python3-redis
-      python3-venv python3-pip python3-setuptools python3-wheel jq"
+      python3-venv python3-pip python3-setuptools python3-wheel jq
+      libssl-dev openssl"
 ci_extra="clang clang-format libclang-rt-dev valgrind"
 base=$(echo $base) # one line
 

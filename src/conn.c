@@ -102,6 +102,7 @@ static fairlock__engine *open_node(const fairlock__conn *conn, const char *host,
     target.password = sentinel ? url->sentinel_password : url->password;
     target.db = sentinel ? 0 : url->db;
     target.kind = sentinel ? FAIRLOCK__URL_SENTINEL : url->kind;
+    target.tls = &url->tls;
     int64_t deadline = fairlock__now_ms() + conn->io_timeout_ms;
     fairlock__engine *eng = fairlock__engine_start(&target, deadline);
     if (eng == NULL) {

@@ -4,7 +4,9 @@
  * hiredis formats the commands (redisFormatCommandArgv) and parses the
  * replies (redisReader); this file only moves bytes, so that it owns the
  * socket: non-blocking with explicit deadlines, written with MSG_NOSIGNAL
- * (no SIGPIPE, whatever the application's disposition), close-on-exec. */
+ * (no SIGPIPE, whatever the application's disposition), close-on-exec.
+ * With TLS, tls.c encrypts and decrypts between the socket and these
+ * buffers; the socket stays ours. */
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "tls.h"
 
 enum { MAX_ADDRS = 8, MAX_SETUP = 2, READ_CHUNK = 16384 };
 
@@ -48,6 +51,10 @@ struct fairlock__engine {
 
     redisReader *reader;
     long owed; /* replies to the caller's commands still to come */
+
+    fairlock__tls *tls; /* NULL: plain text */
+    int heard;          /* whether the server has sent anything yet */
+    int replied;        /* whether it has sent anything but TLS handshake */
 };
 
 static int fail(fairlock__engine *eng, const char *fmt, ...)
@@ -168,10 +175,83 @@ static void close_socket(fairlock__engine *eng) {
     eng->fd = -1;
 }
 
-/* The socket is up: what comes next. */
-static void connected(fairlock__engine *eng) {
+static void do_write(fairlock__engine *eng);
+
+/* A TLS server that refuses the client's certificate (or its absence)
+ * after the handshake, as TLS 1.3 servers do, sends an alert and closes;
+ * the alert is often lost to the reset that our unread command causes. */
+static int refused_after_handshake(fairlock__engine *eng) {
+    if (eng->tls == NULL && !eng->heard &&
+        eng->state != FAIRLOCK__ENGINE_CONNECTING)
+        /* A TLS port drops a plain-text client without a word. */
+        return fail(eng, "Redis I/O error: the server closed the connection "
+                         "before any reply (if the port is a TLS port, use "
+                         "rediss://)");
+    if (eng->tls == NULL || eng->replied ||
+        eng->state == FAIRLOCK__ENGINE_HANDSHAKE)
+        return 0;
+    return fail(eng,
+                "Redis I/O error: the server closed the TLS connection before "
+                "any reply: it requires a client certificate, or refused the "
+                "one given (ssl_certfile and ssl_keyfile / tls_cert_file "
+                "and tls_key_file)");
+}
+
+/* A socket call failed with errno e. */
+static void io_failed(fairlock__engine *eng, int e) {
+    if (!refused_after_handshake(eng))
+        fail(eng, "Redis I/O error: %s", strerror(e));
+}
+
+/* Sends what TLS has encrypted, as far as the socket takes it. */
+static void flush_wire(fairlock__engine *eng) {
+    const char *data;
+    size_t len;
+    while (eng->state != FAIRLOCK__ENGINE_FAILED &&
+           (len = fairlock__tls_pending(eng->tls, &data)) > 0) {
+        ssize_t n = send(eng->fd, data, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                io_failed(eng, errno);
+            return;
+        }
+        fairlock__tls_sent(eng->tls, (size_t)n);
+    }
+}
+
+static int wire_pending(const fairlock__engine *eng) {
+    const char *data;
+    return eng->tls != NULL && fairlock__tls_pending(eng->tls, &data) > 0;
+}
+
+/* Setup or, without it, ready: the commands may be written now. */
+static void secured(fairlock__engine *eng) {
     eng->state = eng->setup_count > 0 ? FAIRLOCK__ENGINE_SETUP
                                       : FAIRLOCK__ENGINE_READY;
+    do_write(eng);
+}
+
+static void handshake_step(fairlock__engine *eng) {
+    int rc = fairlock__tls_handshake(eng->tls, &eng->err);
+    if (rc < 0) {
+        eng->state = FAIRLOCK__ENGINE_FAILED;
+        return;
+    }
+    flush_wire(eng);
+    if (rc == 1 && eng->state == FAIRLOCK__ENGINE_HANDSHAKE)
+        secured(eng);
+}
+
+/* The socket is up: what comes next. */
+static void connected(fairlock__engine *eng) {
+    if (eng->tls != NULL) {
+        eng->state = FAIRLOCK__ENGINE_HANDSHAKE;
+        handshake_step(eng);
+    } else {
+        secured(eng);
+    }
 }
 
 /* Tries the remaining addresses until a connect is in flight or done. */
@@ -258,6 +338,14 @@ fairlock__engine *fairlock__engine_start(const fairlock__engine_target *target,
             return eng;
     }
     eng->setup_end = eng->out_len;
+    if (target->tls != NULL && target->tls->enabled) {
+        eng->tls = fairlock__tls_new(target->tls, eng->host ? eng->host : "",
+                                     eng->port, &eng->err);
+        if (eng->tls == NULL) {
+            eng->state = FAIRLOCK__ENGINE_FAILED;
+            return eng;
+        }
+    }
     if (resolve(eng) == 0)
         try_connect(eng);
     return eng;
@@ -266,6 +354,7 @@ fairlock__engine *fairlock__engine_start(const fairlock__engine_target *target,
 void fairlock__engine_free(fairlock__engine *eng) {
     if (eng == NULL)
         return;
+    fairlock__tls_free(eng->tls);
     close_socket(eng);
     if (eng->reader != NULL)
         redisReaderFree(eng->reader);
@@ -298,6 +387,16 @@ static size_t write_limit(const fairlock__engine *eng) {
 
 static void do_write(fairlock__engine *eng) {
     size_t limit = write_limit(eng);
+    if (eng->tls != NULL) {
+        if (eng->out_pos < limit &&
+            fairlock__tls_encrypt(eng->tls, eng->out + eng->out_pos,
+                                  limit - eng->out_pos, &eng->err) != 0) {
+            eng->state = FAIRLOCK__ENGINE_FAILED;
+            return;
+        }
+        eng->out_pos = limit;
+        flush_wire(eng);
+    }
     while (eng->out_pos < limit) {
         ssize_t n = send(eng->fd, eng->out + eng->out_pos, limit - eng->out_pos,
                          MSG_NOSIGNAL);
@@ -305,7 +404,7 @@ static void do_write(fairlock__engine *eng) {
             if (errno == EINTR)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                fail(eng, "Redis I/O error: %s", strerror(errno));
+                io_failed(eng, errno);
             return;
         }
         eng->out_pos += (size_t)n;
@@ -338,6 +437,41 @@ static void check_setup(fairlock__engine *eng) {
     }
 }
 
+/* Hands plaintext to the reply parser. */
+static void parse(fairlock__engine *eng, const char *buf, size_t len) {
+    if (redisReaderFeed(eng->reader, buf, len) != REDIS_OK) {
+        fail(eng, "Redis I/O error: %s", eng->reader->errstr);
+        return;
+    }
+    check_setup(eng);
+}
+
+/* What came from the socket, through TLS when there is TLS. */
+static void received(fairlock__engine *eng, char *buf, size_t len) {
+    if (eng->tls == NULL) {
+        parse(eng, buf, len);
+        return;
+    }
+    if (fairlock__tls_received(eng->tls, buf, len) != 0) {
+        fairlock__error_set(&eng->err, FAIRLOCK_NOMEM, "out of memory");
+        eng->state = FAIRLOCK__ENGINE_FAILED;
+        return;
+    }
+    if (eng->state == FAIRLOCK__ENGINE_HANDSHAKE)
+        handshake_step(eng);
+    while (eng->state == FAIRLOCK__ENGINE_SETUP ||
+           eng->state == FAIRLOCK__ENGINE_READY) {
+        long n = fairlock__tls_decrypt(eng->tls, buf, READ_CHUNK, &eng->err);
+        if (n < 0)
+            eng->state = FAIRLOCK__ENGINE_FAILED;
+        if (n <= 0)
+            break;
+        eng->replied = 1;
+        parse(eng, buf, (size_t)n);
+    }
+    flush_wire(eng);
+}
+
 static void do_read(fairlock__engine *eng) {
     char buf[READ_CHUNK];
     ssize_t n;
@@ -346,18 +480,34 @@ static void do_read(fairlock__engine *eng) {
     while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            fail(eng, "Redis I/O error: %s", strerror(errno));
+            io_failed(eng, errno);
         return;
     }
+    if (n == 0 && refused_after_handshake(eng))
+        return;
     if (n == 0) {
-        fail(eng, "Redis I/O error: Server closed the connection");
+        fail(eng, "Redis I/O error: Server closed the connection%s",
+             eng->tls != NULL && eng->state == FAIRLOCK__ENGINE_HANDSHAKE
+                 ? " during the TLS handshake"
+                 : "");
         return;
     }
-    if (redisReaderFeed(eng->reader, buf, (size_t)n) != REDIS_OK) {
-        fail(eng, "Redis I/O error: %s", eng->reader->errstr);
-        return;
+    if (!eng->heard) {
+        /* A TLS/plain-text mismatch shows in the first bytes, and a
+         * reply parser or TLS would only call them garbage. */
+        const char *why = fairlock__diagnose_first_bytes(buf, (size_t)n,
+                                                         eng->tls != NULL);
+        eng->heard = 1;
+        if (why != NULL) {
+            if (eng->host != NULL)
+                fail(eng, "cannot talk to %s:%d: %s", eng->host, eng->port,
+                     why);
+            else
+                fail(eng, "cannot talk to unix socket %s: %s", eng->path, why);
+            return;
+        }
     }
-    check_setup(eng);
+    received(eng, buf, (size_t)n);
 }
 
 /* ---------------------------------------------------------------------------
@@ -385,11 +535,11 @@ short fairlock__engine_events(const fairlock__engine *eng) {
     case FAIRLOCK__ENGINE_CONNECTING:
         return POLLOUT;
     case FAIRLOCK__ENGINE_HANDSHAKE:
-        return POLLIN;
+        return POLLIN | (wire_pending(eng) ? POLLOUT : 0);
     case FAIRLOCK__ENGINE_SETUP:
     case FAIRLOCK__ENGINE_READY: {
         short events = 0;
-        if (eng->out_pos < write_limit(eng))
+        if (eng->out_pos < write_limit(eng) || wire_pending(eng))
             events |= POLLOUT;
         if (eng->state == FAIRLOCK__ENGINE_SETUP || eng->owed > 0)
             events |= POLLIN;
@@ -417,8 +567,12 @@ void fairlock__engine_handle(fairlock__engine *eng, short revents) {
     }
     if (eng->state == FAIRLOCK__ENGINE_FAILED)
         return;
-    if (revents & (POLLOUT | POLLERR))
-        do_write(eng);
+    if (revents & (POLLOUT | POLLERR)) {
+        if (eng->state == FAIRLOCK__ENGINE_HANDSHAKE)
+            flush_wire(eng);
+        else
+            do_write(eng);
+    }
     if (eng->state != FAIRLOCK__ENGINE_FAILED &&
         (revents & (POLLIN | POLLHUP | POLLERR)))
         do_read(eng);
@@ -434,7 +588,9 @@ void fairlock__engine_expire(fairlock__engine *eng) {
         connect_failed(eng, strerror(ETIMEDOUT));
         break;
     case FAIRLOCK__ENGINE_HANDSHAKE:
-        connect_failed(eng, "TLS handshake timed out");
+        connect_failed(eng, "no TLS handshake reply in time: the port does "
+                            "not speak TLS (a plain-text port: use "
+                            "redis://), or the server is stalled");
         break;
     case FAIRLOCK__ENGINE_SETUP:
         fail(eng, "%s failed: no reply in time",
@@ -462,7 +618,7 @@ int fairlock__engine_queue(fairlock__engine *eng, int argc, const char **argv,
 }
 
 int fairlock__engine_writing(const fairlock__engine *eng) {
-    return eng->out_pos < eng->out_len;
+    return eng->out_pos < eng->out_len || wire_pending(eng);
 }
 
 redisReply *fairlock__engine_reply(fairlock__engine *eng) {
@@ -522,7 +678,8 @@ int fairlock__engine_wait_ready(fairlock__engine *eng, int64_t deadline_ms) {
 
 int fairlock__engine_wait_written(fairlock__engine *eng, int64_t deadline_ms) {
     eng->deadline_ms = deadline_ms;
-    while (eng->state != FAIRLOCK__ENGINE_READY || eng->out_pos < eng->out_len)
+    while (eng->state != FAIRLOCK__ENGINE_READY ||
+           fairlock__engine_writing(eng))
         if (eng->state == FAIRLOCK__ENGINE_FAILED || turn(eng) != 0)
             return -1;
     return 0;

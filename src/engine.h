@@ -33,8 +33,9 @@ typedef struct fairlock__engine_target {
     const char *path; /* unix socket */
     const char *user; /* AUTH user; NULL: password alone */
     const char *password;
-    int db;                  /* SELECT when not 0 */
-    fairlock__url_kind kind; /* for diagnosing setup replies */
+    int db;                          /* SELECT when not 0 */
+    fairlock__url_kind kind;         /* for diagnosing setup replies */
+    const fairlock__tls_config *tls; /* NULL or not enabled: plain text */
 } fairlock__engine_target;
 
 /* Resolves the address (getaddrinfo: the one blocking step, bounded by the

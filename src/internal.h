@@ -31,6 +31,19 @@ typedef struct fairlock__endpoint {
     int port;
 } fairlock__endpoint;
 
+/* TLS settings of a URL (rediss://, its query parameters and the tls_*
+ * options).  Strings NULL when not given. */
+typedef struct fairlock__tls_config {
+    int enabled;
+    int verify;      /* check the certificate chain (default 1) */
+    int check_host;  /* check the name too (default 1) */
+    char *ca_file;   /* NULL and ca_path NULL: the system's trust store */
+    char *ca_path;   /* a hashed directory (c_rehash) */
+    char *cert_file; /* client certificate, for mutual TLS */
+    char *key_file;
+    char *server_name; /* SNI and the name checked; default the host */
+} fairlock__tls_config;
+
 typedef struct fairlock__url {
     fairlock__url_kind kind;
     char *host; /* TCP: host name or address, without IPv6 brackets */
@@ -44,6 +57,7 @@ typedef struct fairlock__url {
     char *sentinel_user; /* SENTINEL: sent to the sentinels; from options */
     char *sentinel_password;
     int db;
+    fairlock__tls_config tls; /* every node of the URL */
 } fairlock__url;
 
 /* Parses url into *out (all strings heap-allocated).  On failure returns
@@ -64,6 +78,12 @@ int fairlock__url_set_auth(fairlock__url *url, const char *user,
                            const char *password, const char *sentinel_user,
                            const char *sentinel_password, char *err,
                            size_t errlen);
+
+/* Applies the tls_* options (those not NULL, and the flags when set) to a
+ * parsed URL.  Returns FAIRLOCK_OK, FAIRLOCK_INVALID (TLS on a unix
+ * socket, or a build without TLS) or FAIRLOCK_NOMEM with a reason. */
+int fairlock__url_set_tls(fairlock__url *url, const fairlock_options *opts,
+                          char *err, size_t errlen);
 
 /* ---- Errors (errors.c). ---- */
 
@@ -88,6 +108,12 @@ int fairlock__error_set(fairlock__error *err, int code, const char *fmt, ...)
  * replica, a server of another kind than the URL says.  NULL otherwise.
  * kind: how the connection was made. */
 const char *fairlock__diagnose(const char *reply, fairlock__url_kind kind);
+
+/* What the first bytes a server sends on a new connection show: TLS
+ * records to a plain-text client, or a plain-text reply to a TLS client
+ * (tls non-zero).  NULL when they show neither. */
+const char *fairlock__diagnose_first_bytes(const char *buf, size_t len,
+                                           int tls);
 
 /* Records FAIRLOCK_REDIS and "<what> failed: <reply>", with the diagnosis
  * first when there is one; returns FAIRLOCK_REDIS. */
