@@ -203,21 +203,36 @@ static void io_failed(fairlock__engine *eng, int e) {
         fail(eng, "Redis I/O error: %s", strerror(e));
 }
 
+/* Writes as much of buf as the socket takes now: the count, or -1 when
+ * the connection failed. */
+static ssize_t send_now(fairlock__engine *eng, const char *buf, size_t len) {
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = send(eng->fd, buf + done, len - done, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            io_failed(eng, errno);
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
 /* Sends what TLS has encrypted, as far as the socket takes it. */
 static void flush_wire(fairlock__engine *eng) {
     const char *data;
     size_t len;
     while (eng->state != FAIRLOCK__ENGINE_FAILED &&
            (len = fairlock__tls_pending(eng->tls, &data)) > 0) {
-        ssize_t n = send(eng->fd, data, len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                io_failed(eng, errno);
+        ssize_t n = send_now(eng, data, len);
+        if (n > 0)
+            fairlock__tls_sent(eng->tls, (size_t)n);
+        if (n < (ssize_t)len)
             return;
-        }
-        fairlock__tls_sent(eng->tls, (size_t)n);
     }
 }
 
@@ -397,16 +412,11 @@ static void do_write(fairlock__engine *eng) {
         eng->out_pos = limit;
         flush_wire(eng);
     }
-    while (eng->out_pos < limit) {
-        ssize_t n = send(eng->fd, eng->out + eng->out_pos, limit - eng->out_pos,
-                         MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                io_failed(eng, errno);
+    if (eng->out_pos < limit) {
+        ssize_t n = send_now(eng, eng->out + eng->out_pos,
+                             limit - eng->out_pos);
+        if (n < 0)
             return;
-        }
         eng->out_pos += (size_t)n;
     }
     if (eng->out_pos == eng->out_len) {
