@@ -321,7 +321,8 @@ static int parse_network(const char *p, fairlock__url *url, char *err,
             return rc;
     }
     if (url->kind == FAIRLOCK__URL_SENTINEL) {
-        const char *name_end = slash ? strchr(db, '/') : NULL;
+        const char *name_end = slash ? memchr(db, '/', (size_t)(end - db))
+                                     : NULL;
         if (name_end == NULL)
             name_end = end;
         if (slash == NULL || name_end == db)

@@ -175,6 +175,16 @@ static void tls_forms(void) {
     CHECK_STR(u.master, "m");
     CHECK(u.tls.enabled && u.tls.verify);
     fairlock__url_clear(&u);
+    /* A path in the query is not the master name's end (it was). */
+    u = parse_ok("rediss+sentinel://s1/m/2?ssl_ca_certs=/etc/ca.pem");
+    CHECK_STR(u.master, "m");
+    CHECK_INT(u.db, ==, 2);
+    CHECK_STR(u.tls.ca_file, "/etc/ca.pem");
+    fairlock__url_clear(&u);
+    u = parse_ok("rediss+sentinel://s1/m?ssl_ca_certs=/etc/ca.pem");
+    CHECK_STR(u.master, "m");
+    CHECK_INT(u.db, ==, 0);
+    fairlock__url_clear(&u);
     u = parse_ok("rediss+cluster://a:7000,b:7001");
     CHECK_INT(u.kind, ==, FAIRLOCK__URL_CLUSTER);
     CHECK_INT(u.node_count, ==, 2);

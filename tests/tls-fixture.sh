@@ -19,24 +19,6 @@ cmd=$1
 dir=$2
 shift 2
 
-# cert NAME CA SAN DAYS: NAME.key and NAME.crt signed by CA (CA.key and
-# CA.crt), valid DAYS days from now (negative: already expired).
-cert() {
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "$dir/$1.key" -out "$dir/$1.csr" -subj "/CN=$1" 2>/dev/null
-    printf 'subjectAltName=%s\n' "$3" >"$dir/$1.ext"
-    openssl x509 -req -in "$dir/$1.csr" -CA "$dir/$2.crt" \
-        -CAkey "$dir/$2.key" -CAcreateserial -days "$4" \
-        -extfile "$dir/$1.ext" -out "$dir/$1.crt" 2>/dev/null
-    rm -f "$dir/$1.csr" "$dir/$1.ext"
-}
-
-ca() {
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-        -nodes -keyout "$dir/$1.key" -out "$dir/$1.crt" -days 2 \
-        -subj "/CN=fairlock test $1" 2>/dev/null
-}
-
 case "$cmd" in
 start)
     stop_servers "$dir/redis.pid" "$dir/expired.pid"
@@ -46,16 +28,15 @@ start)
     if [ ${#dir} -gt 80 ]; then
         sockdir=$(mktemp -d /tmp/fairlock-test.XXXXXX)
     fi
-    ca ca
-    ca other-ca
-    cert server ca "DNS:localhost,IP:127.0.0.1" 2
-    cert client ca "DNS:fairlock-client" 2
-    cert other-client other-ca "DNS:fairlock-client" 2
-    cert expired ca "DNS:localhost,IP:127.0.0.1" -1
+    make_ca "$dir" ca
+    make_ca "$dir" other-ca
+    make_cert "$dir" server ca "DNS:localhost,IP:127.0.0.1" 2
+    make_cert "$dir" client ca "DNS:fairlock-client" 2
+    make_cert "$dir" other-client other-ca "DNS:fairlock-client" 2
+    make_cert "$dir" expired ca "DNS:localhost,IP:127.0.0.1" -1
     # A CA directory as c_rehash makes it, for ssl_ca_path.
     mkdir -p "$dir/cadir"
     cp "$dir/ca.crt" "$dir/cadir/$(openssl x509 -hash -noout -in "$dir/ca.crt").0"
-    chmod 600 "$dir"/*.key
 
     # start NAME PORT CERT: a TLS server on PORT presenting CERT.
     start() {
