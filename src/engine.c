@@ -106,7 +106,8 @@ static int append(fairlock__engine *eng, const char *bytes, size_t len) {
 static int format_into(fairlock__engine *eng, int argc, const char **argv,
                        const size_t *lens) {
     char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    /* int in hiredis 0.14, long long in 1.x. */
+    long long len = redisFormatCommandArgv(&cmd, argc, argv, lens);
     if (len < 0) {
         fairlock__error_set(&eng->err, FAIRLOCK_NOMEM, "out of memory");
         eng->state = FAIRLOCK__ENGINE_FAILED;
