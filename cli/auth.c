@@ -1,5 +1,7 @@
 /* auth.c -- credentials without the command line: password files, the
- * FAIRLOCK_PASSWORD variables, and a URL's password wiped from argv.
+ * FAIRLOCK_PASSWORD variables, and a URL's password wiped from argv; and
+ * the TLS settings (certificates are credentials too), named as in
+ * redis-cli.
  *
  * Anything on a command line can be read by every local user
  * (/proc/PID/cmdline, ps) for as long as the process runs, which for
@@ -32,6 +34,8 @@ static struct {
     char *password;          /* read from the file or the environment */
     char *sentinel_password; /* idem */
     char *url;               /* copy of a -u URL whose password was wiped */
+    int tls, insecure;
+    const char *cacert, *cacertdir, *cert, *key, *sni;
 } auth;
 
 static const char *const secret_vars[] = {"FAIRLOCK_PASSWORD",
@@ -52,12 +56,33 @@ int cli_auth_option(const char *command, int c, const char *arg) {
     case CLI_OPT_SENTINEL_PASSWORD_FILE:
         field = &auth.sentinel_password_file;
         break;
+    case CLI_OPT_TLS:
+        auth.tls = 1;
+        return 1;
+    case CLI_OPT_INSECURE:
+        auth.insecure = 1;
+        return 1;
+    case CLI_OPT_CACERT:
+        field = &auth.cacert;
+        break;
+    case CLI_OPT_CACERTDIR:
+        field = &auth.cacertdir;
+        break;
+    case CLI_OPT_CERT:
+        field = &auth.cert;
+        break;
+    case CLI_OPT_KEY:
+        field = &auth.key;
+        break;
+    case CLI_OPT_SNI:
+        field = &auth.sni;
+        break;
     default:
         return 0;
     }
     if (*arg == '\0')
         return cli_usage_error(command, "an empty value is not allowed for "
-                                        "a credential option");
+                                        "a credential or TLS option");
     *field = arg;
     return 1;
 }
@@ -189,6 +214,15 @@ void cli_auth_apply(fairlock_options *opts) {
     opts->password = auth.password;
     opts->sentinel_user = auth.sentinel_user;
     opts->sentinel_password = auth.sentinel_password;
+    /* As in redis-cli, --tls is needed with a redis:// URL; a rediss://
+     * one implies it. */
+    opts->tls = auth.tls;
+    opts->tls_insecure = auth.insecure;
+    opts->tls_ca_file = auth.cacert;
+    opts->tls_ca_path = auth.cacertdir;
+    opts->tls_cert_file = auth.cert;
+    opts->tls_key_file = auth.key;
+    opts->tls_server_name = auth.sni;
 }
 
 int cli_auth_is_secret_var(const char *entry) {

@@ -119,6 +119,13 @@ enum {
     CLI_OPT_PASSWORD_FILE,
     CLI_OPT_SENTINEL_USER,
     CLI_OPT_SENTINEL_PASSWORD_FILE,
+    CLI_OPT_TLS,
+    CLI_OPT_CACERT,
+    CLI_OPT_CACERTDIR,
+    CLI_OPT_CERT,
+    CLI_OPT_KEY,
+    CLI_OPT_SNI,
+    CLI_OPT_INSECURE,
     CLI_OPT_SENTINEL,
     CLI_OPT_CLUSTER,
     CLI_OPT_HASH_TAG,
@@ -144,17 +151,25 @@ int cli_lock_opts_check(cli_lock_opts *o);
 
 /* ---- Credentials (auth.c). ---- */
 
-/* The long options every command that connects takes. */
+/* The long options every command that connects takes: credentials, and
+ * TLS as redis-cli spells it. */
 #define CLI_AUTH_LONGOPTS                                                      \
     {"user", required_argument, NULL, CLI_OPT_USER},                           \
         {"password-file", required_argument, NULL, CLI_OPT_PASSWORD_FILE},     \
-        {"sentinel-user", required_argument, NULL, CLI_OPT_SENTINEL_USER}, {   \
-        "sentinel-password-file", required_argument, NULL,                     \
-            CLI_OPT_SENTINEL_PASSWORD_FILE                                     \
+        {"sentinel-user", required_argument, NULL, CLI_OPT_SENTINEL_USER},     \
+        {"sentinel-password-file", required_argument, NULL,                    \
+         CLI_OPT_SENTINEL_PASSWORD_FILE},                                      \
+        {"tls", no_argument, NULL, CLI_OPT_TLS},                               \
+        {"cacert", required_argument, NULL, CLI_OPT_CACERT},                   \
+        {"cacertdir", required_argument, NULL, CLI_OPT_CACERTDIR},             \
+        {"cert", required_argument, NULL, CLI_OPT_CERT},                       \
+        {"key", required_argument, NULL, CLI_OPT_KEY},                         \
+        {"sni", required_argument, NULL, CLI_OPT_SNI}, {                       \
+        "insecure", no_argument, NULL, CLI_OPT_INSECURE                        \
     }
 
-/* Applies one credential option.  Returns 1 if it was one (and valid), 0
- * if it is not one, or CLI_EXIT_USAGE after a message. */
+/* Applies one credential or TLS option.  Returns 1 if it was one (and
+ * valid), 0 if it is not one, or CLI_EXIT_USAGE after a message. */
 int cli_auth_option(const char *command, int c, const char *arg);
 /* Once the options are read: when *url (from -u, pointing into argv)
  * holds a password, points *url at a copy and overwrites the password in
@@ -162,7 +177,8 @@ int cli_auth_option(const char *command, int c, const char *arg);
  * $FAIRLOCK_PASSWORD / $FAIRLOCK_SENTINEL_PASSWORD.  Returns 0, or an
  * exit status after a message. */
 int cli_auth_finish(const char *command, const char **url, int quiet);
-/* Sets the credential fields of *opts (NULL where none were given). */
+/* Sets the credential and TLS fields of *opts (NULL or 0 where none were
+ * given). */
 void cli_auth_apply(fairlock_options *opts);
 /* Whether an environment entry ("NAME=value") is one of the password
  * variables, which the command under the lock does not inherit. */

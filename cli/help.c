@@ -20,13 +20,18 @@ static const char exit_status_text[] =
 static const char url_text[] =
     "Redis: -u/--url URL, else $FAIRLOCK_URL, else $REDIS_URL, else\n"
     "redis://127.0.0.1:6379/0.  URLs: redis://[[USER]:PASS@]HOST[:PORT][/DB]\n"
-    "or unix:///PATH.sock[?db=N].\n"
+    "(rediss:// over TLS) or unix:///PATH.sock[?db=N].\n"
     "Password: --password-file FILE (readable by its owner only), else\n"
     "$FAIRLOCK_PASSWORD, else the URL's (wiped from the process's arguments,\n"
     "with a warning).  --user NAME: the ACL user.  Sentinels: "
     "--sentinel-user,\n"
     "--sentinel-password-file, $FAIRLOCK_SENTINEL_PASSWORD.  COMMAND does not\n"
-    "inherit the password variables.\n";
+    "inherit the password variables.\n"
+    "TLS: a rediss:// URL or --tls; --cacert FILE, --cacertdir DIR (trusted\n"
+    "CAs; default: the system's), --cert FILE --key FILE (client "
+    "certificate),\n"
+    "--sni NAME (name sent and checked; default: the host), --insecure (no\n"
+    "certificate check).\n";
 
 void cli_help_main(FILE *out) {
     fputs("Usage: fairlock COMMAND [OPTIONS] ...\n"

@@ -7,11 +7,13 @@
  * (NAME, NAME:seq, NAME:queue), so fleets that mix both stay mutually
  * exclusive.
  *
- * Signals: like every hiredis program, a process whose Redis connection
- * breaks while it writes gets SIGPIPE; ignore it (signal(SIGPIPE,
+ * Signals: the library never raises SIGPIPE on the connections it makes
+ * itself (it writes with MSG_NOSIGNAL), so a broken connection is an error
+ * code, not a signal.  A borrowed redisContext (opts.redis) is written by
+ * hiredis, which may raise it: ignore SIGPIPE then (signal(SIGPIPE,
  * SIG_IGN)) unless dying is what you want.  The library's own renewal
- * thread blocks all signals, so it neither dies of SIGPIPE nor runs your
- * handlers.  Connections are made close-on-exec.
+ * thread blocks all signals, so it never runs your handlers.  Connections
+ * are made close-on-exec.
  *
  * Thread safety: a handle may be used by one thread at a time.  Different
  * handles are independent and may be used concurrently, unless they borrow
@@ -139,6 +141,12 @@ typedef struct fairlock_options {
      *     command fails, so a failover is followed)
      *   redis+cluster://[[user]:pass@]host[:port][,host[:port]...]
      *     (seed nodes; MOVED and ASK redirects are followed)
+     *   rediss://, rediss+sentinel://, rediss+cluster://: the same over
+     *     TLS, with optional query parameters named as redis-py names
+     *     them: ?ssl_ca_certs=FILE&ssl_ca_path=DIR&ssl_certfile=FILE&
+     *     ssl_keyfile=FILE&ssl_cert_reqs=none|required&
+     *     ssl_check_hostname=true|false&ssl_server_hostname=NAME
+     *     (see the tls_* options below)
      * User and password may be percent-encoded.  NULL means $FAIRLOCK_URL,
      * then $REDIS_URL, then redis://127.0.0.1:6379/0.  With a borrowed
      * `redis` context it is used only by the renewal thread. */
@@ -254,6 +262,29 @@ typedef struct fairlock_options {
     int kind;
     int64_t permits; /* semaphore: 1 to FAIRLOCK_PERMITS_MAX */
     int shared;      /* readers-writer lock: non-zero for a shared hold */
+
+    /* TLS (since 0.2.0).  A rediss://, rediss+sentinel:// or
+     * rediss+cluster:// URL, or `tls` non-zero with a redis:// one, makes
+     * every connection of the handle TLS (1.2 or later), sentinels and
+     * cluster nodes included.  The server's certificate is verified, and
+     * its name must match tls_server_name, by default the host of the URL
+     * (or the address a sentinel or a redirect names); `tls_insecure`
+     * non-zero turns both checks off (a test server, never production).
+     * tls_ca_file (PEM) and tls_ca_path (a c_rehash directory) name the
+     * CAs to trust, by default the system's trust store; tls_cert_file
+     * and tls_key_file (PEM, unencrypted) a client certificate for mutual
+     * TLS.  tls_server_name is also sent as SNI.  Each one that is not
+     * NULL replaces the URL's query parameter of the same meaning
+     * (ssl_ca_certs, ssl_ca_path, ssl_certfile, ssl_keyfile,
+     * ssl_server_hostname); the library copies them.  A build without TLS
+     * (FAIRLOCK_TLS=OFF) answers FAIRLOCK_INVALID. */
+    int tls;
+    int tls_insecure;
+    const char *tls_ca_file;
+    const char *tls_ca_path;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_server_name;
 } fairlock_options;
 
 /* Kinds of lock (fairlock_options.kind). Since 0.2.0. */

@@ -12,11 +12,12 @@ hidden inside the extension (FAIRLOCK_STATIC, -fvisibility=hidden): only
 PyInit__fairlock is exported.
 """
 import hashlib
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -63,19 +64,37 @@ def embed_lua(lua_dir: Path, generator: str = "python/setup.py") -> str:
     return "".join(out)
 
 
-def hiredis() -> Tuple[List[str], List[str], List[str]]:
-    """Include dirs, library dirs and libraries of hiredis, by pkg-config
-    when it is there (Debian's libhiredis-dev ships hiredis.pc)."""
-    if shutil.which("pkg-config"):
-        run = subprocess.run(["pkg-config", "--cflags", "--libs", "hiredis"],
-                             capture_output=True, text=True, check=False)
-        if run.returncode == 0:
-            flags = run.stdout.split()
+def pkg_config(*names: str) -> Optional[Tuple[List[str], List[str],
+                                               List[str]]]:
+    """Include dirs, library dirs and libraries of the packages, by
+    pkg-config; None when it or one of them is missing."""
+    if not shutil.which("pkg-config"):
+        return None
+    run = subprocess.run(["pkg-config", "--cflags", "--libs", *names],
+                         capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        return None
+    flags = run.stdout.split()
 
-            def pick(prefix: str) -> List[str]:
-                return [f[2:] for f in flags if f.startswith(prefix)]
-            return pick("-I"), pick("-L"), pick("-l")
-    return [], [], ["hiredis"]
+    def pick(prefix: str) -> List[str]:
+        return [f[2:] for f in flags if f.startswith(prefix)]
+    return pick("-I"), pick("-L"), pick("-l")
+
+
+def dependencies() -> Tuple[List[str], List[str], List[str], bool]:
+    """hiredis (Debian's libhiredis-dev ships hiredis.pc), and OpenSSL for
+    TLS when its development files are there (libssl-dev), as CMake's
+    FAIRLOCK_TLS; FAIRLOCK_TLS=OFF in the environment leaves it out."""
+    includes, library_dirs, libraries = (pkg_config("hiredis")
+                                         or ([], [], ["hiredis"]))
+    tls = None
+    if os.environ.get("FAIRLOCK_TLS", "ON").upper() not in ("OFF", "0"):
+        tls = pkg_config("libssl", "libcrypto")
+    if tls is not None:
+        includes, library_dirs, libraries = (includes + tls[0],
+                                             library_dirs + tls[1],
+                                             libraries + tls[2])
+    return includes, library_dirs, libraries, tls is not None
 
 
 class BuildExt(build_ext):
@@ -97,19 +116,22 @@ class BuildExt(build_ext):
             scripts.write_text(text, encoding="utf-8")
         ext.sources = ext.sources + [str(p) for p in sorted(SRC.glob("*.c"))]
         ext.sources.append(str(scripts))
+        # This file too: its macros (FAIRLOCK_HAVE_TLS) change the objects.
         ext.depends = [str(p) for pattern in ("src/*.h", "include/*.h",
                                               "src/lua/*.lua")
                        for p in sorted(ROOT.glob(pattern))]
+        ext.depends.append(str(Path(__file__).resolve()))
         super().build_extension(ext)
 
 
 def main() -> None:
-    includes, library_dirs, libraries = hiredis()
+    includes, library_dirs, libraries, tls = dependencies()
     extension = Extension(
         "fairlock._fairlock",
         sources=["fairlock/_fairlock.c"],
         include_dirs=[str(INCLUDE), str(SRC), *includes],
-        define_macros=[("_GNU_SOURCE", None), ("FAIRLOCK_STATIC", None)],
+        define_macros=[("_GNU_SOURCE", None), ("FAIRLOCK_STATIC", None),
+                       ("FAIRLOCK_HAVE_TLS", "1" if tls else "0")],
         extra_compile_args=["-std=c11", "-fvisibility=hidden"],
         library_dirs=library_dirs,
         libraries=[*libraries, "m"],

@@ -13,12 +13,15 @@
 # pip, setuptools and wheel, with which the tests pip-install the Python
 # package into a virtual environment, offline; jq, which an example of the
 # man page uses (the documentation's snippets are tested); spin, the model
-# checker of the protocol's model (model/, ctest -L model).
+# checker of the protocol's model (model/, ctest -L model); OpenSSL's
+# headers (TLS) and its command, which the TLS fixture makes certificates
+# with.
 set -euo pipefail
 
 base="build-essential binutils cmake pkg-config libhiredis-dev
       redis-server redis-tools python3 python3-dev python3-redis
-      python3-venv python3-pip python3-setuptools python3-wheel jq spin"
+      python3-venv python3-pip python3-setuptools python3-wheel jq spin
+      libssl-dev openssl"
 ci_extra="clang clang-format libclang-rt-dev valgrind"
 base=$(echo $base) # one line
 

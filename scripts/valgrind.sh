@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# valgrind.sh -- run test_options, test_url, test_reply, test_reference and
-# test_basic under valgrind memcheck, with the same redis fixture as the
-# normal suite.  A memory error or a definite or indirect leak fails the
+# valgrind.sh -- run test_options, test_url, test_reply, test_reference,
+# test_basic, test_engine and test_tls (TLS, OpenSSL) under valgrind
+# memcheck, with the same fixtures as the normal suite.  A memory error or
+# a definite or indirect leak fails the
 # test (valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect
 # --error-exitcode=1).  The tests are the valgrind_* tests that
 # -DFAIRLOCK_VALGRIND=ON registers (tests/CMakeLists.txt), label "valgrind".

@@ -2,8 +2,10 @@
  * timeouts, and scripts run by EVALSHA with a NOSCRIPT fallback.
  *
  * The handle has one connection and the renewal thread another; each is
- * used by one thread only, and reports into its own fairlock__error. */
-#include <fcntl.h>
+ * used by one thread only, and reports into its own fairlock__error.
+ * Connections the library makes run on the engine (engine.c) with a
+ * deadline per command; a borrowed hiredis context keeps hiredis's own
+ * blocking I/O, as its owner set it up. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "internal.h"
 
 static struct timeval ms_to_timeval(int64_t ms) {
@@ -32,9 +35,9 @@ static void settle_deferred(fairlock__conn *conn, redisReply *reply) {
 }
 
 static void drop_owned(fairlock__conn *conn) {
-    if (conn->owned && conn->ctx != NULL) {
-        redisFree(conn->ctx);
-        conn->ctx = NULL;
+    if (conn->eng != NULL) {
+        fairlock__engine_free(conn->eng);
+        conn->eng = NULL;
         settle_deferred(conn, NULL);
     }
 }
@@ -44,18 +47,36 @@ void fairlock__conn_close(fairlock__conn *conn) {
     conn->ctx = NULL;
 }
 
+int fairlock__conn_alive(const fairlock__conn *conn) {
+    if (conn->borrowed)
+        return conn->ctx != NULL && !conn->ctx->err;
+    return conn->eng != NULL &&
+           fairlock__engine_get_state(conn->eng) != FAIRLOCK__ENGINE_FAILED;
+}
+
+/* One command on an engine, within the I/O timeout (and block_ms more).
+ * NULL with the engine FAILED. */
+static redisReply *engine_command(fairlock__engine *eng, int64_t timeout_ms,
+                                  int argc, const char **argv,
+                                  const size_t *lens) {
+    if (fairlock__engine_queue(eng, argc, argv, lens) != 0)
+        return NULL;
+    return fairlock__engine_wait_reply(eng, fairlock__now_ms() + timeout_ms);
+}
+
 /* Runs a setup command on a server of the given kind; the reply text of a
  * failure goes into the message (Redis never echoes the password back),
  * after what it shows is misconfigured.  *reply_out, when given, receives
  * a successful reply. */
-static int setup_command(redisContext *ctx, fairlock__url_kind kind,
-                         fairlock__error *err, const char *what, int argc,
-                         const char **argv, redisReply **reply_out) {
-    redisReply *r = redisCommandArgv(ctx, argc, argv, NULL);
+static int setup_command(fairlock__engine *eng, const fairlock__conn *conn,
+                         fairlock__url_kind kind, fairlock__error *err,
+                         const char *what, int argc, const char **argv,
+                         redisReply **reply_out) {
+    redisReply *r = engine_command(eng, conn->io_timeout_ms, argc, argv, NULL);
     int rc = FAIRLOCK_OK;
     if (r == NULL)
         rc = fairlock__error_set(err, FAIRLOCK_REDIS, "%s failed: %s", what,
-                                 ctx->errstr);
+                                 fairlock__engine_error(eng)->msg);
     else if (r->type == REDIS_REPLY_ERROR)
         rc = fairlock__error_reply(err, kind, what, r->str);
     if (rc == FAIRLOCK_OK && reply_out != NULL)
@@ -65,93 +86,48 @@ static int setup_command(redisContext *ctx, fairlock__url_kind kind,
     return rc;
 }
 
-/* Opens a connection with the I/O timeout and authenticates: a sentinel
+/* Opens a connection within the I/O timeout and authenticates: a sentinel
  * with the sentinel credentials, a data node with the URL's, and then
  * selects the database.  Returns NULL with err set. */
-/* "localhost" is the loopback by definition (RFC 6761), and is how curl
- * treats it: it needs no resolver, which a minimal root without /etc/hosts
- * lacks, and it is redis-py's default host.  IPv4 first, then IPv6, as
- * Redis listens on both by default. */
-static redisContext *connect_tcp(const char *host, int port,
-                                 struct timeval tv) {
-    if (strcasecmp(host, "localhost") != 0)
-        return redisConnectWithTimeout(host, port, tv);
-    redisContext *ctx = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (ctx != NULL && ctx->err) {
-        redisContext *v6 = redisConnectWithTimeout("::1", port, tv);
-        if (v6 != NULL && !v6->err) {
-            redisFree(ctx);
-            return v6;
-        }
-        redisFree(v6);
-    }
-    return ctx;
-}
-
-static redisContext *open_node(const fairlock__conn *conn, const char *host,
-                               int port, int sentinel, fairlock__error *err) {
+static fairlock__engine *open_node(const fairlock__conn *conn, const char *host,
+                                   int port, int sentinel,
+                                   fairlock__error *err) {
     const fairlock__url *url = conn->url;
-    struct timeval tv = ms_to_timeval(conn->io_timeout_ms);
-    redisContext *ctx = host == NULL
-                            ? redisConnectUnixWithTimeout(url->path, tv)
-                            : connect_tcp(host, port, tv);
-    if (ctx == NULL) {
+    fairlock__engine_target target;
+    memset(&target, 0, sizeof target);
+    target.host = host;
+    target.port = port;
+    target.path = url->path;
+    target.user = sentinel ? url->sentinel_user : url->user;
+    target.password = sentinel ? url->sentinel_password : url->password;
+    target.db = sentinel ? 0 : url->db;
+    target.kind = sentinel ? FAIRLOCK__URL_SENTINEL : url->kind;
+    target.tls = &url->tls;
+    int64_t deadline = fairlock__now_ms() + conn->io_timeout_ms;
+    fairlock__engine *eng = fairlock__engine_start(&target, deadline);
+    if (eng == NULL) {
         fairlock__error_set(err, FAIRLOCK_NOMEM,
                             "cannot allocate a Redis connection");
         return NULL;
     }
-    if (ctx->err) {
-        if (host == NULL)
-            fairlock__error_set(err, FAIRLOCK_REDIS,
-                                "cannot connect to unix socket %s: %s",
-                                url->path, ctx->errstr);
-        else
-            fairlock__error_set(err, FAIRLOCK_REDIS,
-                                "cannot connect to %s:%d: %s", host, port,
-                                ctx->errstr);
-        redisFree(ctx);
+    if (fairlock__engine_wait_ready(eng, deadline) != 0) {
+        *err = *fairlock__engine_error(eng);
+        fairlock__engine_free(eng);
         return NULL;
     }
-    redisSetTimeout(ctx, tv);
-    /* A program that runs others (the fairlock command) must not leak the
-     * socket into them. */
-    int flags = fcntl(ctx->fd, F_GETFD);
-    if (flags >= 0)
-        fcntl(ctx->fd, F_SETFD, flags | FD_CLOEXEC);
-    int rc = FAIRLOCK_OK;
-    const char *user = sentinel ? url->sentinel_user : url->user;
-    const char *password = sentinel ? url->sentinel_password : url->password;
-    if (password != NULL) {
-        const char *argv[3] = {"AUTH", user ? user : password, password};
-        rc = setup_command(
-            ctx, sentinel ? FAIRLOCK__URL_SENTINEL : url->kind, err,
-            sentinel ? "authentication to a sentinel" : "authentication",
-            user ? 3 : 2, argv, NULL);
-    }
-    if (!sentinel && rc == FAIRLOCK_OK && url->db != 0) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", url->db);
-        const char *argv[2] = {"SELECT", db};
-        rc = setup_command(ctx, url->kind, err, "SELECT of the database", 2,
-                           argv, NULL);
-    }
-    if (rc != FAIRLOCK_OK) {
-        redisFree(ctx);
-        return NULL;
-    }
-    return ctx;
+    return eng;
 }
 
 /* Asks the sentinels, in turn, where the master is, and connects to it
  * only if it confirms it is a master (a sentinel may lag a failover). */
-static redisContext *open_sentinel_master(fairlock__conn *conn,
-                                          fairlock__error *err) {
+static fairlock__engine *open_sentinel_master(fairlock__conn *conn,
+                                              fairlock__error *err) {
     const fairlock__url *url = conn->url;
     char last[FAIRLOCK__ERRMSG_SIZE] = "no sentinel answered";
     for (size_t i = 0; i < url->node_count; i++) {
         size_t n = (conn->sentinel_first + i) % url->node_count;
         const fairlock__endpoint *s = &url->nodes[n];
-        redisContext *sentinel = open_node(conn, s->host, s->port, 1, err);
+        fairlock__engine *sentinel = open_node(conn, s->host, s->port, 1, err);
         if (sentinel == NULL) {
             snprintf(last, sizeof last, "%s", err->msg);
             continue;
@@ -159,9 +135,9 @@ static redisContext *open_sentinel_master(fairlock__conn *conn,
         const char *ask[3] = {"SENTINEL", "get-master-addr-by-name",
                               url->master};
         redisReply *addr = NULL;
-        int rc = setup_command(sentinel, FAIRLOCK__URL_SENTINEL, err,
+        int rc = setup_command(sentinel, conn, FAIRLOCK__URL_SENTINEL, err,
                                "SENTINEL get-master-addr", 3, ask, &addr);
-        redisFree(sentinel);
+        fairlock__engine_free(sentinel);
         if (rc != FAIRLOCK_OK) {
             snprintf(last, sizeof last, "%s", err->msg);
             continue;
@@ -179,14 +155,14 @@ static redisContext *open_sentinel_master(fairlock__conn *conn,
         snprintf(host, sizeof host, "%s", addr->element[0]->str);
         int port = atoi(addr->element[1]->str);
         freeReplyObject(addr);
-        redisContext *master = open_node(conn, host, port, 0, err);
+        fairlock__engine *master = open_node(conn, host, port, 0, err);
         if (master == NULL) {
             snprintf(last, sizeof last, "%s", err->msg);
             continue;
         }
         const char *role_cmd[1] = {"ROLE"};
         redisReply *role = NULL;
-        if (setup_command(master, FAIRLOCK__URL_SENTINEL, err, "ROLE", 1,
+        if (setup_command(master, conn, FAIRLOCK__URL_SENTINEL, err, "ROLE", 1,
                           role_cmd, &role) == FAIRLOCK_OK &&
             role->type == REDIS_REPLY_ARRAY && role->elements > 0 &&
             role->element[0]->type == REDIS_REPLY_STRING &&
@@ -196,7 +172,7 @@ static redisContext *open_sentinel_master(fairlock__conn *conn,
             return master;
         }
         freeReplyObject(role);
-        redisFree(master);
+        fairlock__engine_free(master);
         snprintf(last, sizeof last,
                  "sentinel %.64s:%d named %.64s:%d, which is not a master",
                  s->host, s->port, host, port);
@@ -210,35 +186,38 @@ static redisContext *open_sentinel_master(fairlock__conn *conn,
 
 /* Whether a new connection of a cluster URL reached a cluster node: a
  * standalone server would run the scripts too, and hide the mistake. */
-static redisContext *cluster_node_only(redisContext *ctx,
-                                       fairlock__error *err) {
+static fairlock__engine *cluster_node_only(const fairlock__conn *conn,
+                                           fairlock__engine *eng,
+                                           fairlock__error *err) {
     const char *argv[2] = {"CLUSTER", "MYID"};
-    if (ctx != NULL &&
-        setup_command(ctx, FAIRLOCK__URL_CLUSTER, err, "CLUSTER MYID", 2, argv,
-                      NULL) != FAIRLOCK_OK) {
-        redisFree(ctx);
+    if (eng != NULL &&
+        setup_command(eng, conn, FAIRLOCK__URL_CLUSTER, err, "CLUSTER MYID", 2,
+                      argv, NULL) != FAIRLOCK_OK) {
+        fairlock__engine_free(eng);
         return NULL;
     }
-    return ctx;
+    return eng;
 }
 
 /* The node of the lock's slot if a redirect named it, else the seeds. */
-static redisContext *open_cluster_node(fairlock__conn *conn,
-                                       fairlock__error *err) {
+static fairlock__engine *open_cluster_node(fairlock__conn *conn,
+                                           fairlock__error *err) {
     const fairlock__url *url = conn->url;
     if (conn->node_host[0] != '\0') {
-        redisContext *ctx = cluster_node_only(
-            open_node(conn, conn->node_host, conn->node_port, 0, err), err);
-        if (ctx != NULL)
-            return ctx;
+        fairlock__engine *eng = cluster_node_only(
+            conn, open_node(conn, conn->node_host, conn->node_port, 0, err),
+            err);
+        if (eng != NULL)
+            return eng;
         conn->node_host[0] = '\0';
     }
     for (size_t i = 0; i < url->node_count; i++) {
-        redisContext *ctx = cluster_node_only(
+        fairlock__engine *eng = cluster_node_only(
+            conn,
             open_node(conn, url->nodes[i].host, url->nodes[i].port, 0, err),
             err);
-        if (ctx != NULL)
-            return ctx;
+        if (eng != NULL)
+            return eng;
     }
     return NULL;
 }
@@ -247,21 +226,20 @@ static int connect_owned(fairlock__conn *conn, fairlock__error *err) {
     const fairlock__url *url = conn->url;
     switch (url->kind) {
     case FAIRLOCK__URL_UNIX:
-        conn->ctx = open_node(conn, NULL, 0, 0, err);
+        conn->eng = open_node(conn, NULL, 0, 0, err);
         break;
     case FAIRLOCK__URL_TCP:
-        conn->ctx = open_node(conn, url->host, url->port, 0, err);
+        conn->eng = open_node(conn, url->host, url->port, 0, err);
         break;
     case FAIRLOCK__URL_SENTINEL:
-        conn->ctx = open_sentinel_master(conn, err);
+        conn->eng = open_sentinel_master(conn, err);
         break;
     case FAIRLOCK__URL_CLUSTER:
-        conn->ctx = open_cluster_node(conn, err);
+        conn->eng = open_cluster_node(conn, err);
         break;
     }
-    conn->owned = 1;
     conn->pid = getpid();
-    return conn->ctx != NULL ? FAIRLOCK_OK : err->code;
+    return conn->eng != NULL ? FAIRLOCK_OK : err->code;
 }
 
 int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err) {
@@ -275,11 +253,11 @@ int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err) {
     }
     /* A forked child must not talk on its parent's socket, nor act on a
      * reply the parent is owed. */
-    if (conn->ctx != NULL && conn->pid != getpid()) {
+    if (conn->eng != NULL && conn->pid != getpid()) {
         conn->deferred_fn = NULL;
         drop_owned(conn);
     }
-    if (conn->ctx != NULL)
+    if (conn->eng != NULL)
         return FAIRLOCK_OK;
     return connect_owned(conn, err);
 }
@@ -301,12 +279,11 @@ int fairlock__parse_redirect(const char *reply, const char *asked_host,
     return 0;
 }
 
-/* One command on ctx; block_ms lengthens the socket timeout meanwhile and
- * the context's previous timeout is put back (a borrowed context keeps its
- * owner's setting). */
-static redisReply *send_on(redisContext *ctx, fairlock__conn *conn, int argc,
-                           const char **argv, const size_t *lens,
-                           int64_t block_ms) {
+/* One command on the caller's context; block_ms lengthens the socket
+ * timeout meanwhile, and the owner's setting is put back. */
+static redisReply *send_borrowed(redisContext *ctx, fairlock__conn *conn,
+                                 int argc, const char **argv,
+                                 const size_t *lens, int64_t block_ms) {
     struct timeval saved = {0, 0};
     socklen_t saved_len = sizeof saved;
     int restore = 0;
@@ -315,43 +292,48 @@ static redisReply *send_on(redisContext *ctx, fairlock__conn *conn, int argc,
                              &saved_len) == 0;
         redisSetTimeout(ctx, ms_to_timeval(conn->io_timeout_ms + block_ms));
     }
-    redisReply *reply = NULL;
-    if (ctx == conn->ctx && conn->deferred_fn != NULL) {
-        /* Written behind the deferred command, so the server has both
-         * before we wait for the first reply. */
-        if (redisAppendCommandArgv(ctx, argc, argv, lens) == REDIS_OK) {
-            void *deferred = NULL;
-            int ok = redisGetReply(ctx, &deferred) == REDIS_OK;
-            settle_deferred(conn, ok ? deferred : NULL);
-            if (ok && redisGetReply(ctx, (void **)&reply) != REDIS_OK)
-                reply = NULL;
-        }
-    } else {
-        reply = redisCommandArgv(ctx, argc, argv, lens);
-    }
+    redisReply *reply = redisCommandArgv(ctx, argc, argv, lens);
     if (reply != NULL && restore)
         redisSetTimeout(ctx, saved);
     return reply;
+}
+
+/* One command on an engine of the connection, with a deadline of the I/O
+ * timeout plus block_ms. */
+static redisReply *send_on(fairlock__engine *eng, fairlock__conn *conn,
+                           int argc, const char **argv, const size_t *lens,
+                           int64_t block_ms) {
+    int64_t deadline = fairlock__now_ms() + conn->io_timeout_ms +
+                       (block_ms > 0 ? block_ms : 0);
+    if (fairlock__engine_queue(eng, argc, argv, lens) != 0)
+        return NULL;
+    if (eng == conn->eng && conn->deferred_fn != NULL) {
+        /* Written behind the deferred command, so the server has both
+         * before we wait for the first reply. */
+        redisReply *deferred = fairlock__engine_wait_reply(eng, deadline);
+        settle_deferred(conn, deferred);
+        if (deferred == NULL)
+            return NULL;
+    }
+    return fairlock__engine_wait_reply(eng, deadline);
 }
 
 /* A cluster ASK redirect: the one command goes to the importing node,
  * preceded by ASKING (which covers the next command only), on a
  * connection made for it and kept in *ask for the rest of the call. */
 static redisReply *send_asking(fairlock__conn *conn, fairlock__error *err,
-                               redisContext **ask, const char *host, int port,
-                               int argc, const char **argv, const size_t *lens,
-                               int64_t block_ms) {
+                               fairlock__engine **ask, const char *host,
+                               int port, int argc, const char **argv,
+                               const size_t *lens, int64_t block_ms) {
     if (*ask == NULL && (*ask = open_node(conn, host, port, 0, err)) == NULL)
         return NULL;
     const char *asking[1] = {"ASKING"};
-    if (setup_command(*ask, FAIRLOCK__URL_CLUSTER, err, "ASKING", 1, asking,
-                      NULL) != FAIRLOCK_OK)
+    if (setup_command(*ask, conn, FAIRLOCK__URL_CLUSTER, err, "ASKING", 1,
+                      asking, NULL) != FAIRLOCK_OK)
         return NULL;
     redisReply *reply = send_on(*ask, conn, argc, argv, lens, block_ms);
     if (reply == NULL)
-        fairlock__error_set(err, FAIRLOCK_REDIS, "Redis I/O error: %s",
-                            (*ask)->errstr[0] ? (*ask)->errstr
-                                              : "connection lost");
+        *err = *fairlock__engine_error(*ask);
     return reply;
 }
 
@@ -437,26 +419,34 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
      * there. */
     char ask_host[256] = "";
     int ask_port = 0, asking = 0;
-    redisContext *ask = NULL;
+    fairlock__engine *ask = NULL;
     redisReply *reply;
     for (int tries = 1;; tries++) {
-        redisContext *ctx;
+        const char *asked; /* the node's host, for a redirect without one */
         if (asking) {
             reply = send_asking(conn, err, &ask, ask_host, ask_port, argc, argv,
                                 lens, block_ms);
             if (reply == NULL)
                 break;
-            ctx = ask;
-        } else {
-            ctx = conn->ctx;
-            reply = send_on(ctx, conn, argc, argv, lens, block_ms);
+            asked = fairlock__engine_host(ask);
+        } else if (conn->borrowed) {
+            redisContext *ctx = conn->ctx;
+            reply = send_borrowed(ctx, conn, argc, argv, lens, block_ms);
             if (reply == NULL) {
                 fairlock__error_set(err, FAIRLOCK_REDIS, "Redis I/O error: %s",
                                     ctx->errstr[0] ? ctx->errstr
                                                    : "connection lost");
+                break;
+            }
+            asked = ctx->tcp.host;
+        } else {
+            reply = send_on(conn->eng, conn, argc, argv, lens, block_ms);
+            if (reply == NULL) {
+                *err = *fairlock__engine_error(conn->eng);
                 drop_owned(conn);
                 break;
             }
+            asked = fairlock__engine_host(conn->eng);
         }
         refusal why = refused(kind, reply);
         char host[256];
@@ -464,8 +454,8 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
         if (why == REFUSED_NOT)
             break;
         if ((why == REFUSED_MOVED || why == REFUSED_ASK) &&
-            fairlock__parse_redirect(reply->str, ctx->tcp.host, host,
-                                     sizeof host, &port) != 0) {
+            fairlock__parse_redirect(reply->str, asked, host, sizeof host,
+                                     &port) != 0) {
             fairlock__error_set(err, FAIRLOCK_REDIS,
                                 "malformed cluster redirect: %.80s",
                                 reply->str);
@@ -485,7 +475,7 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
         reply = NULL;
         if (why == REFUSED_ASK) {
             if (ask != NULL && (ask_port != port || strcmp(ask_host, host))) {
-                redisFree(ask);
+                fairlock__engine_free(ask);
                 ask = NULL;
             }
             snprintf(ask_host, sizeof ask_host, "%s", host);
@@ -513,11 +503,11 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
             int64_t nap = pause_ms < until - now ? pause_ms : until - now;
             usleep((useconds_t)(nap * 1000));
         }
-        if (conn->ctx == NULL && connect_owned(conn, err) != FAIRLOCK_OK)
+        if (!conn->borrowed && conn->eng == NULL &&
+            connect_owned(conn, err) != FAIRLOCK_OK)
             break;
     }
-    if (ask != NULL)
-        redisFree(ask);
+    fairlock__engine_free(ask);
     return reply;
 }
 
@@ -543,16 +533,17 @@ static int format_evalsha(const char **cmd, size_t *lens, char *nkeys,
 
 int fairlock__conn_can_defer(const fairlock__conn *conn) {
     fairlock__url_kind kind = conn_kind(conn);
-    return !conn->borrowed && conn->ctx != NULL && !conn->ctx->err &&
+    return !conn->borrowed && fairlock__conn_alive(conn) &&
            conn->pid == getpid() && conn->deferred_fn == NULL &&
            (kind == FAIRLOCK__URL_TCP || kind == FAIRLOCK__URL_UNIX);
 }
 
 void fairlock__conn_settle(fairlock__conn *conn) {
-    if (conn->deferred_fn == NULL || conn->ctx == NULL)
+    if (conn->deferred_fn == NULL || conn->eng == NULL)
         return;
-    void *reply = NULL;
-    if (redisGetReply(conn->ctx, &reply) != REDIS_OK) {
+    redisReply *reply = fairlock__engine_wait_reply(
+        conn->eng, fairlock__now_ms() + conn->io_timeout_ms);
+    if (reply == NULL) {
         drop_owned(conn); /* settles with NULL: unknown */
         return;
     }
@@ -574,15 +565,11 @@ int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
      * restarted behind a proxy) would have nobody to send it again. */
     cmd[0] = "EVAL", lens[0] = 4;
     cmd[1] = script->body, lens[1] = strlen(script->body);
-    redisContext *ctx = conn->ctx;
-    int done = 0;
-    if (redisAppendCommandArgv(ctx, n, cmd, lens) == REDIS_OK) {
-        while (!done && redisBufferWrite(ctx, &done) == REDIS_OK)
-            ;
-    }
-    if (!done) {
-        fairlock__error_set(err, FAIRLOCK_REDIS, "Redis I/O error: %s",
-                            ctx->errstr[0] ? ctx->errstr : "connection lost");
+    fairlock__engine *eng = conn->eng;
+    if (fairlock__engine_queue(eng, n, cmd, lens) != 0 ||
+        fairlock__engine_wait_written(eng, fairlock__now_ms() +
+                                               conn->io_timeout_ms) != 0) {
+        *err = *fairlock__engine_error(eng);
         drop_owned(conn);
         return FAIRLOCK_REDIS;
     }

@@ -61,3 +61,17 @@ int fairlock__error_reply(fairlock__error *err, fairlock__url_kind kind,
     return fairlock__error_set(err, FAIRLOCK_REDIS, "%s failed: %s", what,
                                reply);
 }
+
+const char *fairlock__diagnose_first_bytes(const char *buf, size_t len,
+                                           int tls) {
+    if (len == 0)
+        return NULL;
+    /* A TLS record starts with its content type: 0x15 an alert, 0x16 a
+     * handshake; a RESP reply with one of its type bytes. */
+    if (!tls && (buf[0] == 0x15 || buf[0] == 0x16))
+        return "the server speaks TLS on this port: use rediss://";
+    if (tls && strchr("+-:$*_%>", buf[0]) != NULL)
+        return "the server answered in plain text: it does not speak TLS on "
+               "this port (use redis://, or the server's tls-port)";
+    return NULL;
+}

@@ -249,6 +249,20 @@ static int create(const fairlock_options *opts, fairlock **out) {
                       sizeof why)) != FAIRLOCK_OK)
             fairlock__fail(lock, rc, "%s", why);
     }
+    int tls_given = opts->tls || opts->tls_insecure ||
+                    opts->tls_ca_file != NULL || opts->tls_ca_path != NULL ||
+                    opts->tls_cert_file != NULL || opts->tls_key_file != NULL ||
+                    opts->tls_server_name != NULL;
+    if (rc == FAIRLOCK_OK && tls_given && !lock->has_url)
+        rc = fairlock__fail(lock, FAIRLOCK_INVALID,
+                            "TLS options are given but no url: a borrowed "
+                            "connection is the caller's to set up");
+    if (rc == FAIRLOCK_OK && lock->has_url) {
+        char why[200];
+        if ((rc = fairlock__url_set_tls(&lock->url, opts, why, sizeof why)) !=
+            FAIRLOCK_OK)
+            fairlock__fail(lock, rc, "%s", why);
+    }
     if (rc == FAIRLOCK_OK && lock->has_url &&
         lock->url.kind == FAIRLOCK__URL_CLUSTER && !opts->hash_tag &&
         !has_hash_tag(opts->name, len))
@@ -273,6 +287,9 @@ static int create(const fairlock_options *opts, fairlock **out) {
     /* Copied into lock->url; the caller's may be gone. */
     lock->opts.user = lock->opts.password = NULL;
     lock->opts.sentinel_user = lock->opts.sentinel_password = NULL;
+    lock->opts.tls_ca_file = lock->opts.tls_ca_path = NULL;
+    lock->opts.tls_cert_file = lock->opts.tls_key_file = NULL;
+    lock->opts.tls_server_name = NULL;
     lock->opts.blocking = opts->blocking != 0;
     lock->opts.fifo = opts->fifo != 0;
     lock->opts.auto_renew = opts->auto_renew != 0;

@@ -31,6 +31,19 @@ typedef struct fairlock__endpoint {
     int port;
 } fairlock__endpoint;
 
+/* TLS settings of a URL (rediss://, its query parameters and the tls_*
+ * options).  Strings NULL when not given. */
+typedef struct fairlock__tls_config {
+    int enabled;
+    int verify;      /* check the certificate chain (default 1) */
+    int check_host;  /* check the name too (default 1) */
+    char *ca_file;   /* NULL and ca_path NULL: the system's trust store */
+    char *ca_path;   /* a hashed directory (c_rehash) */
+    char *cert_file; /* client certificate, for mutual TLS */
+    char *key_file;
+    char *server_name; /* SNI and the name checked; default the host */
+} fairlock__tls_config;
+
 typedef struct fairlock__url {
     fairlock__url_kind kind;
     char *host; /* TCP: host name or address, without IPv6 brackets */
@@ -44,6 +57,7 @@ typedef struct fairlock__url {
     char *sentinel_user; /* SENTINEL: sent to the sentinels; from options */
     char *sentinel_password;
     int db;
+    fairlock__tls_config tls; /* every node of the URL */
 } fairlock__url;
 
 /* Parses url into *out (all strings heap-allocated).  On failure returns
@@ -64,6 +78,12 @@ int fairlock__url_set_auth(fairlock__url *url, const char *user,
                            const char *password, const char *sentinel_user,
                            const char *sentinel_password, char *err,
                            size_t errlen);
+
+/* Applies the tls_* options (those not NULL, and the flags when set) to a
+ * parsed URL.  Returns FAIRLOCK_OK, FAIRLOCK_INVALID (TLS on a unix
+ * socket, or a build without TLS) or FAIRLOCK_NOMEM with a reason. */
+int fairlock__url_set_tls(fairlock__url *url, const fairlock_options *opts,
+                          char *err, size_t errlen);
 
 /* ---- Errors (errors.c). ---- */
 
@@ -88,6 +108,12 @@ int fairlock__error_set(fairlock__error *err, int code, const char *fmt, ...)
  * replica, a server of another kind than the URL says.  NULL otherwise.
  * kind: how the connection was made. */
 const char *fairlock__diagnose(const char *reply, fairlock__url_kind kind);
+
+/* What the first bytes a server sends on a new connection show: TLS
+ * records to a plain-text client, or a plain-text reply to a TLS client
+ * (tls non-zero).  NULL when they show neither. */
+const char *fairlock__diagnose_first_bytes(const char *buf, size_t len,
+                                           int tls);
 
 /* Records FAIRLOCK_REDIS and "<what> failed: <reply>", with the diagnosis
  * first when there is one; returns FAIRLOCK_REDIS. */
@@ -129,9 +155,11 @@ int64_t fairlock__now_ms(void);
  * NULL when it was lost with the connection.  The reply is freed after. */
 typedef void (*fairlock__reply_fn)(void *arg, const redisReply *reply);
 
+typedef struct fairlock__engine fairlock__engine;
+
 typedef struct fairlock__conn {
-    redisContext *ctx; /* borrowed, or owned when `owned` */
-    int owned;
+    redisContext *ctx;     /* borrowed: the caller's */
+    fairlock__engine *eng; /* owned: made by the library (engine.c) */
     int borrowed;
     pid_t pid;                /* process that made an owned connection */
     const fairlock__url *url; /* where to connect when not borrowed */
@@ -158,6 +186,8 @@ typedef struct fairlock__conn {
  * FAIRLOCK_OK, FAIRLOCK_REDIS or FAIRLOCK_NOMEM. */
 int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err);
 void fairlock__conn_close(fairlock__conn *conn);
+/* Whether the connection is there and has not failed. */
+int fairlock__conn_alive(const fairlock__conn *conn);
 
 /* Sends one command and reads its reply.  block_ms > 0 lengthens the
  * socket timeout for a blocking command.  Replies that prove the command

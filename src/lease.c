@@ -461,7 +461,7 @@ int fairlock__request_resolve(fairlock *lock, int *undone) {
 int fairlock__request_abandon(fairlock *lock, int code) {
     fairlock__error saved = lock->err;
     fairlock__request_pending(lock);
-    if (lock->conn.ctx != NULL && !lock->conn.ctx->err) {
+    if (fairlock__conn_alive(&lock->conn)) {
         int undone;
         fairlock__request_resolve(lock, &undone);
     }

@@ -1,7 +1,7 @@
 /* renew.c -- the renewal thread of an auto-renewed lease.
  *
  * One per handle with auto_renew, started on the first grant and joined
- * by fairlock_free().  It has its own connection (a hiredis context must
+ * by fairlock_free().  It has its own connection (a connection must
  * not be shared between threads) and its own copies of the URL and the
  * keys, so it reads nothing of the handle; what it shares with the owner
  * thread is the fairlock__lease, which only lease.c's functions touch: they
@@ -11,7 +11,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -44,9 +43,6 @@ static int renew_once(fairlock__renewer *r, const fairlock__lease_turn *turn,
     int rc = fairlock__conn_ready(&r->conn, &r->io_err);
     if (rc != FAIRLOCK_OK)
         return rc;
-    struct timeval tv = {(time_t)(budget_ms / 1000),
-                         (suseconds_t)(budget_ms % 1000) * 1000};
-    redisSetTimeout(r->conn.ctx, tv);
     return fairlock__call_extend(&r->conn, &r->io_err, &r->keys, turn->token,
                                  turn->lease_ms, owned);
 }

@@ -4,6 +4,8 @@
  *   unix://[[user]:password@]/path/to.sock[?db=N]
  *   redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]
  *   redis+cluster://[[user]:password@]host[:port][,host[:port]...]
+ *   rediss://, rediss+sentinel://, rediss+cluster:// -- the same over TLS,
+ *     with query parameters named as redis-py names them (see tls_query)
  *
  * User and password may be percent-encoded.  Error messages describe the
  * part that is wrong without repeating the URL, which may hold a password.
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
@@ -190,16 +193,114 @@ static int parse_endpoint_list(const char *p, const char *end, int default_port,
     return FAIRLOCK_OK;
 }
 
+static int is_word(const char *s, size_t len, const char *word) {
+    return strlen(word) == len && strncasecmp(s, word, len) == 0;
+}
+
+/* A yes/no value as Python's and redis-py's URLs spell it. */
+static int parse_bool(const char *s, size_t len, int *out) {
+    if (is_word(s, len, "true") || is_word(s, len, "yes") ||
+        is_word(s, len, "1"))
+        *out = 1;
+    else if (is_word(s, len, "false") || is_word(s, len, "no") ||
+             is_word(s, len, "0"))
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+/* The query of a rediss:// URL: "name=value&..." with redis-py's names
+ * (ssl_server_hostname is ours: redis-py has no such parameter). */
+static int tls_query(const char *q, const char *end, fairlock__url *url,
+                     char *err, size_t errlen) {
+    static const char *const names[] = {
+        "ssl_ca_certs",       "ssl_ca_path",   "ssl_certfile",
+        "ssl_keyfile",        "ssl_cert_reqs", "ssl_check_hostname",
+        "ssl_server_hostname"};
+    fairlock__tls_config *tls = &url->tls;
+    char **fields[] = {&tls->ca_file,    &tls->ca_path, &tls->cert_file,
+                       &tls->key_file,   NULL,          NULL,
+                       &tls->server_name};
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *item_end = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(item_end - q));
+        if (eq == NULL) {
+            char msg[100];
+            size_t len = (size_t)(item_end - q);
+            snprintf(msg, sizeof msg,
+                     "malformed URL: query parameter '%.*s' has no value",
+                     len > 40 ? 40 : (int)len, q);
+            return fail(url, err, errlen, FAIRLOCK_INVALID, msg);
+        }
+        size_t name_len = (size_t)(eq - q);
+        const char *value = eq + 1;
+        size_t value_len = (size_t)(item_end - value);
+        size_t i = 0;
+        while (i < sizeof names / sizeof names[0] &&
+               !is_word(q, name_len, names[i]))
+            i++;
+        if (i == sizeof names / sizeof names[0]) {
+            char msg[200];
+            snprintf(msg, sizeof msg,
+                     "malformed URL: unknown query parameter '%.*s' (TLS "
+                     "takes ssl_ca_certs, ssl_ca_path, ssl_certfile, "
+                     "ssl_keyfile, ssl_cert_reqs, ssl_check_hostname, "
+                     "ssl_server_hostname)",
+                     name_len > 40 ? 40 : (int)name_len, q);
+            return fail(url, err, errlen, FAIRLOCK_INVALID, msg);
+        }
+        if (fields[i] != NULL) {
+            int bad = 0;
+            char *decoded = decode_part(value, value_len, &bad);
+            if (decoded == NULL)
+                return fail(url, err, errlen,
+                            bad ? FAIRLOCK_INVALID : FAIRLOCK_NOMEM,
+                            bad ? "malformed URL: bad percent-escape in a "
+                                  "query parameter"
+                                : "out of memory");
+            free(*fields[i]);
+            *fields[i] = decoded;
+        } else if (strcmp(names[i], "ssl_cert_reqs") == 0) {
+            /* A client that asks for a certificate needs it: "optional"
+             * is "required" on the client side, as in Python's ssl. */
+            if (is_word(value, value_len, "none"))
+                tls->verify = 0;
+            else if (is_word(value, value_len, "required") ||
+                     is_word(value, value_len, "optional"))
+                tls->verify = 1;
+            else
+                return fail(url, err, errlen, FAIRLOCK_INVALID,
+                            "malformed URL: ssl_cert_reqs must be none, "
+                            "optional or required");
+        } else if (parse_bool(value, value_len, &tls->check_host) != 0) {
+            return fail(url, err, errlen, FAIRLOCK_INVALID,
+                        "malformed URL: ssl_check_hostname must be true or "
+                        "false");
+        }
+        q = item_end < end ? item_end + 1 : end;
+    }
+    return FAIRLOCK_OK;
+}
+
 /* redis://, redis+sentinel:// and redis+cluster:// share the authority
  * syntax; they differ in how many hosts they take and in the path. */
 static int parse_network(const char *p, fairlock__url *url, char *err,
                          size_t errlen) {
     const char *end = p + strlen(p);
-    const char *slash = strchr(p, '/');
-    if (strchr(p, '?') != NULL)
+    const char *query = strchr(p, '?');
+    if (query != NULL && !url->tls.enabled)
         return fail(url, err, errlen, FAIRLOCK_INVALID,
                     "malformed URL: query parameters are not supported here "
                     "(give the database as /N)");
+    if (query != NULL) {
+        int rc = tls_query(query + 1, end, url, err, errlen);
+        if (rc != FAIRLOCK_OK)
+            return rc;
+        end = query;
+    }
+    const char *slash = memchr(p, '/', (size_t)(end - p));
     const char *auth_end = slash ? slash : end;
     int rc = parse_userinfo(&p, auth_end, url, err, errlen);
     if (rc != FAIRLOCK_OK)
@@ -220,7 +321,8 @@ static int parse_network(const char *p, fairlock__url *url, char *err,
             return rc;
     }
     if (url->kind == FAIRLOCK__URL_SENTINEL) {
-        const char *name_end = slash ? strchr(db, '/') : NULL;
+        const char *name_end = slash ? memchr(db, '/', (size_t)(end - db))
+                                     : NULL;
         if (name_end == NULL)
             name_end = end;
         if (slash == NULL || name_end == db)
@@ -287,28 +389,40 @@ int fairlock__url_parse(const char *text, fairlock__url *url, char *err,
         if ((unsigned char)*c < 0x20 || *c == 0x7f)
             return fail(url, err, errlen, FAIRLOCK_INVALID,
                         "malformed URL: control character");
-    if (strncmp(text, "redis://", 8) == 0) {
-        url->kind = FAIRLOCK__URL_TCP;
-        return parse_network(text + 8, url, err, errlen);
-    }
-    if (strncmp(text, "redis+sentinel://", 17) == 0) {
-        url->kind = FAIRLOCK__URL_SENTINEL;
-        return parse_network(text + 17, url, err, errlen);
-    }
-    if (strncmp(text, "redis+cluster://", 16) == 0) {
-        url->kind = FAIRLOCK__URL_CLUSTER;
-        return parse_network(text + 16, url, err, errlen);
-    }
+    static const struct {
+        const char *prefix;
+        fairlock__url_kind kind;
+        int tls;
+    } schemes[] = {
+        {"redis://", FAIRLOCK__URL_TCP, 0},
+        {"redis+sentinel://", FAIRLOCK__URL_SENTINEL, 0},
+        {"redis+cluster://", FAIRLOCK__URL_CLUSTER, 0},
+        {"rediss://", FAIRLOCK__URL_TCP, 1},
+        {"rediss+sentinel://", FAIRLOCK__URL_SENTINEL, 1},
+        {"rediss+cluster://", FAIRLOCK__URL_CLUSTER, 1},
+    };
     if (strncmp(text, "unix://", 7) == 0) {
         url->kind = FAIRLOCK__URL_UNIX;
         return parse_unix(text + 7, url, err, errlen);
     }
-    if (strncmp(text, "rediss://", 9) == 0)
-        return fail(url, err, errlen, FAIRLOCK_INVALID,
-                    "rediss:// (TLS) is not supported");
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        size_t n = strlen(schemes[i].prefix);
+        if (strncmp(text, schemes[i].prefix, n) != 0)
+            continue;
+#if !FAIRLOCK_HAVE_TLS
+        if (schemes[i].tls)
+            return fail(url, err, errlen, FAIRLOCK_INVALID,
+                        "TLS (rediss://) is not available: this fairlock "
+                        "was built without it (FAIRLOCK_TLS=OFF)");
+#endif
+        url->kind = schemes[i].kind;
+        url->tls.enabled = schemes[i].tls;
+        url->tls.verify = url->tls.check_host = 1;
+        return parse_network(text + n, url, err, errlen);
+    }
     return fail(url, err, errlen, FAIRLOCK_INVALID,
-                "malformed URL: it must start with redis://, unix://, "
-                "redis+sentinel:// or redis+cluster://");
+                "malformed URL: it must start with redis://, rediss://, "
+                "unix://, redis[s]+sentinel:// or redis[s]+cluster://");
 }
 
 /* Frees a password without leaving it in freed heap memory. */
@@ -332,6 +446,11 @@ void fairlock__url_clear(fairlock__url *url) {
     free_secret(url->password);
     free(url->sentinel_user);
     free_secret(url->sentinel_password);
+    free(url->tls.ca_file);
+    free(url->tls.ca_path);
+    free(url->tls.cert_file);
+    free(url->tls.key_file);
+    free(url->tls.server_name);
     memset(url, 0, sizeof *url);
 }
 
@@ -406,6 +525,12 @@ int fairlock__url_copy(fairlock__url *dst, const fairlock__url *src) {
     dst->password = copy_or_null(src->password, &bad);
     dst->sentinel_user = copy_or_null(src->sentinel_user, &bad);
     dst->sentinel_password = copy_or_null(src->sentinel_password, &bad);
+    dst->tls = src->tls;
+    dst->tls.ca_file = copy_or_null(src->tls.ca_file, &bad);
+    dst->tls.ca_path = copy_or_null(src->tls.ca_path, &bad);
+    dst->tls.cert_file = copy_or_null(src->tls.cert_file, &bad);
+    dst->tls.key_file = copy_or_null(src->tls.key_file, &bad);
+    dst->tls.server_name = copy_or_null(src->tls.server_name, &bad);
     if (src->node_count > 0) {
         dst->nodes = calloc(src->node_count, sizeof *dst->nodes);
         if (dst->nodes == NULL)
@@ -421,4 +546,44 @@ int fairlock__url_copy(fairlock__url *dst, const fairlock__url *src) {
         return FAIRLOCK_NOMEM;
     }
     return FAIRLOCK_OK;
+}
+
+int fairlock__url_set_tls(fairlock__url *url, const fairlock_options *opts,
+                          char *err, size_t errlen) {
+    fairlock__tls_config *tls = &url->tls;
+    if (opts->tls && !tls->enabled) {
+        tls->enabled = 1;
+        tls->verify = tls->check_host = 1;
+    }
+    if (opts->tls_insecure)
+        tls->verify = tls->check_host = 0;
+    if (replace(&tls->ca_file, opts->tls_ca_file, 0) != 0 ||
+        replace(&tls->ca_path, opts->tls_ca_path, 0) != 0 ||
+        replace(&tls->cert_file, opts->tls_cert_file, 0) != 0 ||
+        replace(&tls->key_file, opts->tls_key_file, 0) != 0 ||
+        replace(&tls->server_name, opts->tls_server_name, 0) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return FAIRLOCK_NOMEM;
+    }
+    if (!tls->enabled)
+        return FAIRLOCK_OK;
+#if !FAIRLOCK_HAVE_TLS
+    snprintf(err, errlen,
+             "TLS is not available: this fairlock was built without it "
+             "(FAIRLOCK_TLS=OFF)");
+    return FAIRLOCK_INVALID;
+#else
+    if (url->kind == FAIRLOCK__URL_UNIX) {
+        snprintf(err, errlen, "TLS is for TCP connections, not unix://");
+        return FAIRLOCK_INVALID;
+    }
+    if ((tls->cert_file == NULL) != (tls->key_file == NULL)) {
+        snprintf(err, errlen,
+                 "a TLS client certificate needs its key, and a key its "
+                 "certificate (ssl_certfile and ssl_keyfile, or "
+                 "tls_cert_file and tls_key_file)");
+        return FAIRLOCK_INVALID;
+    }
+    return FAIRLOCK_OK;
+#endif
 }

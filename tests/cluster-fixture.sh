@@ -1,8 +1,16 @@
 #!/bin/sh
 # cluster-fixture.sh -- start or stop a private Redis Cluster for the tests.
 #
-#   cluster-fixture.sh start DIR   three masters and three replicas on free
-#                                  loopback ports; writes DIR/cluster.env
+#   cluster-fixture.sh start DIR [tls]
+#                                  three masters and three replicas on free
+#                                  loopback ports; writes DIR/cluster.env.
+#                                  With tls, each node also listens with TLS
+#                                  on its port + 2500 (a throwaway CA in
+#                                  DIR), the cluster bus and replication use
+#                                  TLS, and the URL is rediss+cluster:// to
+#                                  those ports: a TLS client is redirected
+#                                  to TLS ports, a plain one (the tests'
+#                                  checks) to plain ones
 #   cluster-fixture.sh stop DIR    stop them and remove DIR
 #
 # Nothing is persisted and nothing listens beyond 127.0.0.1.
@@ -10,7 +18,9 @@ set -eu
 . "$(dirname "$0")/fixture-lib.sh"
 cmd=$1
 dir=$2
+tls=${3:-}
 nodes=6
+tls_shift=2500
 
 stop_all() {
     stop_servers "$dir"/node-*/redis.pid
@@ -21,6 +31,10 @@ start)
     stop_all 2>/dev/null || true
     rm -rf "$dir"
     mkdir -p "$dir"
+    if [ "$tls" = tls ]; then
+        make_ca "$dir" ca
+        make_cert "$dir" server ca "DNS:localhost,IP:127.0.0.1" 2
+    fi
     # Ports (and their cluster bus ports, +10000) may be taken by other
     # test runs: a base whose nodes do not all come up is abandoned.
     base=0
@@ -33,7 +47,18 @@ start)
             port=$((candidate + i))
             rm -rf "$dir/node-$i"
             mkdir -p "$dir/node-$i"
-            redis-server --port $port --bind 127.0.0.1 --cluster-enabled yes \
+            tls_args=""
+            if [ "$tls" = tls ]; then
+                # The bus stays on port + 10000 (it would follow the TLS
+                # port), and speaks TLS.
+                tls_args="--tls-port $((port + tls_shift)) --tls-cluster yes
+                    --tls-replication yes --cluster-port $((port + 10000))
+                    --tls-cert-file $dir/server.crt
+                    --tls-key-file $dir/server.key
+                    --tls-ca-cert-file $dir/ca.crt --tls-auth-clients no"
+            fi
+            # shellcheck disable=SC2086
+            redis-server --port $port --bind 127.0.0.1 --cluster-enabled yes $tls_args \
                 --cluster-config-file "$dir/node-$i/nodes.conf" \
                 --cluster-node-timeout 2000 --daemonize yes \
                 --pidfile "$dir/node-$i/redis.pid" --logfile "$dir/node-$i/redis.log" \
@@ -79,8 +104,17 @@ start)
     {
         echo "FAIRLOCK_CLUSTER_BASE_PORT=$base"
         echo "FAIRLOCK_CLUSTER_NODES=$nodes"
-        echo "FAIRLOCK_CLUSTER_URL=redis+cluster://127.0.0.1:$base,127.0.0.1:$((base + 1))"
+        if [ "$tls" = tls ]; then
+            echo "FAIRLOCK_CLUSTER_URL=rediss+cluster://127.0.0.1:$((base + tls_shift)),127.0.0.1:$((base + 1 + tls_shift))?ssl_ca_certs=$dir/ca.crt"
+        else
+            echo "FAIRLOCK_CLUSTER_URL=redis+cluster://127.0.0.1:$base,127.0.0.1:$((base + 1))"
+        fi
         echo "FAIRLOCK_CLUSTER_DIR=$dir"
+        if [ "$tls" = tls ]; then
+            echo "FAIRLOCK_CLUSTER_TLS_SHIFT=$tls_shift"
+        else
+            echo "FAIRLOCK_CLUSTER_TLS_SHIFT=0"
+        fi
     } >"$dir/cluster.env"
     ;;
 stop)

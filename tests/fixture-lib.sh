@@ -55,3 +55,25 @@ wait_up() {
         sleep 0.1
     done
 }
+
+# make_ca DIR NAME: a throwaway CA, DIR/NAME.key and DIR/NAME.crt (2 days).
+make_ca() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -nodes -keyout "$1/$2.key" -out "$1/$2.crt" -days 2 \
+        -subj "/CN=fairlock test $2" 2>/dev/null
+    chmod 600 "$1/$2.key"
+}
+
+# make_cert DIR NAME CA SAN DAYS: DIR/NAME.key and DIR/NAME.crt signed by
+# DIR/CA.{key,crt}, valid DAYS days from now (negative: already expired),
+# for the subjectAltName SAN ("DNS:localhost,IP:127.0.0.1").
+make_cert() {
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$1/$2.key" -out "$1/$2.csr" -subj "/CN=$2" 2>/dev/null
+    printf 'subjectAltName=%s\n' "$4" >"$1/$2.ext"
+    openssl x509 -req -in "$1/$2.csr" -CA "$1/$3.crt" -CAkey "$1/$3.key" \
+        -CAcreateserial -days "$5" -extfile "$1/$2.ext" \
+        -out "$1/$2.crt" 2>/dev/null
+    rm -f "$1/$2.csr" "$1/$2.ext"
+    chmod 600 "$1/$2.key"
+}

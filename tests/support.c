@@ -108,16 +108,37 @@ pid_t test_server_pid(void) {
     return (pid_t)pid;
 }
 
+/* The tests' own checks talk plain text on the server's unix socket:
+ * hiredis 0.14 has no TLS, and a TLS fixture's clients are the library. */
 redisContext *test_redis(void) {
     const char *url = test_url();
-    CHECK(strncmp(url, "unix://", 7) == 0);
-    redisContext *c = redisConnectUnix(url + 7);
+    char path[512];
+    if (strncmp(url, "unix://", 7) == 0)
+        snprintf(path, sizeof path, "%s", url + 7);
+    else
+        snprintf(
+            path, sizeof path, "%s",
+            test_fixture_value("FAIRLOCK_TEST_ENV", "FAIRLOCK_TEST_SOCKET"));
+    redisContext *c = redisConnectUnix(path);
     CHECK(c != NULL);
     if (c->err) {
-        fprintf(stderr, "cannot connect to %s: %s\n", url, c->errstr);
+        fprintf(stderr, "cannot connect to %s: %s\n", path, c->errstr);
         exit(1);
     }
     return c;
+}
+
+const char *test_tcp_url_with(const char *userinfo, int db) {
+    static char url[1024];
+    const char *tcp = test_tcp_url();
+    const char *host = strstr(tcp, "://");
+    CHECK(host != NULL);
+    host += 3;
+    size_t query = strcspn(host, "?");
+    snprintf(url, sizeof url, "%.*s%s%s%.*s/%d%s", (int)(host - tcp), tcp,
+             userinfo ? userinfo : "", userinfo ? "@" : "", (int)query, host,
+             db, host + query);
+    return url;
 }
 
 long long test_int(redisContext *c, const char *fmt, ...) {

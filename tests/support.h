@@ -19,6 +19,9 @@ const char *test_fixture_value(const char *env_var, const char *key);
 /* URLs of the fixture's redis-server (unix socket and TCP). */
 const char *test_url(void);
 const char *test_tcp_url(void);
+/* The fixture's TCP URL (TLS parameters kept) with USER:PASS@ (userinfo
+ * not NULL) and database db. */
+const char *test_tcp_url_with(const char *userinfo, int db);
 int test_port(void);
 pid_t test_server_pid(void);
 

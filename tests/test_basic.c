@@ -324,8 +324,8 @@ static void borrowed_connection(void) {
 }
 
 static void tcp_and_database(void) {
-    char url[600];
-    snprintf(url, sizeof url, "%s/3", test_tcp_url());
+    char url[1024];
+    snprintf(url, sizeof url, "%s", test_tcp_url_with(NULL, 3));
     const char *name = test_name("basic-db");
     fairlock_options opts;
     fairlock_options_init(&opts);
@@ -363,9 +363,9 @@ static void wrong_password(void) {
         c, "ACL SETUSER fltest-user on >right-pass ~fltest:* +@all");
     CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
     freeReplyObject(r);
-    char url[700];
-    snprintf(url, sizeof url, "redis://fltest-user:hunter2@127.0.0.1:%d",
-             test_port());
+    char url[1024];
+    snprintf(url, sizeof url, "%s",
+             test_tcp_url_with("fltest-user:hunter2", 0));
     fairlock_options opts;
     fairlock_options_init(&opts);
     opts.name = test_name("basic-auth");
@@ -377,8 +377,8 @@ static void wrong_password(void) {
     CHECK(strstr(fairlock_errmsg(lock), "hunter2") == NULL);
     fairlock_free(lock);
 
-    snprintf(url, sizeof url, "redis://fltest-user:right-pass@127.0.0.1:%d",
-             test_port());
+    snprintf(url, sizeof url, "%s",
+             test_tcp_url_with("fltest-user:right-pass", 0));
     lock = test_lock_opts(&opts);
     CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
     CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);

@@ -8,8 +8,11 @@
 #include "check.h"
 #include "support.h"
 
-static char cluster_url[512];
+static char cluster_url[1024];
 static int base_port, node_count;
+/* With the fixture's tls argument: how far above its plain port a node
+ * listens with TLS, which node-to-node traffic (MIGRATE) then uses. */
+static int tls_shift;
 
 /* Deadlines for events that take a second or two on an idle machine
  * (grants, a failover, gossip, a slot emptied): only a failure reaches
@@ -24,6 +27,7 @@ static void load_cluster_env(void) {
              test_fixture_value(var, "FAIRLOCK_CLUSTER_URL"));
     base_port = atoi(test_fixture_value(var, "FAIRLOCK_CLUSTER_BASE_PORT"));
     node_count = atoi(test_fixture_value(var, "FAIRLOCK_CLUSTER_NODES"));
+    tls_shift = atoi(test_fixture_value(var, "FAIRLOCK_CLUSTER_TLS_SHIFT"));
     CHECK(cluster_url[0] != '\0' && base_port > 0 && node_count > 0);
 }
 
@@ -327,7 +331,7 @@ static void slot_migration_under_load(void) {
         for (size_t i = 0; i < n; i++) {
             redisContext *c = node(from);
             redisReply *m = redisCommand(c, "MIGRATE 127.0.0.1 %d %s 0 5000",
-                                         to, keys->element[i]->str);
+                                         to + tls_shift, keys->element[i]->str);
             CHECK(m != NULL);
             /* A key may vanish between GETKEYSINSLOT and MIGRATE. */
             freeReplyObject(m);

@@ -57,10 +57,22 @@ static void message_keeps_the_reply(void) {
     CHECK_STR(err.msg, "WAIT failed: ERR other");
 }
 
+static void tls_mismatch_in_first_bytes(void) {
+    const char alert[] = {0x15, 0x03, 0x03, 0x00, 0x02};
+    const char *why = fairlock__diagnose_first_bytes(alert, sizeof alert, 0);
+    CHECK(why != NULL && strstr(why, "rediss://") != NULL);
+    CHECK(fairlock__diagnose_first_bytes(alert, sizeof alert, 1) == NULL);
+    why = fairlock__diagnose_first_bytes("-ERR Protocol error", 19, 1);
+    CHECK(why != NULL && strstr(why, "does not speak TLS") != NULL);
+    CHECK(fairlock__diagnose_first_bytes("+OK\r\n", 5, 0) == NULL);
+    CHECK(fairlock__diagnose_first_bytes("", 0, 1) == NULL);
+}
+
 int main(int argc, char **argv) {
     check_select(argc, argv);
     RUN_TEST(misconfigurations);
     RUN_TEST(not_misconfigurations);
     RUN_TEST(message_keeps_the_reply);
+    RUN_TEST(tls_mismatch_in_first_bytes);
     return check_done();
 }

@@ -6,8 +6,11 @@
 #include "check.h"
 #include "support.h"
 
-static char sentinel_url[512], sentinel_dir[512];
+static char sentinel_url[1024], sentinel_dir[512];
 static int master_port, replica_port, sentinel_port;
+/* With the fixture's tls argument, what the sentinels report (and the URL
+ * names) are TLS ports, this far above the plain ones of our checks. */
+static int tls_shift;
 
 static void load_sentinel_env(void) {
     const char *var = "FAIRLOCK_TEST_SENTINEL_ENV";
@@ -20,6 +23,7 @@ static void load_sentinel_env(void) {
     replica_port = atoi(
         test_fixture_value(var, "FAIRLOCK_SENTINEL_REPLICA_PORT"));
     sentinel_port = atoi(test_fixture_value(var, "FAIRLOCK_SENTINEL_PORT"));
+    tls_shift = atoi(test_fixture_value(var, "FAIRLOCK_SENTINEL_TLS_SHIFT"));
     CHECK(sentinel_url[0] && master_port && replica_port && sentinel_port);
 }
 
@@ -42,7 +46,7 @@ static int reported_master(void) {
     redisReply *r = redisCommand(c,
                                  "SENTINEL get-master-addr-by-name mymaster");
     CHECK(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
-    int port = atoi(r->element[1]->str);
+    int port = atoi(r->element[1]->str) - tls_shift;
     freeReplyObject(r);
     redisFree(c);
     return port;
@@ -69,9 +73,14 @@ static void lock_on_the_master(void) {
 /* A master name the sentinels do not monitor: a message that names it,
  * not a hang or a bare nil. */
 static void unknown_master_name(void) {
-    char url[600];
-    snprintf(url, sizeof url, "%.*s/nosuchmaster",
-             (int)(strrchr(sentinel_url, '/') - sentinel_url), sentinel_url);
+    /* The master name is the path's last part, before a query. */
+    char url[1200];
+    size_t path_len = strcspn(sentinel_url, "?");
+    const char *name = sentinel_url + path_len;
+    while (name[-1] != '/')
+        name--;
+    snprintf(url, sizeof url, "%.*snosuchmaster%s", (int)(name - sentinel_url),
+             sentinel_url, sentinel_url + path_len);
     fairlock_options opts;
     fairlock_options_init(&opts);
     opts.name = "fltest:sentinel:unknown";

@@ -144,10 +144,66 @@ static void sentinel_and_cluster(void) {
     parse_bad("redis://a,b", "invalid character");
 }
 
+static void tls_forms(void) {
+#if FAIRLOCK_HAVE_TLS
+    fairlock__url u = parse_ok("rediss://:hunter2@h:6380/2");
+    CHECK_INT(u.kind, ==, FAIRLOCK__URL_TCP);
+    CHECK(u.tls.enabled && u.tls.verify && u.tls.check_host);
+    CHECK_STR(u.host, "h");
+    CHECK_INT(u.port, ==, 6380);
+    CHECK_INT(u.db, ==, 2);
+    CHECK(u.tls.ca_file == NULL && u.tls.server_name == NULL);
+    fairlock__url_clear(&u);
+    u = parse_ok("rediss://h/1?ssl_ca_certs=/a%20b/ca.pem&ssl_ca_path=/d&"
+                 "ssl_certfile=/c.pem&ssl_keyfile=/k.pem&ssl_cert_reqs=none&"
+                 "ssl_check_hostname=False&ssl_server_hostname=redis.test");
+    CHECK_INT(u.db, ==, 1);
+    CHECK_STR(u.tls.ca_file, "/a b/ca.pem");
+    CHECK_STR(u.tls.ca_path, "/d");
+    CHECK_STR(u.tls.cert_file, "/c.pem");
+    CHECK_STR(u.tls.key_file, "/k.pem");
+    CHECK_STR(u.tls.server_name, "redis.test");
+    CHECK(!u.tls.verify && !u.tls.check_host);
+    fairlock__url copy;
+    CHECK_INT(fairlock__url_copy(&copy, &u), ==, FAIRLOCK_OK);
+    CHECK_STR(copy.tls.key_file, "/k.pem");
+    CHECK(copy.tls.enabled && !copy.tls.verify);
+    fairlock__url_clear(&copy);
+    fairlock__url_clear(&u);
+    u = parse_ok("rediss+sentinel://s1,s2:26380/m?ssl_cert_reqs=required");
+    CHECK_INT(u.kind, ==, FAIRLOCK__URL_SENTINEL);
+    CHECK_STR(u.master, "m");
+    CHECK(u.tls.enabled && u.tls.verify);
+    fairlock__url_clear(&u);
+    /* A path in the query is not the master name's end (it was). */
+    u = parse_ok("rediss+sentinel://s1/m/2?ssl_ca_certs=/etc/ca.pem");
+    CHECK_STR(u.master, "m");
+    CHECK_INT(u.db, ==, 2);
+    CHECK_STR(u.tls.ca_file, "/etc/ca.pem");
+    fairlock__url_clear(&u);
+    u = parse_ok("rediss+sentinel://s1/m?ssl_ca_certs=/etc/ca.pem");
+    CHECK_STR(u.master, "m");
+    CHECK_INT(u.db, ==, 0);
+    fairlock__url_clear(&u);
+    u = parse_ok("rediss+cluster://a:7000,b:7001");
+    CHECK_INT(u.kind, ==, FAIRLOCK__URL_CLUSTER);
+    CHECK_INT(u.node_count, ==, 2);
+    CHECK(u.tls.enabled);
+    fairlock__url_clear(&u);
+    parse_bad("rediss://h?ssl_cert_reqs=maybe", "ssl_cert_reqs");
+    parse_bad("rediss://h?ssl_check_hostname=perhaps", "ssl_check_hostname");
+    parse_bad("rediss://h?foo=1", "unknown query parameter 'foo'");
+    parse_bad("rediss://h?ssl_ca_certs", "has no value");
+    parse_bad("rediss://:hunter2@h?ssl_ca_certs=%zz", "percent-escape");
+#endif
+}
+
 static void malformed(void) {
     parse_bad("", "empty");
     parse_bad("http://h", "must start with");
-    parse_bad("rediss://h", "TLS");
+#if !FAIRLOCK_HAVE_TLS
+    parse_bad("rediss://h", "FAIRLOCK_TLS=OFF");
+#endif
     parse_bad("redis://h:0", "port");
     parse_bad("redis://h:65536", "port");
     parse_bad("redis://h:12x", "port");
@@ -174,6 +230,7 @@ int main(int argc, char **argv) {
     RUN_TEST(credentials);
     RUN_TEST(unix_forms);
     RUN_TEST(sentinel_and_cluster);
+    RUN_TEST(tls_forms);
     RUN_TEST(malformed);
     return check_done();
 }

@@ -34,6 +34,11 @@ class Worker:
     def connect(self):
         if self.args.unix:
             return redis.Redis(unix_socket_path=self.args.unix)
+        if self.args.tls_port:
+            # The lock and its PINGs over TLS, as redis-py users run it.
+            return redis.Redis(host=self.args.host, port=self.args.tls_port,
+                               ssl=True, ssl_ca_certs=self.args.tls_ca,
+                               ssl_check_hostname=True)
         return redis.Redis(host=self.args.host, port=self.args.port)
 
     def make_lock(self, r):
@@ -170,6 +175,8 @@ def main():
     p.add_argument("--sleep", type=float, default=0.1)
     p.add_argument("--check-ms", type=int, default=0)  # fairlock's only
     p.add_argument("--impl")  # accepted so one command line fits all
+    p.add_argument("--tls-port", type=int, default=0)
+    p.add_argument("--tls-ca")
     Worker(p.parse_args()).serve()
 
 

@@ -47,8 +47,9 @@ class RedisLockFifo(_Lock):
     redis_client       a redis.Redis client, whose server (host, port, db,
                        unix socket path, username and password; also a
                        Sentinel.master_for() client or a redis.RedisCluster)
-                       fairlock connects to on its own connection; or a URL:
-                       redis://, unix://, redis+sentinel://, redis+cluster://
+                       fairlock connects to on its own connection, TLS
+                       settings included; or a URL: redis://, rediss://,
+                       unix://, redis[s]+sentinel://, redis[s]+cluster://
                        (percent-encode user and password); or None: the C
                        library's rule, $FAIRLOCK_URL, else $REDIS_URL, else
                        redis://127.0.0.1:6379/0.

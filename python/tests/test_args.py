@@ -130,10 +130,15 @@ class Constructor(unittest.TestCase):
             fairlock.RedisLockFifo("n", "http://localhost")
         with self.assertRaisesRegex(ValueError, "port"):
             fairlock.RedisLockFifo("n", url="redis://h:99999")
-        with self.assertRaisesRegex(ValueError, "TLS"):
-            fairlock.RedisLockFifo("n", redis.Redis(ssl=True))
-        with self.assertRaisesRegex(ValueError, "TLS"):
-            fairlock.RedisLockFifo("n", url="rediss://h")
+        # TLS clients and URLs are taken (test_tls runs them); what the
+        # library cannot honour is refused.
+        fairlock.RedisLockFifo("n", redis.Redis(ssl=True))
+        fairlock.RedisLockFifo("n", url="rediss://h")
+        with self.assertRaisesRegex(ValueError, "ssl_ca_data"):
+            fairlock.RedisLockFifo("n", redis.Redis(ssl=True,
+                                                    ssl_ca_data="PEM"))
+        with self.assertRaisesRegex(ValueError, "unknown query parameter"):
+            fairlock.RedisLockFifo("n", url="rediss://h?ssl=1")
         with self.assertRaisesRegex(ValueError, "absolute"):
             fairlock.RedisLockFifo(
                 "n", redis.Redis(unix_socket_path="relative.sock"))

@@ -109,17 +109,64 @@ class Unix(unittest.TestCase):
             url_of(Client(path="/s.sock?x"))
 
 
+class Tls(unittest.TestCase):
+    """redis-py's TLS clients map to rediss:// with the ssl_* settings."""
+
+    def test_defaults(self):
+        # redis-py 4 passes its defaults along: required, no host check.
+        self.assertEqual(
+            url_of(redis.Redis(host="h", port=6380, ssl=True)),
+            "rediss://h:6380/0?ssl_cert_reqs=required"
+            "&ssl_check_hostname=false")
+        self.assertEqual(url_of(Client(host="h", port=1, ssl=True)),
+                         "rediss://h:1/0")
+        self.assertEqual(
+            url_of(Client(host="h", port=1,
+                          connection_class=redis.SSLConnection)),
+            "rediss://h:1/0")
+
+    def test_settings(self):
+        client = redis.Redis(host="h", port=6380, db=2, password="p w",
+                             ssl=True, ssl_ca_certs="/etc/my ca.pem",
+                             ssl_ca_path="/etc/cas",
+                             ssl_certfile="/c.pem", ssl_keyfile="/k.pem",
+                             ssl_cert_reqs="none", ssl_check_hostname=True)
+        self.assertEqual(
+            url_of(client),
+            "rediss://:p%20w@h:6380/2?ssl_ca_certs=/etc/my%20ca.pem"
+            "&ssl_ca_path=/etc/cas&ssl_certfile=/c.pem&ssl_keyfile=/k.pem"
+            "&ssl_cert_reqs=none&ssl_check_hostname=true")
+        self.assertEqual(
+            url_of(Client(host="h", port=1, ssl=True, ssl_cert_reqs=None)),
+            "rediss://h:1/0?ssl_cert_reqs=none")
+        self.assertEqual(
+            url_of(Client(host="h", port=1, ssl=True, ssl_cert_reqs=2)),
+            "rediss://h:1/0?ssl_cert_reqs=required")
+
+    def test_from_url_and_cluster(self):
+        self.assertEqual(url_of(redis.Redis.from_url("rediss://h:1/0")),
+                         "rediss://h:1/0")
+        self.assertEqual(
+            url_of(Cluster([Node("a", 1), Node("b", 2)], ssl=True,
+                           ssl_ca_certs="/ca.pem")),
+            "rediss+cluster://a:1,b:2?ssl_ca_certs=/ca.pem")
+
+
 class Refused(unittest.TestCase):
     """Clients fairlock cannot follow raise, with the reason."""
 
-    def test_tls(self):
-        for client in (redis.Redis(ssl=True),
-                       redis.Redis.from_url("rediss://h:1/0"),
-                       Client(host="h", connection_class=redis.SSLConnection),
-                       Cluster([Node("h", 1)], ssl=True)):
-            with self.subTest(client=client), self.assertRaisesRegex(
-                    ValueError, "uses TLS .* fairlock does not support"):
-                url_of(client)
+    def test_tls_settings_without_counterpart(self):
+        for kwargs, words in (
+                (dict(ssl_ca_data="-----BEGIN"), "ssl_ca_data"),
+                (dict(ssl_password="x"), "ssl_password"),
+                (dict(ssl_validate_ocsp=True), "ssl_validate_ocsp"),
+                (dict(ssl_cert_reqs="maybe"), "ssl_cert_reqs"),
+                (dict(ssl_ca_certs=b"/ca.pem"), "ssl_ca_certs")):
+            with self.subTest(kwargs=kwargs), self.assertRaisesRegex(
+                    ValueError, words):
+                url_of(Client(host="h", port=1, ssl=True, **kwargs))
+        with self.assertRaisesRegex(ValueError, "TLS on a unix socket"):
+            url_of(Client(path="/s.sock", ssl=True))
 
     def test_not_a_client(self):
         for thing in (42, "redis://h", object(), Pool()):

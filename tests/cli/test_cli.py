@@ -1063,6 +1063,57 @@ def test_semaphore_and_rwlock():
     check(keys_of(rw) == [], "no keys left: %s" % keys_of(rw))
 
 
+def test_tls_flags():
+    """The TLS flags, named as in redis-cli, against the tls fixture's
+    server (mutual TLS); run as cli_tls, and a no-op without it."""
+    tls_dir = CONF.get("FAIRLOCK_TEST_TLS_DIR")
+    if not tls_dir:
+        return
+    port = CONF["FAIRLOCK_TEST_PORT"]
+    ca, cert, key = (os.path.join(tls_dir, f)
+                     for f in ("ca.crt", "client.crt", "client.key"))
+    client = ["--cert", cert, "--key", key]
+    lock = name("tls")
+    variants = [
+        ["-u", "rediss://127.0.0.1:%s" % port, "--cacert", ca] + client,
+        ["-u", "redis://localhost:%s" % port, "--tls", "--cacertdir",
+         os.path.join(tls_dir, "cadir")] + client,
+        ["-u", "rediss://127.0.0.1:%s" % port, "--cacert", ca, "--sni",
+         "localhost"] + client,
+        ["-u", "rediss://127.0.0.1:%s" % port, "--insecure"] + client,
+    ]
+    for flags in variants:
+        r = fl("run", *flags, lock, "--", "true")
+        check(r.returncode == 0, "run %s: %r" % (flags, r.stderr))
+        r = fl("acquire", "-n", *flags, lock)
+        check(r.returncode == 0, "acquire %s: %r" % (flags, r.stderr))
+        token = r.stdout.strip()
+        r = fl("status", *flags, lock)
+        check(r.returncode == 0 and token[:12] in r.stdout,
+              "status %s: %r %r" % (flags, r.stdout, r.stderr))
+        r = fl("release", *flags, lock, token)
+        check(r.returncode == 0, "release %s: %r" % (flags, r.stderr))
+        check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+    # Each failure is a Redis failure (69) with its cause.
+    other = os.path.join(tls_dir, "other-ca.crt")
+    failures = [
+        (["--cacert", other] + client, "not signed by a CA"),
+        (["--cacert", ca, "--sni", "wrong.test"] + client, "is not for"),
+        (["--cacert", ca], "client certificate"),
+    ]
+    for flags, cause in failures:
+        r = fl("run", "-u", "rediss://127.0.0.1:%s" % port, *flags, lock,
+               "--", "true")
+        check(r.returncode == 69 and cause in r.stderr,
+              "%s: 69 and %r: %d %r" % (flags, cause, r.returncode,
+                                        r.stderr))
+    r = fl("run", "-u", "redis://127.0.0.1:%s" % port, lock, "--", "true")
+    check(r.returncode == 69 and "rediss://" in r.stderr,
+          "plain text to a TLS port: %d %r" % (r.returncode, r.stderr))
+    r = fl("run", "--cacert", "", lock, "--", "true")
+    check(r.returncode == 64, "an empty --cacert is a usage error")
+
+
 TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
 
 
