@@ -65,7 +65,7 @@ pidfile $dir/sentinel-$i/redis.pid
 logfile $dir/sentinel-$i/redis.log
 dir $dir/sentinel-$i
 sentinel monitor mymaster 127.0.0.1 $(tls_port $master) 2
-sentinel down-after-milliseconds mymaster 1000
+sentinel down-after-milliseconds mymaster 2000
 sentinel failover-timeout mymaster 4000
 sentinel parallel-syncs mymaster 1
 CONF

@@ -40,16 +40,38 @@ static fairlock *sentinel_lock(const char *name) {
 }
 
 /* The master's port as the first sentinel reports it. */
-static int reported_master(void) {
-    redisContext *c = redisConnect("127.0.0.1", sentinel_port);
-    CHECK(c != NULL && !c->err);
-    redisReply *r = redisCommand(c,
-                                 "SENTINEL get-master-addr-by-name mymaster");
-    CHECK(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
-    int port = atoi(r->element[1]->str) - tls_shift;
-    freeReplyObject(r);
+/* The master's port as the sentinel on `sentinel` reports it, or -1. */
+static int reported_by(int sentinel) {
+    redisContext *c = redisConnect("127.0.0.1", sentinel);
+    int port = -1;
+    if (c != NULL && !c->err) {
+        redisReply *r = redisCommand(
+            c, "SENTINEL get-master-addr-by-name mymaster");
+        if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            r->element[1]->type == REDIS_REPLY_STRING)
+            port = atoi(r->element[1]->str) - tls_shift;
+        freeReplyObject(r);
+    }
     redisFree(c);
     return port;
+}
+
+/* The master's port as the first sentinel reports it. */
+static int reported_master(void) {
+    int port = reported_by(sentinel_port);
+    CHECK(port > 0);
+    return port;
+}
+
+/* The master all three sentinels name, or -1 while they disagree (one
+ * may lag a failover, or a loaded machine may have made them fail over on
+ * their own). */
+static int agreed_master(void) {
+    int first = reported_by(sentinel_port);
+    for (int s = 1; s < 3 && first > 0; s++)
+        if (reported_by(sentinel_port + s) != first)
+            return -1;
+    return first;
 }
 
 static long long exists_on(int port, const char *key) {
@@ -314,8 +336,22 @@ static void restart_as_replica(const char *role, int port, int master_of) {
 static void failover_under_load(void) {
     const char *name = "fltest:sentinel:failover";
     /* The fixture's master, or its replica if an earlier run failed over
-     * to it. */
-    int old = reported_master();
+     * to it: the one all sentinels name, with the other in sync behind it
+     * and seen by all of them, so that the kill below is the only change. */
+    int old = -1;
+    int64_t settle_start = test_now_ns();
+    while (ms_since(settle_start) < FAILOVER_DEADLINE_MS) {
+        old = agreed_master();
+        int other = old == master_port ? replica_port : master_port;
+        int settled = (old == master_port || old == replica_port) &&
+                      in_sync(other);
+        for (int s = 0; s < 3 && settled; s++)
+            settled = sentinel_sees_replica(sentinel_port + s, other);
+        if (settled)
+            break;
+        old = -1;
+        test_sleep_ms(50);
+    }
     CHECK(old == master_port || old == replica_port);
     const char *old_role = old == master_port ? "master" : "replica";
     int successor = old == master_port ? replica_port : master_port;
@@ -337,10 +373,10 @@ static void failover_under_load(void) {
     int64_t killed_at = test_now_ns();
     CHECK(kill(read_pid(old_role), SIGKILL) == 0);
 
-    while (reported_master() != successor &&
+    while (agreed_master() != successor &&
            ms_since(killed_at) < FAILOVER_DEADLINE_MS)
         test_sleep_ms(20);
-    CHECK_INT(reported_master(), ==, successor);
+    CHECK_INT(agreed_master(), ==, successor);
     int64_t target = grants(run) + 100;
     wait_for_grants(run, target, test_now_ns(), GRANTS_DEADLINE_MS);
     int64_t recovered_ms = ms_since(killed_at);
