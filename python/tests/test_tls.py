@@ -22,7 +22,9 @@ class RedisPyOverTls(support.ServerTestCase):
     def tls_client(self, ca="ca.crt", **kwargs):
         kwargs.setdefault("ssl_certfile", os.path.join(self.dir, "client.crt"))
         kwargs.setdefault("ssl_keyfile", os.path.join(self.dir, "client.key"))
-        return redis.Redis(host="localhost", port=self.port, ssl=True,
+        # The certificate names IP:127.0.0.1 too: redis-py resolves a host
+        # name itself, which a root without /etc/hosts cannot for localhost.
+        return redis.Redis(host="127.0.0.1", port=self.port, ssl=True,
                            ssl_ca_certs=os.path.join(self.dir, ca),
                            ssl_check_hostname=True, **kwargs)
 
