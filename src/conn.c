@@ -578,58 +578,6 @@ int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
     return FAIRLOCK_OK;
 }
 
-/* Whether an error reply says the ACL user lacks a permission: NOPERM at
- * the top level, and inside a script, where Redis 6 and 7.0 answer ERR,
- * the words of its ACL check. */
-static int denied(const char *reply) {
-    return strncmp(reply, "NOPERM", 6) == 0 ||
-           strstr(reply, "can't run this command") != NULL ||
-           strstr(reply, "can't access at least one of the keys") != NULL ||
-           strstr(reply, "no permissions") != NULL;
-}
-
-/* Records the error reply of a script sent as `sent` (EVALSHA or EVAL).
- * Missing scripting and missing permissions are the server's setup, not
- * the lock's state, and Redis's own words do not always say which command
- * or key: the message does, and never quotes the arguments (a key could
- * be long; no password is among them, but a message should not depend on
- * that). */
-static void script_error(fairlock__error *err, fairlock__url_kind kind,
-                         const fairlock__keys *keys,
-                         const fairlock__script *script, const char *sent,
-                         const char *reply) {
-    const char *key = keys->names[0];
-    int key_len = keys->lens[0] > 80 ? 80 : (int)keys->lens[0];
-    if (strstr(reply, "unknown command") != NULL)
-        fairlock__error_set(err, FAIRLOCK_REDIS,
-                            "fairlock needs Lua scripting (EVALSHA and EVAL), "
-                            "but this server does not know %s: it is "
-                            "disabled or renamed (rename-command), or the "
-                            "server is a Redis Sentinel (use "
-                            "redis+sentinel://)",
-                            sent);
-    else if (!denied(reply)) {
-        char what[64];
-        snprintf(what, sizeof what, "script %s", script->name);
-        fairlock__error_reply(err, kind, what, reply);
-    } else if (strncmp(reply, "NOPERM", 6) == 0 && strstr(reply, "'eval"))
-        fairlock__error_set(err, FAIRLOCK_REDIS,
-                            "no permission to run %s: fairlock needs Lua "
-                            "scripting (EVALSHA and EVAL; see docs/acl.md): "
-                            "%.100s",
-                            sent, reply);
-    else if (strstr(reply, "key") != NULL)
-        fairlock__error_set(err, FAIRLOCK_REDIS,
-                            "no permission to access the lock's keys "
-                            "('%.*s' and '%.*s:*') in script %s: %.100s",
-                            key_len, key, key_len, key, script->name, reply);
-    else
-        fairlock__error_set(err, FAIRLOCK_REDIS,
-                            "no permission to run a command of script %s "
-                            "(docs/acl.md lists those fairlock needs): %.100s",
-                            script->name, reply);
-}
-
 int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
                         const fairlock__keys *keys,
                         const fairlock__script *script, int argc,
@@ -662,8 +610,9 @@ int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
             fairlock__error_set(err, FAIRLOCK_REDIS, "script %s failed: %s",
                                 script->name, why);
         } else {
-            script_error(err, conn_kind(conn), keys, script, cmd[0],
-                         reply->str);
+            fairlock__error_script(err, conn_kind(conn), script->name,
+                                   keys->names[0], keys->lens[0], cmd[0],
+                                   reply->str);
         }
         freeReplyObject(reply);
         return FAIRLOCK_REDIS;

@@ -1,5 +1,6 @@
 /* diagnose.c -- turns the error replies that mean "misconfigured" into a
  * sentence that says what to change.  Pure: no I/O, fuzzable. */
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -60,6 +61,58 @@ int fairlock__error_reply(fairlock__error *err, fairlock__url_kind kind,
                                    reply);
     return fairlock__error_set(err, FAIRLOCK_REDIS, "%s failed: %s", what,
                                reply);
+}
+
+/* Whether an error reply says the ACL user lacks a permission: NOPERM at
+ * the top level, and inside a script, where Redis 6 and 7.0 answer ERR,
+ * the words of its ACL check. */
+static int denied(const char *reply) {
+    return strncmp(reply, "NOPERM", 6) == 0 ||
+           strstr(reply, "can't run this command") != NULL ||
+           strstr(reply, "can't access at least one of the keys") != NULL ||
+           strstr(reply, "no permissions") != NULL;
+}
+
+/* Missing scripting and missing permissions are the server's setup, not
+ * the lock's state, and Redis's own words do not always say which command
+ * or key: the message does, and never quotes the arguments (a key could
+ * be long; no password is among them, but a message should not depend on
+ * that). */
+int fairlock__error_script(fairlock__error *err, fairlock__url_kind kind,
+                           const char *script, const char *key, size_t key_len,
+                           const char *sent, const char *reply) {
+    int shown = key_len > 80 ? 80 : (int)key_len;
+    if (strstr(reply, "unknown command") != NULL)
+        return fairlock__error_set(
+            err, FAIRLOCK_REDIS,
+            "fairlock needs Lua scripting (EVALSHA and EVAL), "
+            "but this server does not know %s: it is "
+            "disabled or renamed (rename-command), or the "
+            "server is a Redis Sentinel (use "
+            "redis+sentinel://)",
+            sent);
+    if (!denied(reply)) {
+        char what[64];
+        snprintf(what, sizeof what, "script %s", script);
+        return fairlock__error_reply(err, kind, what, reply);
+    }
+    if (strncmp(reply, "NOPERM", 6) == 0 && strstr(reply, "'eval"))
+        return fairlock__error_set(
+            err, FAIRLOCK_REDIS,
+            "no permission to run %s: fairlock needs Lua "
+            "scripting (EVALSHA and EVAL; see docs/acl.md): "
+            "%.100s",
+            sent, reply);
+    if (strstr(reply, "key") != NULL)
+        return fairlock__error_set(err, FAIRLOCK_REDIS,
+                                   "no permission to access the lock's keys "
+                                   "('%.*s' and '%.*s:*') in script %s: %.100s",
+                                   shown, key, shown, key, script, reply);
+    return fairlock__error_set(
+        err, FAIRLOCK_REDIS,
+        "no permission to run a command of script %s "
+        "(docs/acl.md lists those fairlock needs): %.100s",
+        script, reply);
 }
 
 const char *fairlock__diagnose_first_bytes(const char *buf, size_t len,

@@ -120,6 +120,14 @@ const char *fairlock__diagnose_first_bytes(const char *buf, size_t len,
 int fairlock__error_reply(fairlock__error *err, fairlock__url_kind kind,
                           const char *what, const char *reply);
 
+/* Records the error reply of script `script` sent as `sent` (EVALSHA or
+ * EVAL) on the lock whose key is key[0..key_len): missing scripting and
+ * missing ACL permissions named as such, anything else as
+ * fairlock__error_reply() does.  Returns FAIRLOCK_REDIS. */
+int fairlock__error_script(fairlock__error *err, fairlock__url_kind kind,
+                           const char *script, const char *key, size_t key_len,
+                           const char *sent, const char *reply);
+
 /* ---- Lua scripts (generated from src/lua by CMake). ---- */
 
 typedef struct fairlock__script {

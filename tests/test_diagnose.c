@@ -68,11 +68,47 @@ static void tls_mismatch_in_first_bytes(void) {
     CHECK(fairlock__diagnose_first_bytes("", 0, 1) == NULL);
 }
 
+/* A script's error replies: missing scripting and missing ACL permissions
+ * named as such (the key is the lock's, never Redis's argument dump);
+ * anything else diagnosed as any reply is. */
+static void script_errors(void) {
+    fairlock__error err = {0, ""};
+    const char *key = "app:locks:deploy";
+    CHECK_INT(fairlock__error_script(
+                  &err, FAIRLOCK__URL_TCP, "acquire", key, strlen(key),
+                  "EVALSHA", "ERR unknown command 'EVALSHA', with args"),
+              ==, FAIRLOCK_REDIS);
+    CHECK(strstr(err.msg, "fairlock needs Lua scripting") != NULL);
+    fairlock__error_script(&err, FAIRLOCK__URL_TCP, "acquire", key, strlen(key),
+                           "EVALSHA",
+                           "NOPERM this user has no permissions to run the "
+                           "'evalsha' command");
+    CHECK(strstr(err.msg, "no permission to run EVALSHA") != NULL);
+    fairlock__error_script(&err, FAIRLOCK__URL_TCP, "acquire", key, strlen(key),
+                           "EVALSHA",
+                           "ERR Error running script: The user executing the "
+                           "script can't access at least one of the keys");
+    CHECK(strstr(err.msg, "('app:locks:deploy' and 'app:locks:deploy:*')") !=
+          NULL);
+    fairlock__error_script(&err, FAIRLOCK__URL_TCP, "release", key, strlen(key),
+                           "EVALSHA",
+                           "ERR Error running script: The user executing the "
+                           "script can't run this command or subcommand");
+    CHECK(strstr(err.msg, "no permission to run a command of script "
+                          "release") != NULL);
+    fairlock__error_script(&err, FAIRLOCK__URL_UNIX, "acquire", key,
+                           strlen(key), "EVALSHA",
+                           "NOAUTH Authentication required.");
+    CHECK(strncmp(err.msg, "script acquire failed: the server requires", 42) ==
+          0);
+}
+
 int main(int argc, char **argv) {
     check_select(argc, argv);
     RUN_TEST(misconfigurations);
     RUN_TEST(not_misconfigurations);
     RUN_TEST(message_keeps_the_reply);
+    RUN_TEST(script_errors);
     RUN_TEST(tls_mismatch_in_first_bytes);
     return check_done();
 }
