@@ -326,7 +326,12 @@ FAIRLOCK_EXPORT int(fairlock_create)(const fairlock_options *opts,
 /* Free a handle.  A lock it still holds is released first, on a best-effort
  * basis; queue entries are removed -- except in a forked child freeing its
  * copy of a handle, which leaves the parent's lock alone.
- * fairlock_free(NULL) does nothing.
+ * fairlock_free(NULL) does nothing.  An operation of the non-blocking API
+ * in progress is abandoned without its callback (a wait on the server is
+ * cut short by closing the connection), and the cleanup is done as above,
+ * blocking for at most io_timeout_ms per command; to keep a loop from
+ * blocking, cancel or release first and free in the callback.  Freeing
+ * from within a callback of the handle is allowed.
  * Thread safety: the handle must not be in use elsewhere. Since 0.1.0. */
 FAIRLOCK_EXPORT void fairlock_free(fairlock *lock);
 
@@ -539,6 +544,171 @@ FAIRLOCK_EXPORT int fairlock_seconds_to_ms(double seconds, int64_t *ms);
 /* Runtime version, to compare with the macros above. Since 0.1.0. */
 FAIRLOCK_EXPORT const char *fairlock_version(void);
 FAIRLOCK_EXPORT int fairlock_version_number(void);
+
+/* ---------------------------------------------------------------------------
+ * The non-blocking API (since 0.2.0)
+ *
+ * The same handle, driven by the caller's event loop instead of blocking a
+ * thread: an operation is started, the loop watches the handle's socket
+ * and timer, and the operation completes later through a callback (the
+ * shape of libcurl's multi interface and of hiredis's async adapters).
+ * Many handles may be driven by one thread; each has its own connection.
+ *
+ *   static void done(fairlock *lock, int code, void *arg) { ... }
+ *   fairlock_acquire_start(lock, 5000, done, NULL);
+ *   while (fairlock_async_busy(lock)) {
+ *       struct pollfd p = {fairlock_async_fd(lock), 0, 0};
+ *       int ev = fairlock_async_events(lock);
+ *       p.events = (ev & FAIRLOCK_EV_READ ? POLLIN : 0) |
+ *                  (ev & FAIRLOCK_EV_WRITE ? POLLOUT : 0);
+ *       int n = poll(&p, p.fd >= 0, (int)fairlock_async_timeout(lock));
+ *       fairlock_async_process(lock,
+ *           n > 0 ? FAIRLOCK_EV_READ | FAIRLOCK_EV_WRITE : 0);
+ *   }
+ *
+ * or, with an adapter, fairlock_libuv_attach(lock, loop) /
+ * fairlock_libevent_attach(lock, base) (<fairlock/libuv.h>,
+ * <fairlock/libevent.h>) and nothing else: the adapter follows the handle
+ * through the watcher callback below.
+ *
+ * Semantics are the blocking API's: FIFO order with the blocking clients
+ * of the same name, hand-off by push, heartbeats, stale eviction, lease,
+ * fencing, the lease confirmed after a capped hand-off, and an unknown
+ * outcome resolved with cancel.lua.  Waiting happens on the server
+ * (BLPOP), so a waiting handle costs the loop nothing but its socket.
+ * With auto_renew the lease is renewed by a timer of the handle on the
+ * same connection, not by a thread, and on_lost is called from
+ * fairlock_async_process(), on the loop's thread.
+ *
+ * Supported: URLs redis://, rediss:// and unix://, each kind of lock,
+ * FIFO or not.  Not yet: redis+sentinel://, redis+cluster:// and a
+ * borrowed redisContext (opts.redis): the start functions refuse them with
+ * FAIRLOCK_INVALID ("the non-blocking API does not support ... yet").
+ * Connecting resolves the host name with getaddrinfo(), the one step that
+ * may block (not at all for an address or "localhost").
+ *
+ * Rules:
+ *  - One operation at a time per handle: a start function called while
+ *    one is in progress fails with FAIRLOCK_INVALID (the running one is
+ *    unaffected).  The blocking calls must not be used on a handle while
+ *    fairlock_async_busy() is true; between operations they may be.
+ *  - A start function that returns an error calls no callback.  One that
+ *    returns FAIRLOCK_OK calls its callback exactly once, later, from
+ *    fairlock_async_process() -- never from within the start function --
+ *    unless the handle is freed first, which calls none.
+ *  - In a callback the handle may be used freely: start the next
+ *    operation, or fairlock_free() it.
+ *  - Thread safety: a handle and its callbacks belong to the thread that
+ *    drives it; handles are independent, so different threads may drive
+ *    different handles.  fairlock_state() and fairlock_valid_until_ms()
+ *    may still be called from any thread.
+ * ------------------------------------------------------------------------- */
+
+/* Events of the handle's socket, in fairlock_async_events(),
+ * fairlock_async_process() and the watcher callback. */
+#define FAIRLOCK_EV_READ 1
+#define FAIRLOCK_EV_WRITE 2
+
+/* Completion of a started operation: code is what the blocking call of the
+ * same name would have returned (fairlock_errmsg(lock) has the detail).
+ * arg is the one given to the start function. */
+typedef void (*fairlock_done_fn)(fairlock *lock, int code, void *arg);
+
+/* Completion of fairlock_status_start(): status (NULL unless code is
+ * FAIRLOCK_OK) belongs to the callee, to free with fairlock_status_free(). */
+typedef void (*fairlock_status_fn)(fairlock *lock, int code,
+                                   fairlock_status *status, void *arg);
+
+/* Told whenever what the loop must watch for the handle changes: the
+ * socket fd (-1: none) and the events (FAIRLOCK_EV_*, 0: none) to watch
+ * it for, and the time in ms from now after which
+ * fairlock_async_process(lock, 0) is due (-1: no timer).  The fd changes
+ * when the handle reconnects; the watcher is told fd -1 *before* the old
+ * socket is closed, so that a loop can stop watching it in time (libuv
+ * and libevent need that).  It is also told when a start function or
+ * fairlock_async_cancel() changes anything, not only from
+ * fairlock_async_process().  It must not call into the handle; it is not
+ * called from fairlock_free().
+ * Thread safety: called on the thread that drives the handle. */
+typedef void (*fairlock_watch_fn)(fairlock *lock, int fd, int events,
+                                  int64_t timeout_ms, void *arg);
+
+/* Start acquiring.  timeout_ms is the longest wait (FAIRLOCK_DEFAULT: the
+ * handle's timeout_ms, FAIRLOCK_FOREVER: no limit, 0: a single try, as
+ * with blocking = 0); as in fairlock_acquire_ex() it is the lease when the
+ * handle's ttl_ms is FAIRLOCK_DEFAULT.  done gets FAIRLOCK_OK (held),
+ * FAIRLOCK_TIMEOUT, FAIRLOCK_REDIS, FAIRLOCK_INTERRUPTED (cancelled),
+ * FAIRLOCK_NOTREPLICATED, FAIRLOCK_MISMATCH or FAIRLOCK_INVALID; after a
+ * failure the handle's queue entry is gone (or, when Redis could not be
+ * reached to remove it, resolved by the next call or fairlock_free()).
+ * Returns FAIRLOCK_OK (started), FAIRLOCK_BUSY (already held),
+ * FAIRLOCK_INVALID (bad argument, an operation in progress, an
+ * unsupported URL) or FAIRLOCK_NOMEM.
+ * Thread safety: the driving thread. Since 0.2.0. */
+FAIRLOCK_EXPORT int fairlock_acquire_start(fairlock *lock, int64_t timeout_ms,
+                                           fairlock_done_fn done, void *arg);
+
+/* Start releasing the held lock (hand-off to the next waiter).  done gets
+ * what fairlock_release() returns.  A release cannot be cancelled: it runs
+ * to its end (or is finished, blocking, by fairlock_free()).
+ * Returns FAIRLOCK_OK (started), FAIRLOCK_NOTOWNED (nothing held),
+ * FAIRLOCK_INVALID or FAIRLOCK_NOMEM.
+ * Thread safety: the driving thread. Since 0.2.0. */
+FAIRLOCK_EXPORT int fairlock_release_start(fairlock *lock,
+                                           fairlock_done_fn done, void *arg);
+
+/* Start setting the held lock's lease to ttl_ms from now
+ * (FAIRLOCK_FOREVER: no expiry).  done gets what fairlock_extend() returns.
+ * Returns FAIRLOCK_OK (started), FAIRLOCK_NOTOWNED, FAIRLOCK_INVALID or
+ * FAIRLOCK_NOMEM.
+ * Thread safety: the driving thread. Since 0.2.0. */
+FAIRLOCK_EXPORT int fairlock_extend_start(fairlock *lock, int64_t ttl_ms,
+                                          fairlock_done_fn done, void *arg);
+
+/* Start taking a snapshot of the lock, as fairlock_status_get() does.
+ * Returns FAIRLOCK_OK (started), FAIRLOCK_INVALID or FAIRLOCK_NOMEM.
+ * Thread safety: the driving thread. Since 0.2.0. */
+FAIRLOCK_EXPORT int fairlock_status_start(fairlock *lock, size_t max_waiters,
+                                          fairlock_status_fn done, void *arg);
+
+/* Give up the acquire in progress: the handle leaves the queue (one
+ * cancel.lua, which also undoes a grant made meanwhile), then the
+ * acquire's callback gets FAIRLOCK_INTERRUPTED -- later, from
+ * fairlock_async_process(), even when the cleanup fails.  A wait in
+ * progress on the server is cut short by reconnecting.  Returns
+ * FAIRLOCK_OK when an acquire is being cancelled (also when already
+ * asked), FAIRLOCK_INVALID when no acquire is in progress (a release,
+ * extend or status goes on; nothing changes).
+ * Thread safety: the driving thread. Since 0.2.0. */
+FAIRLOCK_EXPORT int fairlock_async_cancel(fairlock *lock);
+
+/* Whether an operation is in progress (started, callback not yet called).
+ * Thread safety: the driving thread. Since 0.2.0. */
+FAIRLOCK_EXPORT int fairlock_async_busy(const fairlock *lock);
+
+/* The socket the loop must watch for the handle, or -1 (none now). */
+FAIRLOCK_EXPORT int fairlock_async_fd(const fairlock *lock);
+/* The events (FAIRLOCK_EV_READ, FAIRLOCK_EV_WRITE) to watch it for now. */
+FAIRLOCK_EXPORT int fairlock_async_events(const fairlock *lock);
+/* Milliseconds until fairlock_async_process(lock, 0) is due (0: now), or
+ * -1 when the handle has no timer.  Thread safety of these three: the
+ * driving thread. Since 0.2.0. */
+FAIRLOCK_EXPORT int64_t fairlock_async_timeout(const fairlock *lock);
+
+/* Advance the handle: `events` are the FAIRLOCK_EV_* its socket is ready
+ * for, or 0 when its timer is due (or to just look: the timer is checked
+ * against the clock either way, and spurious calls are harmless).
+ * Completion callbacks and on_lost run from here.  Afterwards the
+ * watcher, if any, has been told what to watch next.
+ * Thread safety: the driving thread. Since 0.2.0. */
+FAIRLOCK_EXPORT void fairlock_async_process(fairlock *lock, int events);
+
+/* Register the watcher (NULL to remove it).  It is called at once with
+ * the current fd, events and timer, then on every change.  One per
+ * handle: this is what an adapter installs.
+ * Thread safety: the driving thread. Since 0.2.0. */
+FAIRLOCK_EXPORT void
+fairlock_async_set_watcher(fairlock *lock, fairlock_watch_fn watch, void *arg);
 
 #ifdef __cplusplus
 }
