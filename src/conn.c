@@ -371,14 +371,14 @@ static refusal refused(fairlock__url_kind kind, const redisReply *r) {
     return REFUSED_NOT;
 }
 
-static fairlock__url_kind conn_kind(const fairlock__conn *conn) {
+fairlock__url_kind fairlock__conn_kind(const fairlock__conn *conn) {
     return conn->borrowed ? FAIRLOCK__URL_TCP : conn->url->kind;
 }
 
 int fairlock__conn_error_reply(const fairlock__conn *conn, fairlock__error *err,
                                const char *what, const redisReply *reply) {
     return fairlock__error_reply(
-        err, conn_kind(conn), what,
+        err, fairlock__conn_kind(conn), what,
         reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
 }
 
@@ -408,7 +408,7 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
      * fails on I/O is never resent, because its outcome is unknown: the
      * caller resolves that. */
     enum { FIRST_PAUSE_MS = 10, MAX_PAUSE_MS = 200, FREE_REDIRECTS = 2 };
-    fairlock__url_kind kind = conn_kind(conn);
+    fairlock__url_kind kind = fairlock__conn_kind(conn);
     int64_t first = fairlock__now_ms();
     int64_t until = first + conn->io_timeout_ms + (block_ms > 0 ? block_ms : 0);
     if (conn->deadline_ms > until)
@@ -518,7 +518,7 @@ enum { MAX_SCRIPT_ARGS = 8, MAX_EVAL_ARGS = 3 + FAIRLOCK__KEY_COUNT + 8 };
 static int format_evalsha(const char **cmd, size_t *lens, char *nkeys,
                           const fairlock__keys *keys,
                           const fairlock__script *script, int argc,
-                          const char **argv) {
+                          const char *const *argv) {
     int n = 0;
     snprintf(nkeys, 8, "%d", FAIRLOCK__KEY_COUNT);
     cmd[n] = "EVALSHA", lens[n++] = 7;
@@ -532,7 +532,7 @@ static int format_evalsha(const char **cmd, size_t *lens, char *nkeys,
 }
 
 int fairlock__conn_can_defer(const fairlock__conn *conn) {
-    fairlock__url_kind kind = conn_kind(conn);
+    fairlock__url_kind kind = fairlock__conn_kind(conn);
     return !conn->borrowed && fairlock__conn_alive(conn) &&
            conn->pid == getpid() && conn->deferred_fn == NULL &&
            (kind == FAIRLOCK__URL_TCP || kind == FAIRLOCK__URL_UNIX);
@@ -553,7 +553,7 @@ void fairlock__conn_settle(fairlock__conn *conn) {
 int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
                               const fairlock__keys *keys,
                               const fairlock__script *script, int argc,
-                              const char **argv, fairlock__reply_fn fn,
+                              const char *const *argv, fairlock__reply_fn fn,
                               void *arg) {
     if (argc > MAX_SCRIPT_ARGS || !fairlock__conn_can_defer(conn))
         return FAIRLOCK_INVALID;
@@ -581,7 +581,7 @@ int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
 int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
                         const fairlock__keys *keys,
                         const fairlock__script *script, int argc,
-                        const char **argv, redisReply **out) {
+                        const char *const *argv, redisReply **out) {
     const char *cmd[MAX_EVAL_ARGS];
     size_t lens[MAX_EVAL_ARGS];
     char nkeys[8];
@@ -603,14 +603,14 @@ int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
     if (reply == NULL)
         return FAIRLOCK_REDIS;
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (refused(conn_kind(conn), reply) != REFUSED_NOT) {
+        if (refused(fairlock__conn_kind(conn), reply) != REFUSED_NOT) {
             /* Retried until the deadline: conn_command said why in err. */
             char why[FAIRLOCK__ERRMSG_SIZE];
             snprintf(why, sizeof why, "%s", err->msg);
             fairlock__error_set(err, FAIRLOCK_REDIS, "script %s failed: %s",
                                 script->name, why);
         } else {
-            fairlock__error_script(err, conn_kind(conn), script->name,
+            fairlock__error_script(err, fairlock__conn_kind(conn), script->name,
                                    keys->names[0], keys->lens[0], cmd[0],
                                    reply->str);
         }

@@ -194,6 +194,8 @@ typedef struct fairlock__conn {
  * FAIRLOCK_OK, FAIRLOCK_REDIS or FAIRLOCK_NOMEM. */
 int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err);
 void fairlock__conn_close(fairlock__conn *conn);
+/* How the connection was made (a borrowed one counts as TCP). */
+fairlock__url_kind fairlock__conn_kind(const fairlock__conn *conn);
 /* Whether the connection is there and has not failed. */
 int fairlock__conn_alive(const fairlock__conn *conn);
 
@@ -235,7 +237,7 @@ void fairlock__conn_settle(fairlock__conn *conn);
 int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
                               const fairlock__keys *keys,
                               const fairlock__script *script, int argc,
-                              const char **argv, fairlock__reply_fn fn,
+                              const char *const *argv, fairlock__reply_fn fn,
                               void *arg);
 
 /* Runs a script with the lock's keys via EVALSHA, falling back to EVAL on
@@ -244,7 +246,7 @@ int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
 int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
                         const fairlock__keys *keys,
                         const fairlock__script *script, int argc,
-                        const char **argv, redisReply **out);
+                        const char *const *argv, redisReply **out);
 
 /* ---- Lease and request state (lease.c). ---- */
 
