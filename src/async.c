@@ -1052,10 +1052,14 @@ static void run(fairlock *lock) {
 }
 
 void fairlock_async_process(fairlock *lock, int events) {
-    (void)events;
     if (lock == NULL || lock->async == NULL)
         return;
     fairlock__async *a = lock->async;
+    /* A loop's timer may fire a little early (libuv counts whole ms of
+     * its own clock): then nothing changes here, and the watcher must be
+     * told the same time again or the timer would never be set again. */
+    if (events == 0)
+        a->told_due = -2;
     fairlock__engine *eng = engine_of(lock);
     if (a->wire != W_NONE && engine_live(lock)) {
         /* What the socket is ready for, asked of the kernel rather than
