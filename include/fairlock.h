@@ -683,7 +683,10 @@ FAIRLOCK_EXPORT int fairlock_status_start(fairlock *lock, size_t max_waiters,
  * progress on the server is cut short by reconnecting.  Returns
  * FAIRLOCK_OK when an acquire is being cancelled (also when already
  * asked), FAIRLOCK_INVALID when no acquire is in progress (a release,
- * extend or status goes on; nothing changes).
+ * extend or status goes on; nothing changes) or when the acquire has
+ * already ended and only its callback is still to come: that callback
+ * then brings the result, FAIRLOCK_OK included (release the lock if it
+ * is no longer wanted).
  * Thread safety: the driving thread. Since 0.2.0. */
 FAIRLOCK_EXPORT int fairlock_async_cancel(fairlock *lock);
 
