@@ -650,6 +650,114 @@ static void dropped_connection(void) {
 }
 
 /* ---------------------------------------------------------------------------
+ * Other kinds of lock, and non-FIFO waiters
+ * ------------------------------------------------------------------------- */
+
+#define KIND_HANDLES 6
+
+typedef struct kind_worker {
+    int *inside, *most, *done;
+    int rounds;
+    int held; /* turns of the loop it has held the lock */
+} kind_worker;
+
+static void kind_acquired(fairlock *lock, int code, void *arg) {
+    kind_worker *w = arg;
+    CHECK_RC(lock, code, FAIRLOCK_OK);
+    if (++*w->inside > *w->most)
+        *w->most = *w->inside;
+    w->held = 1;
+}
+
+static void kind_released(fairlock *lock, int code, void *arg) {
+    kind_worker *w = arg;
+    CHECK_RC(lock, code, FAIRLOCK_OK);
+    if (++w->rounds == 3) {
+        ++*w->done;
+        return;
+    }
+    CHECK_RC(lock,
+             fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, kind_acquired, w),
+             FAIRLOCK_OK);
+}
+
+/* Each holder keeps the lock for two turns of the loop, so that holds
+ * overlap where they may; it counts as inside from its grant's callback
+ * until just before its release is sent, well within its hold on the
+ * server. */
+static void kind_release_due(fairlock **locks, kind_worker *w, int n) {
+    for (int i = 0; i < n; i++) {
+        if (w[i].held == 0)
+            continue;
+        if (w[i].held++ < 2)
+            continue;
+        w[i].held = 0;
+        --*w[i].inside;
+        CHECK_RC(locks[i],
+                 fairlock_release_start(locks[i], kind_released, &w[i]),
+                 FAIRLOCK_OK);
+    }
+}
+
+/* KIND_HANDLES handles on one name, three rounds each, all at once: every
+ * one is served, and never more at once than `limit`. */
+static void contend(fairlock_options *base, int limit) {
+    redisContext *c = test_redis();
+    fairlock *locks[KIND_HANDLES];
+    kind_worker w[KIND_HANDLES];
+    int inside = 0, most = 0, done = 0;
+    for (int i = 0; i < KIND_HANDLES; i++) {
+        fairlock_options opts = *base;
+        locks[i] = test_lock_opts(&opts);
+        w[i] = (kind_worker){&inside, &most, &done, 0, 0};
+        CHECK_RC(locks[i],
+                 fairlock_acquire_start(locks[i], FAIRLOCK_DEFAULT,
+                                        kind_acquired, &w[i]),
+                 FAIRLOCK_OK);
+    }
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (done < KIND_HANDLES) {
+        CHECK(test_now_ns() < end);
+        turn(locks, KIND_HANDLES);
+        kind_release_due(locks, w, KIND_HANDLES);
+    }
+    CHECK_INT(most, <=, limit);
+    CHECK_INT(most, >=, 1);
+    for (int i = 0; i < KIND_HANDLES; i++)
+        fairlock_free(locks[i]);
+    CHECK_INT(test_wait_no_keys(c, base->name, DEADLINE_MS), ==, 0);
+    redisFree(c);
+}
+
+static void semaphore_and_non_fifo(void) {
+    char *name = name_copy("async_sem");
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.kind = FAIRLOCK_KIND_SEMAPHORE;
+    opts.permits = 2;
+    contend(&opts, 2);
+    free(name);
+
+    name = name_copy("async_rw");
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.kind = FAIRLOCK_KIND_RWLOCK;
+    contend(&opts, 1); /* writers only */
+    free(name);
+
+    name = name_copy("async_nonfifo");
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.fifo = 0;
+    contend(&opts, 1);
+    free(name);
+}
+
+/* ---------------------------------------------------------------------------
  * What it refuses
  * ------------------------------------------------------------------------- */
 
@@ -684,6 +792,7 @@ int main(int argc, char **argv) {
     RUN_TEST(renewal_is_a_timer);
     RUN_TEST(stalled_server);
     RUN_TEST(dropped_connection);
+    RUN_TEST(semaphore_and_non_fifo);
     RUN_TEST(unsupported_urls);
     return check_done();
 }
