@@ -102,8 +102,8 @@ static char *name_copy(const char *prefix) {
  * Many handles on one loop
  * ------------------------------------------------------------------------- */
 
-#define MANY_HANDLES 400
-#define MANY_NAMES 80
+#define MANY_HANDLES 500
+#define MANY_NAMES 100
 #define MANY_ROUNDS 4
 
 typedef struct worker {
