@@ -770,6 +770,125 @@ static void semaphore_and_non_fifo(void) {
 }
 
 /* ---------------------------------------------------------------------------
+ * Timeout, fencing, replicas, a flushed script cache, a refused connection
+ * ------------------------------------------------------------------------- */
+
+static void timeout_fencing_replicas(void) {
+    char *name = name_copy("async_terms");
+    redisContext *c = test_redis();
+    fairlock *holder = test_lock(name, LONG_TIMEOUT_MS);
+    CHECK_RC(holder, fairlock_acquire(holder), FAIRLOCK_OK);
+    /* A wait that runs out leaves no queue entry. */
+    fairlock *lock = test_lock(name, LONG_TIMEOUT_MS);
+    CHECK_RC(lock, acquire_now(lock, 200), FAIRLOCK_TIMEOUT);
+    CHECK_INT(test_int(c, "ZCARD %s:queue", name), ==, 0);
+    CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
+    fairlock_free(lock);
+
+    /* Fencing tokens rise from grant to grant. */
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.fencing = 1;
+    lock = test_lock_opts(&opts);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    int64_t first = fairlock_fence(lock);
+    CHECK_INT(first, >, 0);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    CHECK_INT(fairlock_fence(lock), >, first);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    fairlock_free(lock);
+    test_int(c, "DEL %s:fence", name);
+
+    /* The fixture has no replicas: the grant is undone. */
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.wait_replicas = 1;
+    opts.wait_replicas_timeout_ms = 50;
+    lock = test_lock_opts(&opts);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_NOTREPLICATED);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_IDLE);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    fairlock_free(lock);
+    fairlock_free(holder);
+    redisFree(c);
+    free(name);
+}
+
+static void flushed_scripts_and_refused_connection(void) {
+    test_server srv;
+    memset(&srv, 0, sizeof srv);
+    test_server_start(&srv, 0, NULL);
+    redisContext *c = test_server_redis(&srv);
+    const char *name = "fltest:async_noscript";
+    fairlock *lock = private_lock(&srv, name);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    /* NOSCRIPT: the script is sent again with its body. */
+    redisReply *r = redisCommand(c, "SCRIPT FLUSH");
+    CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    r = redisCommand(c, "INFO commandstats");
+    CHECK(r != NULL && r->type == REDIS_REPLY_STRING);
+    CHECK(strstr(r->str, "cmdstat_eval:") != NULL);
+    freeReplyObject(r);
+    redisFree(c);
+    /* The server gone: the connection it had fails on its next command,
+     * and a new handle cannot connect; either way a clear error from the
+     * loop, not from the start call, and no hang. */
+    fairlock *fresh = private_lock(&srv, name);
+    test_server_remove(&srv);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_REDIS);
+    CHECK(strstr(fairlock_errmsg(lock), "Redis I/O error") != NULL);
+    fairlock_free(lock);
+    lock = fresh;
+    seen s = {0, -1};
+    CHECK_RC(lock, fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, record, &s),
+             FAIRLOCK_OK);
+    CHECK_INT(s.calls, ==, 0);
+    run_until(&lock, 1, &s.calls);
+    CHECK_RC(lock, s.code, FAIRLOCK_REDIS);
+    CHECK(strstr(fairlock_errmsg(lock), "cannot connect") != NULL);
+    fairlock_free(lock);
+}
+
+/* With auto_renew, a server that stops answering while the lock is held
+ * makes the lease lost once its bound has passed. */
+static void renewal_against_a_stalled_server(void) {
+    test_server srv;
+    memset(&srv, 0, sizeof srv);
+    test_server_start(&srv, 0, NULL);
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = "fltest:async_renew_stall";
+    opts.url = srv.url;
+    opts.ttl_ms = 600;
+    opts.io_timeout_ms = 100;
+    opts.auto_renew = 1;
+    opts.on_lost = on_lost;
+    fairlock *lock = test_lock_opts(&opts);
+    lost_calls = 0;
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    test_server_pause(&srv);
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (lost_calls == 0) {
+        CHECK(test_now_ns() < end);
+        turn(&lock, 1);
+    }
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_LOST);
+    CHECK_INT(fairlock_valid_until_ms(lock), ==, 0);
+    test_server_resume(&srv);
+    /* By now the key has expired on the server too. */
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_NOTOWNED);
+    fairlock_free(lock);
+    test_server_remove(&srv);
+}
+
+/* ---------------------------------------------------------------------------
  * What it refuses
  * ------------------------------------------------------------------------- */
 
@@ -805,6 +924,9 @@ int main(int argc, char **argv) {
     RUN_TEST(stalled_server);
     RUN_TEST(dropped_connection);
     RUN_TEST(semaphore_and_non_fifo);
+    RUN_TEST(timeout_fencing_replicas);
+    RUN_TEST(flushed_scripts_and_refused_connection);
+    RUN_TEST(renewal_against_a_stalled_server);
     RUN_TEST(unsupported_urls);
     return check_done();
 }
