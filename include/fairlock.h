@@ -707,7 +707,10 @@ FAIRLOCK_EXPORT int64_t fairlock_async_timeout(const fairlock *lock);
  * for, or 0 when its timer is due (or to just look: the timer is checked
  * against the clock either way, and spurious calls are harmless).
  * Completion callbacks and on_lost run from here.  Afterwards the
- * watcher, if any, has been told what to watch next.
+ * watcher, if any, has been told what to watch next.  A loop may keep
+ * watching the socket for reads while the handle is idle (events 0): a
+ * read event then means the server closed the connection, which the
+ * handle closes too (fd -1; the next operation reconnects).
  * Thread safety: the driving thread. Since 0.2.0. */
 FAIRLOCK_EXPORT void fairlock_async_process(fairlock *lock, int events);
 

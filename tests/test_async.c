@@ -888,6 +888,32 @@ static void renewal_against_a_stalled_server(void) {
     test_server_remove(&srv);
 }
 
+/* A loop that keeps watching for reads while the handle is idle (held)
+ * is told to stop when the server drops the connection; the release then
+ * reconnects. */
+static void idle_connection_dropped(void) {
+    test_server srv;
+    memset(&srv, 0, sizeof srv);
+    test_server_start(&srv, 0, NULL);
+    redisContext *c = test_server_redis(&srv);
+    const char *name = "fltest:async_idle_drop";
+    fairlock *lock = private_lock(&srv, name);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    int fd = fairlock_async_fd(lock);
+    CHECK_INT(fd, >=, 0);
+    test_int(c, "CLIENT KILL TYPE normal SKIPME yes");
+    struct pollfd pfd = {fd, POLLIN, 0};
+    CHECK_INT(poll(&pfd, 1, DEADLINE_MS), ==, 1);
+    fairlock_async_process(lock, FAIRLOCK_EV_READ);
+    CHECK_INT(fairlock_async_fd(lock), ==, -1);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    fairlock_free(lock);
+    redisFree(c);
+    test_server_remove(&srv);
+}
+
 /* ---------------------------------------------------------------------------
  * What it refuses
  * ------------------------------------------------------------------------- */
@@ -923,6 +949,7 @@ int main(int argc, char **argv) {
     RUN_TEST(renewal_is_a_timer);
     RUN_TEST(stalled_server);
     RUN_TEST(dropped_connection);
+    RUN_TEST(idle_connection_dropped);
     RUN_TEST(semaphore_and_non_fifo);
     RUN_TEST(timeout_fencing_replicas);
     RUN_TEST(flushed_scripts_and_refused_connection);
