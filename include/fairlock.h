@@ -580,10 +580,12 @@ FAIRLOCK_EXPORT int fairlock_version_number(void);
  * same connection, not by a thread, and on_lost is called from
  * fairlock_async_process(), on the loop's thread.
  *
- * Supported: URLs redis://, rediss:// and unix://, each kind of lock,
- * FIFO or not.  Not yet: redis+sentinel://, redis+cluster:// and a
- * borrowed redisContext (opts.redis): the start functions refuse them with
- * FAIRLOCK_INVALID ("the non-blocking API does not support ... yet").
+ * Supported: URLs redis://, rediss://, unix:// and redis+sentinel://
+ * (rediss+sentinel://; the master is asked of the sentinels without
+ * blocking, and asked again when it answers READONLY), each kind of lock,
+ * FIFO or not.  Not yet: redis+cluster:// and a borrowed redisContext
+ * (opts.redis): the start functions refuse them with FAIRLOCK_INVALID
+ * ("the non-blocking API does not support ... yet").
  * Connecting resolves the host name with getaddrinfo(), the one step that
  * may block (not at all for an address or "localhost").
  *

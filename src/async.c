@@ -46,7 +46,9 @@ typedef enum {
     W_RELEASE,  /* release.lua */
     W_EXTEND,   /* extend.lua for fairlock_extend_start() */
     W_STATUS,   /* status.lua */
-    W_RENEW     /* extend.lua from the renewal timer */
+    W_RENEW,    /* extend.lua from the renewal timer */
+    W_SENTINEL, /* SENTINEL get-master-addr-by-name, on `aux` */
+    W_ROLE      /* ROLE, to the master a sentinel named */
 } wire_kind;
 
 /* Why cancel.lua runs: to clear a request before a new one, or to end
@@ -66,6 +68,14 @@ struct fairlock__async {
     fairlock__cmd cmd;
     int by_eval; /* sent as EVAL with the body (after NOSCRIPT) */
     int64_t sent_ms;
+    int64_t first_ms; /* when the command was first sent (READONLY) */
+
+    /* Sentinel: the master is asked of the sentinels, in turn, before the
+     * command `resume` is sent to it. */
+    fairlock__engine *aux; /* the connection to a sentinel */
+    wire_kind resume;
+    size_t sentinel, asked; /* the sentinel asked, how many were */
+    char why[FAIRLOCK__ERRMSG_SIZE];
 
     /* Acquire. */
     fairlock__plan plan;
@@ -110,7 +120,10 @@ struct fairlock__async {
  * What to watch
  * ------------------------------------------------------------------------- */
 
+/* The engine of the command on the wire (or of the handle, when none). */
 static fairlock__engine *engine_of(const fairlock *lock) {
+    if (lock->async != NULL && lock->async->wire == W_SENTINEL)
+        return lock->async->aux;
     fairlock__engine *eng = lock->conn.eng;
     return eng != NULL && lock->conn.pid == getpid() ? eng : NULL;
 }
@@ -188,16 +201,37 @@ static void drop_conn(fairlock *lock) {
 /* Queues a->cmd as `what`, connecting first when needed.  A failure shows
  * as the engine FAILED (or missing) with the command on the wire, which
  * the next step reads as its outcome. */
-static void send_cmd(fairlock *lock, wire_kind what) {
+static void ask_sentinel(fairlock *lock);
+static void queue_cmd(fairlock *lock);
+
+static void resend(fairlock *lock, wire_kind what) {
     fairlock__async *a = lock->async;
     a->wire = what;
     a->sent_ms = fairlock__now_ms();
     if (!engine_live(lock)) {
         if (lock->conn.eng != NULL)
             drop_conn(lock);
+        if (lock->url.kind == FAIRLOCK__URL_SENTINEL) {
+            a->resume = what;
+            a->asked = 0;
+            snprintf(a->why, sizeof a->why, "no sentinel answered");
+            ask_sentinel(lock);
+            return;
+        }
         if (fairlock__conn_start(&lock->conn, &lock->err) != FAIRLOCK_OK)
             return;
     }
+    queue_cmd(lock);
+}
+
+static void send_cmd(fairlock *lock, wire_kind what) {
+    lock->async->first_ms = fairlock__now_ms();
+    resend(lock, what);
+}
+
+/* Writes a->cmd on the handle's connection, as far as it goes now. */
+static void queue_cmd(fairlock *lock) {
+    fairlock__async *a = lock->async;
     fairlock__engine *eng = lock->conn.eng;
     const char *argv[FAIRLOCK__EVAL_ARGS];
     size_t lens[FAIRLOCK__EVAL_ARGS];
@@ -233,6 +267,122 @@ static void send_cmd(fairlock *lock, wire_kind what) {
 static void send_script(fairlock *lock, wire_kind what) {
     lock->async->by_eval = 0;
     send_cmd(lock, what);
+}
+
+/* ---------------------------------------------------------------------------
+ * Finding the master through the sentinels (conn.c's
+ * open_sentinel_master(), one reply at a time)
+ * ------------------------------------------------------------------------- */
+
+/* A plain command on `eng`, its reply awaited within the I/O timeout (and
+ * the connect's). */
+static void queue_plain(fairlock *lock, fairlock__engine *eng, int argc,
+                        const char **argv) {
+    if (fairlock__engine_queue(eng, argc, argv, NULL) != 0)
+        return;
+    fairlock__engine_set_deadline(eng, fairlock__now_ms() +
+                                           2 * lock->conn.io_timeout_ms);
+    if (fairlock__engine_get_state(eng) == FAIRLOCK__ENGINE_READY)
+        fairlock__engine_handle(eng, POLLOUT);
+}
+
+/* Closes the sentinel's connection, the watcher told first. */
+static void drop_aux(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    if (a->aux == NULL)
+        return;
+    if (a->watch != NULL && a->told_fd >= 0 && !a->freeing) {
+        a->told_fd = -1;
+        a->told_events = 0;
+        a->watch(lock, -1, 0, relative(a->told_due), a->watch_arg);
+    }
+    fairlock__engine_free(a->aux);
+    a->aux = NULL;
+}
+
+/* Asks the next sentinel; when all were asked, the command waiting fails
+ * (no engine: the next step reads that as its outcome). */
+static void ask_sentinel(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    const fairlock__url *url = &lock->url;
+    if (a->asked == url->node_count) {
+        fairlock__fail(lock, FAIRLOCK_REDIS,
+                       "no master '%.64s' found through %zu sentinel(s): "
+                       "%.150s",
+                       url->master, url->node_count, a->why);
+        a->wire = a->resume;
+        return;
+    }
+    a->sentinel = (lock->conn.sentinel_first + a->asked++) % url->node_count;
+    const fairlock__endpoint *node = &url->nodes[a->sentinel];
+    a->wire = W_SENTINEL;
+    a->aux = fairlock__conn_start_node(&lock->conn, node->host, node->port, 1,
+                                       &lock->err);
+    if (a->aux == NULL)
+        return;
+    const char *ask[3] = {"SENTINEL", "get-master-addr-by-name", url->master};
+    queue_plain(lock, a->aux, 3, ask);
+}
+
+static void on_sentinel(fairlock *lock, const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    const fairlock__endpoint *node = &lock->url.nodes[a->sentinel];
+    if (reply == NULL) {
+        snprintf(a->why, sizeof a->why, "%s", lock->err.msg);
+        drop_aux(lock);
+        ask_sentinel(lock);
+        return;
+    }
+    drop_aux(lock);
+    if (reply->type == REDIS_REPLY_ERROR) {
+        fairlock__error e;
+        fairlock__error_reply(&e, FAIRLOCK__URL_SENTINEL,
+                              "SENTINEL get-master-addr", reply->str);
+        snprintf(a->why, sizeof a->why, "%s", e.msg);
+        ask_sentinel(lock);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING) {
+        snprintf(a->why, sizeof a->why,
+                 "sentinel %.64s:%d does not know master '%.64s'", node->host,
+                 node->port, lock->url.master);
+        ask_sentinel(lock);
+        return;
+    }
+    /* A sentinel may lag a failover: the master must say it is one. */
+    lock->conn.eng = fairlock__conn_start_node(
+        &lock->conn, reply->element[0]->str, atoi(reply->element[1]->str), 0,
+        &lock->err);
+    lock->conn.pid = getpid();
+    a->wire = W_ROLE;
+    if (lock->conn.eng == NULL)
+        return;
+    const char *role[1] = {"ROLE"};
+    queue_plain(lock, lock->conn.eng, 1, role);
+}
+
+static void on_role(fairlock *lock, const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+        reply->elements > 0 && reply->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(reply->element[0]->str, "master") == 0) {
+        lock->conn.sentinel_first = a->sentinel;
+        a->wire = a->resume;
+        a->sent_ms = fairlock__now_ms();
+        queue_cmd(lock);
+        return;
+    }
+    if (reply == NULL)
+        snprintf(a->why, sizeof a->why, "%s", lock->err.msg);
+    else
+        snprintf(a->why, sizeof a->why,
+                 "sentinel %.64s:%d named a server which is not a master",
+                 lock->url.nodes[a->sentinel].host,
+                 lock->url.nodes[a->sentinel].port);
+    drop_conn(lock);
+    ask_sentinel(lock);
 }
 
 /* ---------------------------------------------------------------------------
@@ -436,7 +586,7 @@ static int script_reply(fairlock *lock, wire_kind what,
         return 0;
     if (!a->by_eval && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         a->by_eval = 1;
-        send_cmd(lock, what);
+        resend(lock, what);
         return 1;
     }
     fairlock__script_failed(&lock->err, fairlock__conn_kind(&lock->conn),
@@ -652,6 +802,25 @@ static void on_renew(fairlock *lock, const redisReply *reply, int rc) {
 static void on_reply(fairlock *lock, wire_kind what, const redisReply *reply) {
     fairlock__async *a = lock->async;
     int rc = FAIRLOCK_OK;
+    if (what == W_SENTINEL) {
+        on_sentinel(lock, reply);
+        return;
+    }
+    if (what == W_ROLE) {
+        on_role(lock, reply);
+        return;
+    }
+    /* Behind sentinels, a master demoted since we found it refuses
+     * writes: ask the sentinels again and send the command there, for up
+     * to the I/O timeout (READONLY proves it did not run). */
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+        lock->url.kind == FAIRLOCK__URL_SENTINEL &&
+        strncmp(reply->str, "READONLY", 8) == 0 &&
+        fairlock__now_ms() - a->first_ms < lock->conn.io_timeout_ms) {
+        drop_conn(lock);
+        resend(lock, what);
+        return;
+    }
     if (reply == NULL) {
         rc = FAIRLOCK_REDIS;
     } else if (a->cmd.script != NULL && what != W_BLPOP && what != W_REPLICAS) {
@@ -717,6 +886,8 @@ static void on_reply(fairlock *lock, wire_kind what, const redisReply *reply) {
     case W_NONE:
     case W_RENEW:
     case W_EXTEND:
+    case W_SENTINEL:
+    case W_ROLE:
         return;
     }
 }
@@ -735,9 +906,7 @@ static int unsupported(fairlock *lock) {
     case FAIRLOCK__URL_UNIX:
         return FAIRLOCK_OK;
     case FAIRLOCK__URL_SENTINEL:
-        return fairlock__fail(lock, FAIRLOCK_INVALID,
-                              "the non-blocking API does not support "
-                              "redis+sentinel:// yet");
+        return FAIRLOCK_OK;
     case FAIRLOCK__URL_CLUSTER:
         break;
     }
@@ -1010,7 +1179,8 @@ static void run(fairlock *lock) {
                 if (eng != NULL)
                     lock->err = *fairlock__engine_error(eng);
                 a->wire = W_NONE;
-                drop_conn(lock);
+                if (what != W_SENTINEL)
+                    drop_conn(lock);
                 on_reply(lock, what, NULL);
                 continue;
             }
@@ -1132,6 +1302,10 @@ int fairlock__async_free(fairlock *lock) {
     }
     if (a->wire == W_RENEW || a->wire == W_EXTEND)
         fairlock__lease_extend_end(lock->lease, -1);
+    if (a->aux != NULL) {
+        fairlock__engine_free(a->aux);
+        a->aux = NULL;
+    }
     /* A command on the wire has an unknown outcome: the connection goes
      * (which also ends a BLPOP), and fairlock_free() resolves the request
      * with cancel.lua on a new one. */

@@ -919,8 +919,7 @@ static void idle_connection_dropped(void) {
  * ------------------------------------------------------------------------- */
 
 static void unsupported_urls(void) {
-    const char *urls[] = {"redis+sentinel://127.0.0.1:1/m",
-                          "redis+cluster://127.0.0.1:1"};
+    const char *urls[] = {"redis+cluster://127.0.0.1:1"};
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         fairlock_options opts;
         fairlock_options_init(&opts);
