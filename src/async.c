@@ -48,7 +48,8 @@ typedef enum {
     W_STATUS,   /* status.lua */
     W_RENEW,    /* extend.lua from the renewal timer */
     W_SENTINEL, /* SENTINEL get-master-addr-by-name, on `aux` */
-    W_ROLE      /* ROLE, to the master a sentinel named */
+    W_ROLE,     /* ROLE, to the master a sentinel named */
+    W_MYID      /* CLUSTER MYID, to a node of a cluster URL */
 } wire_kind;
 
 /* Why cancel.lua runs: to clear a request before a new one, or to end
@@ -76,6 +77,13 @@ struct fairlock__async {
     wire_kind resume;
     size_t sentinel, asked; /* the sentinel asked, how many were */
     char why[FAIRLOCK__ERRMSG_SIZE];
+
+    /* Cluster: a command refused with a redirect or TRYAGAIN waits until
+     * retry_at to be sent again; `tries` and `pause_ms` pace it. */
+    int64_t retry_at; /* INT64_MAX: none */
+    wire_kind retry;
+    int tries, redirects;
+    int64_t pause_ms;
 
     /* Acquire. */
     fairlock__plan plan;
@@ -141,6 +149,8 @@ static int64_t due_at(const fairlock *lock) {
     if (a->wire != W_NONE)
         return engine_live(lock) ? fairlock__engine_deadline(engine_of(lock))
                                  : 0;
+    if (a->retry_at != INT64_MAX)
+        return a->retry_at;
     if (a->renew_at != INT64_MAX && lock->request == FAIRLOCK__REQUEST_HELD)
         return a->renew_at;
     return -1;
@@ -202,6 +212,7 @@ static void drop_conn(fairlock *lock) {
  * as the engine FAILED (or missing) with the command on the wire, which
  * the next step reads as its outcome. */
 static void ask_sentinel(fairlock *lock);
+static void try_node(fairlock *lock);
 static void queue_cmd(fairlock *lock);
 
 static void resend(fairlock *lock, wire_kind what) {
@@ -218,6 +229,14 @@ static void resend(fairlock *lock, wire_kind what) {
             ask_sentinel(lock);
             return;
         }
+        if (lock->url.kind == FAIRLOCK__URL_CLUSTER) {
+            a->resume = what;
+            /* The node a redirect named first, then the seeds. */
+            a->asked = lock->conn.node_host[0] != '\0' ? 0 : 1;
+            snprintf(a->why, sizeof a->why, "no node answered");
+            try_node(lock);
+            return;
+        }
         if (fairlock__conn_start(&lock->conn, &lock->err) != FAIRLOCK_OK)
             return;
     }
@@ -225,7 +244,10 @@ static void resend(fairlock *lock, wire_kind what) {
 }
 
 static void send_cmd(fairlock *lock, wire_kind what) {
-    lock->async->first_ms = fairlock__now_ms();
+    fairlock__async *a = lock->async;
+    a->first_ms = fairlock__now_ms();
+    a->tries = a->redirects = 0;
+    a->pause_ms = 0;
     resend(lock, what);
 }
 
@@ -383,6 +405,129 @@ static void on_role(fairlock *lock, const redisReply *reply) {
                  lock->url.nodes[a->sentinel].port);
     drop_conn(lock);
     ask_sentinel(lock);
+}
+
+/* ---------------------------------------------------------------------------
+ * Cluster nodes (conn.c's open_cluster_node() and the refusals
+ * fairlock__conn_command() retries, one reply at a time)
+ * ------------------------------------------------------------------------- */
+
+/* Connects to the next candidate: asked 0 is the node of the last MOVED,
+ * then the seeds.  It must answer CLUSTER MYID: a standalone server would
+ * run the scripts too, and hide the mistake. */
+static void try_node(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    const fairlock__url *url = &lock->url;
+    if (a->asked > url->node_count) {
+        lock->conn.node_host[0] = '\0';
+        fairlock__fail(lock, FAIRLOCK_REDIS, "%s", a->why);
+        a->wire = a->resume;
+        return;
+    }
+    size_t i = a->asked++;
+    const char *host = i == 0 ? lock->conn.node_host : url->nodes[i - 1].host;
+    int port = i == 0 ? lock->conn.node_port : url->nodes[i - 1].port;
+    lock->conn.eng = fairlock__conn_start_node(&lock->conn, host, port, 0,
+                                               &lock->err);
+    lock->conn.pid = getpid();
+    a->wire = W_MYID;
+    if (lock->conn.eng == NULL)
+        return;
+    const char *myid[2] = {"CLUSTER", "MYID"};
+    queue_plain(lock, lock->conn.eng, 2, myid);
+}
+
+static void on_myid(fairlock *lock, const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    if (reply != NULL && reply->type != REDIS_REPLY_ERROR) {
+        a->wire = a->resume;
+        a->sent_ms = fairlock__now_ms();
+        queue_cmd(lock);
+        return;
+    }
+    if (reply == NULL)
+        snprintf(a->why, sizeof a->why, "%s", lock->err.msg);
+    else
+        fairlock__error_reply(&lock->err, FAIRLOCK__URL_CLUSTER, "CLUSTER MYID",
+                              reply->str),
+            snprintf(a->why, sizeof a->why, "%s", lock->err.msg);
+    if (a->asked == 1)
+        lock->conn.node_host[0] = '\0'; /* the redirect's node failed */
+    drop_conn(lock);
+    try_node(lock);
+}
+
+static int starts_with(const redisReply *r, const char *prefix) {
+    return r->type == REDIS_REPLY_ERROR &&
+           strncmp(r->str, prefix, strlen(prefix)) == 0;
+}
+
+/* A reply that proves the command did not run on a cluster: MOVED (the
+ * slot's owner is named: send it there), ASK, TRYAGAIN, CLUSTERDOWN (a
+ * slot in migration, a failover: send it again after a pause, 10 ms
+ * doubling up to 200).  An ASK is not followed to the importing node as
+ * the blocking calls do: the command goes to the owner again until the
+ * migration ends.  Until the acquire's deadline, or the I/O timeout from
+ * the first try.  Returns 1 when the command will be sent again, -1 when
+ * it gave up (the handle's error says why), 0 for any other reply. */
+static int cluster_refused(fairlock *lock, wire_kind what,
+                           const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    if (reply == NULL || lock->url.kind != FAIRLOCK__URL_CLUSTER)
+        return 0;
+    int moved = starts_with(reply, "MOVED ");
+    int transient = starts_with(reply, "ASK ") ||
+                    starts_with(reply, "TRYAGAIN") ||
+                    starts_with(reply, "CLUSTERDOWN");
+    if (!moved && !transient)
+        return 0;
+    enum { FIRST_PAUSE_MS = 10, MAX_PAUSE_MS = 200, FREE_REDIRECTS = 2 };
+    int64_t now = fairlock__now_ms();
+    int64_t until = a->first_ms + lock->conn.io_timeout_ms +
+                    (a->cmd.block_ms > 0 ? a->cmd.block_ms : 0);
+    if (a->op == OP_ACQUIRE && a->deadline_ms > until)
+        until = a->deadline_ms;
+    a->tries++;
+    if (now >= until) {
+        fairlock__fail(lock, FAIRLOCK_REDIS,
+                       "%s; still so after %" PRId64 " ms and %d tries: %.80s",
+                       moved ? "cluster redirects did not settle"
+                       : starts_with(reply, "CLUSTERDOWN")
+                           ? "the cluster is down"
+                           : "the lock's hash slot is being migrated between "
+                             "cluster nodes (CLUSTER SETSLOT "
+                             "MIGRATING/IMPORTING)",
+                       now - a->first_ms, a->tries, reply->str);
+        return -1;
+    }
+    if (moved) {
+        char host[256];
+        int port = 0;
+        const char *asked = engine_live(lock)
+                                ? fairlock__engine_host(lock->conn.eng)
+                                : NULL;
+        if (fairlock__parse_redirect(reply->str, asked, host, sizeof host,
+                                     &port) != 0) {
+            fairlock__fail(lock, FAIRLOCK_REDIS,
+                           "malformed cluster redirect: %.80s", reply->str);
+            return -1;
+        }
+        snprintf(lock->conn.node_host, sizeof lock->conn.node_host, "%s", host);
+        lock->conn.node_port = port;
+        drop_conn(lock);
+        if (++a->redirects <= FREE_REDIRECTS) {
+            resend(lock, what);
+            return 1;
+        }
+    } else {
+        a->redirects = 0;
+    }
+    a->pause_ms = a->pause_ms == 0                 ? FIRST_PAUSE_MS
+                  : a->pause_ms * 2 > MAX_PAUSE_MS ? MAX_PAUSE_MS
+                                                   : a->pause_ms * 2;
+    a->retry = what;
+    a->retry_at = now + min64(a->pause_ms, until - now);
+    return 1;
 }
 
 /* ---------------------------------------------------------------------------
@@ -810,6 +955,15 @@ static void on_reply(fairlock *lock, wire_kind what, const redisReply *reply) {
         on_role(lock, reply);
         return;
     }
+    if (what == W_MYID) {
+        on_myid(lock, reply);
+        return;
+    }
+    int refused = cluster_refused(lock, what, reply);
+    if (refused > 0)
+        return;
+    if (refused < 0)
+        reply = NULL; /* gave up: the handle's error says why */
     /* Behind sentinels, a master demoted since we found it refuses
      * writes: ask the sentinels again and send the command there, for up
      * to the I/O timeout (READONLY proves it did not run). */
@@ -888,6 +1042,7 @@ static void on_reply(fairlock *lock, wire_kind what, const redisReply *reply) {
     case W_EXTEND:
     case W_SENTINEL:
     case W_ROLE:
+    case W_MYID:
         return;
     }
 }
@@ -906,13 +1061,10 @@ static int unsupported(fairlock *lock) {
     case FAIRLOCK__URL_UNIX:
         return FAIRLOCK_OK;
     case FAIRLOCK__URL_SENTINEL:
-        return FAIRLOCK_OK;
     case FAIRLOCK__URL_CLUSTER:
         break;
     }
-    return fairlock__fail(lock, FAIRLOCK_INVALID,
-                          "the non-blocking API does not support "
-                          "redis+cluster:// yet");
+    return FAIRLOCK_OK;
 }
 
 /* Checks that an operation may start and makes the async state. */
@@ -931,6 +1083,7 @@ static int may_start(fairlock *lock) {
         a->told_fd = -1;
         a->told_due = -1;
         a->renew_at = INT64_MAX;
+        a->retry_at = INT64_MAX;
         lock->async = a;
     }
     if (a->freeing)
@@ -1104,7 +1257,12 @@ int fairlock_async_cancel(fairlock *lock) {
     if (a->cancelled)
         return FAIRLOCK_OK;
     a->cancelled = 1;
-    if (a->wire == W_BLPOP) {
+    if (a->wire == W_NONE && a->retry_at != INT64_MAX) {
+        /* A refused command waiting to be sent again: it never ran. */
+        a->retry_at = INT64_MAX;
+        fairlock__fail(lock, FAIRLOCK_INTERRUPTED, "cancelled");
+        abandon(lock, FAIRLOCK_INTERRUPTED);
+    } else if (a->wire == W_BLPOP) {
         /* The wait would hold the connection for up to a heartbeat: cut
          * it.  Whatever it popped, cancel.lua undoes. */
         a->wire = W_NONE;
@@ -1199,6 +1357,13 @@ static void run(fairlock *lock) {
             }
             return;
         }
+        if (a->retry_at != INT64_MAX) {
+            if (fairlock__now_ms() < a->retry_at)
+                return;
+            a->retry_at = INT64_MAX;
+            resend(lock, a->retry);
+            continue;
+        }
         if (a->finished) {
             deliver(lock);
             continue;
@@ -1277,6 +1442,7 @@ void fairlock_async_set_watcher(fairlock *lock, fairlock_watch_fn watch,
         a->told_fd = -1;
         a->told_due = -1;
         a->renew_at = INT64_MAX;
+        a->retry_at = INT64_MAX;
         lock->async = a;
     }
     fairlock__async *a = lock->async;
