@@ -653,7 +653,7 @@ typedef void (*fairlock_watch_fn)(fairlock *lock, int fd, int events,
  * failure the handle's queue entry is gone (or, when Redis could not be
  * reached to remove it, resolved by the next call or fairlock_free()).
  * Returns FAIRLOCK_OK (started), FAIRLOCK_BUSY (already held),
- * FAIRLOCK_INVALID (bad argument, an operation in progress, an
+ * FAIRLOCK_INVALID (bad argument, an operation in progress, a
  * borrowed redisContext) or FAIRLOCK_NOMEM.
  * Thread safety: the driving thread. Since 0.2.0. */
 FAIRLOCK_EXPORT int fairlock_acquire_start(fairlock *lock, int64_t timeout_ms,
