@@ -198,6 +198,9 @@ class RedisServer:
                    "--tls-cert-file", os.path.join(self.dir, "server.crt"),
                    "--tls-key-file", os.path.join(self.dir, "server.key"),
                    "--tls-ca-cert-file", self.ca_file,
+                   # No client certificate: TLS 1.3 sends it in records
+                   # that look like application data, which the proxy
+                   # would take for a script call (netproxy.py).
                    "--tls-auth-clients", "no"]
         args = ["redis-server"] + tcp + ["--bind", "127.0.0.1",
                 "--unixsocket", self.sock, "--unixsocketperm", "700",
