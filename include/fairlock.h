@@ -276,8 +276,12 @@ typedef struct fairlock_options {
      * TLS.  tls_server_name is also sent as SNI.  Each one that is not
      * NULL replaces the URL's query parameter of the same meaning
      * (ssl_ca_certs, ssl_ca_path, ssl_certfile, ssl_keyfile,
-     * ssl_server_hostname); the library copies them.  A build without TLS
-     * (FAIRLOCK_TLS=OFF) answers FAIRLOCK_INVALID. */
+     * ssl_server_hostname); the library copies them.  The files are read
+     * once, by fairlock_create (a file that cannot be read then is tried
+     * again, and its error reported, by each connection): a handle keeps
+     * the CAs and client certificate it started with, and a renewed
+     * certificate is used by the handles made after it.  A build without
+     * TLS (FAIRLOCK_TLS=OFF) answers FAIRLOCK_INVALID. */
     int tls;
     int tls_insecure;
     const char *tls_ca_file;

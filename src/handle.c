@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tls.h"
 
 #define DEFAULT_CHECK_INTERVAL_MS 50
 #define DEFAULT_IO_TIMEOUT_MS 5000
@@ -262,6 +263,8 @@ static int create(const fairlock_options *opts, fairlock **out) {
         if ((rc = fairlock__url_set_tls(&lock->url, opts, why, sizeof why)) !=
             FAIRLOCK_OK)
             fairlock__fail(lock, rc, "%s", why);
+        else /* the CA and certificate files read once, not per connection */
+            fairlock__tls_prepare(&lock->url.tls);
     }
     if (rc == FAIRLOCK_OK && lock->has_url &&
         lock->url.kind == FAIRLOCK__URL_CLUSTER && !opts->hash_tag &&

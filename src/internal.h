@@ -42,6 +42,12 @@ typedef struct fairlock__tls_config {
     char *cert_file; /* client certificate, for mutual TLS */
     char *key_file;
     char *server_name; /* SNI and the name checked; default the host */
+    /* The OpenSSL context built from the settings above once, when the
+     * handle is made (tls.c: fairlock__tls_prepare), so that a new
+     * connection does not read the CA and certificate files again; NULL:
+     * built per connection (and its error reported there).  Counted: a
+     * copy of the URL holds a reference of its own. */
+    void *ctx;
 } fairlock__tls_config;
 
 typedef struct fairlock__url {

@@ -258,8 +258,10 @@ static int in_sync(int port) {
 }
 
 /* Whether the sentinel on `sentinel` lists the replica on `port` as up
- * (flags exactly "slave": no s_down, no disconnected). */
+ * (flags exactly "slave": no s_down, no disconnected).  Over TLS the
+ * replica announces its TLS port (tls-replication), tls_shift above. */
 static int sentinel_sees_replica(int sentinel, int port) {
+    port += tls_shift;
     redisContext *c = redisConnect("127.0.0.1", sentinel);
     int ok = 0;
     if (c != NULL && !c->err) {
@@ -288,19 +290,23 @@ static int sentinel_sees_replica(int sentinel, int port) {
 }
 
 /* The fixture's server on `port` (role dir `role`), started again as the
- * fixture starts it, as a replica of `master_of`; returns once it is in
+ * fixture starts it (with its TLS port and arguments when the fixture has
+ * them), as a replica of `master_of`; returns once it is in
  * sync and all three sentinels count it.  The setup then has a master and
  * a replica again, so the failover test can run again: ctest --repeat
  * does not set its fixture up again. */
 static void restart_as_replica(const char *role, int port, int master_of) {
-    char cmd[2048];
+    char cmd[4096], tls_port[32] = "";
+    if (tls_shift != 0)
+        snprintf(tls_port, sizeof tls_port, "--tls-port %d", port + tls_shift);
     snprintf(cmd, sizeof cmd,
              "redis-server --port %d --bind 127.0.0.1 --daemonize yes "
              "--pidfile %s/%s/redis.pid --logfile %s/%s/redis.log "
              "--dir %s/%s --save '' --appendonly no "
-             "--replicaof 127.0.0.1 %d >/dev/null 2>&1",
+             "--replicaof 127.0.0.1 %d %s $(cat %s/server-args) "
+             ">/dev/null 2>&1",
              port, sentinel_dir, role, sentinel_dir, role, sentinel_dir, role,
-             master_of);
+             master_of + tls_shift, tls_port, sentinel_dir);
     CHECK(system(cmd) == 0);
     int64_t start = test_now_ns();
     int ready = 0;
