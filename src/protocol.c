@@ -185,8 +185,8 @@ static int eval(fairlock__conn *conn, fairlock__error *err,
     const char *tag = is_mutex(keys) ? "mutex" : keys->tag;
     describe_tag(tag, strlen(tag), wanted, sizeof wanted);
     /* Every key begins with the name; the mutex's lock key is the name. */
-    const char *name = keys->names[is_mutex(keys) ? FAIRLOCK__KEY_LOCK
-                                                  : FAIRLOCK__SKEY_MUTEX];
+    const char *name =
+        keys->names[is_mutex(keys) ? FAIRLOCK__KEY_LOCK : FAIRLOCK__SKEY_MUTEX];
     int name_len = keys->base_len > 80 ? 80 : (int)keys->base_len;
     return fairlock__error_set(
         err, FAIRLOCK_MISMATCH,
