@@ -12,15 +12,17 @@
 
 local token, ticket = ARGV[1], tonumber(ARGV[2])
 local cursor = ARGV[4] or '0'
-local tag = check_kind(ARGV[3], false)
-if not tag then
-    return {0, '0'}
-end
+-- The tombstone first, whatever the name is now: the copy on its way
+-- may find it different.
 if ARGV[5] == '1' then
     local _, live = terms_of(token)
     if live then
         redis.call('SET', gone_key(token), '1', 'PX', math.max(live, 1))
     end
+end
+local tag = check_kind(ARGV[3], false)
+if not tag then
+    return {0, '0'}
 end
 local member = nil
 if ticket > 0 and cursor == '0' then
