@@ -357,6 +357,15 @@ static void mutex_on_other_kinds_is_refused(void) {
             CHECK_INT(test_keys_of(c, name), ==, keys);
         }
         CHECK_RC(other, fairlock_release(other), FAIRLOCK_OK);
+        /* And the other way round (mismatched_permits_are_refused does it
+         * for the semaphore): a held mutex's name is not this kind. */
+        fairlock *mutex = test_lock(name, LONG_MS);
+        CHECK_RC(mutex, fairlock_acquire(mutex), FAIRLOCK_OK);
+        CHECK_RC(other, fairlock_acquire_ex(other, 0, 0, FAIRLOCK_DEFAULT),
+                 FAIRLOCK_MISMATCH);
+        CHECK(strstr(fairlock_errmsg(other), "in use as a mutex") != NULL);
+        CHECK_RC(mutex, fairlock_release(mutex), FAIRLOCK_OK);
+        fairlock_free(mutex);
         fairlock_free(other);
         no_keys_left(name);
     }
