@@ -423,9 +423,12 @@ inline acquire_lua(tok, lease) {
 
 /* ---- cancel.lua (ARGV: token, ticket, foreign_live, cursor, in_flight) -
  * in_flight: the request's last acquire got no reply, so a copy of it
- * may still arrive (late_acquire); the tombstone lives one window. */
+ * may still arrive (late_acquire); the tombstone lives one window.  Only
+ * a late copy ever reads it (the client never uses a token after its
+ * cancel, which acquire_lua's caller asserts), so without -DLATE it is
+ * left out: the same runs, without states that differ only by it. */
 inline cancel_lua(tok, in_flight) {
-#ifndef M1
+#if defined(LATE) && !defined(M1)
     if
     :: in_flight -> g_exp[tok] = now + LIVE
     :: else
