@@ -24,6 +24,10 @@ static int run_attempt(fairlock *lock, int try_once, int64_t nonfifo_wait_ms,
                        &lock->conn, &lock->err, &lock->keys, lock->token,
                        try_once ? 0 : nonfifo_wait_ms, lock->foreign_live_ms,
                        attempt);
+    /* No reply: the request may still be on its way (in the socket of a
+     * dead connection, in a stalled server), to run after the cancel that
+     * resolves it; that cancel must then keep it out. */
+    lock->attempt_unanswered = rc != FAIRLOCK_OK && lock->conn.unanswered;
     if (rc != FAIRLOCK_OK)
         return rc;
     lock->request = FAIRLOCK__REQUEST_WAITING;

@@ -508,6 +508,7 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
             break;
     }
     fairlock__engine_free(ask);
+    conn->unanswered = reply == NULL;
     return reply;
 }
 

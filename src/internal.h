@@ -194,6 +194,10 @@ typedef struct fairlock__conn {
      * and handed to deferred_fn. */
     fairlock__reply_fn deferred_fn;
     void *deferred_arg;
+    /* The last command got no reply (fairlock__conn_command returned
+     * NULL): it may have run, or may still run, even after the caller
+     * has given up on it. */
+    int unanswered;
 } fairlock__conn;
 
 /* Connects lazily (owned) or checks the borrowed context.  Returns
@@ -373,6 +377,10 @@ struct fairlock {
     int64_t lease_ms;
     int64_t foreign_live_ms; /* the stale timeout, resolved at create */
     int64_t last_sent_ms;    /* when the last acquire script was sent */
+    /* The last acquire script got no reply: a copy of it may reach the
+     * server after the cancel that resolves the request, so that cancel
+     * leaves a tombstone (cancel.lua). */
+    int attempt_unanswered;
 
     fairlock__lease *lease;     /* the grant's, shared with the renewer */
     fairlock__renewer *renewer; /* NULL until auto_renew first needs it */

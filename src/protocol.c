@@ -165,15 +165,15 @@ static void describe_tag(const char *tag, size_t len, char *out, size_t size) {
         snprintf(out, size, "\"%s\"", copy);
 }
 
-/* The new kinds' scripts refuse a name recorded as another kind (or N)
- * with "fairlock-kind: [TAG]" (sem_common.lua's check_kind); that is the
- * caller's mistake, not Redis failing, so it gets its own code and a
- * message naming both sides. */
+/* The acquire scripts refuse a name recorded as another kind (or N)
+ * with "fairlock-kind: [TAG]" (sem_common.lua's check_kind, common.lua's
+ * refusal for a mutex); that is the caller's mistake, not Redis failing,
+ * so it gets its own code and a message naming both sides. */
 static int eval(fairlock__conn *conn, fairlock__error *err,
                 const fairlock__keys *keys, const fairlock__script *script,
                 int argc, const char **argv, redisReply **out) {
     int rc = fairlock__conn_eval(conn, err, keys, script, argc, argv, out);
-    if (rc != FAIRLOCK_REDIS || is_mutex(keys))
+    if (rc != FAIRLOCK_REDIS)
         return rc;
     const char *open = strstr(err->msg, "fairlock-kind: [");
     const char *close = open ? strchr(open, ']') : NULL;
@@ -182,8 +182,11 @@ static int eval(fairlock__conn *conn, fairlock__error *err,
     open += strlen("fairlock-kind: [");
     char recorded[64], wanted[64];
     describe_tag(open, (size_t)(close - open), recorded, sizeof recorded);
-    describe_tag(keys->tag, strlen(keys->tag), wanted, sizeof wanted);
-    const char *name = keys->names[FAIRLOCK__SKEY_MUTEX];
+    const char *tag = is_mutex(keys) ? "mutex" : keys->tag;
+    describe_tag(tag, strlen(tag), wanted, sizeof wanted);
+    /* Every key begins with the name; the mutex's lock key is the name. */
+    const char *name =
+        keys->names[is_mutex(keys) ? FAIRLOCK__KEY_LOCK : FAIRLOCK__SKEY_MUTEX];
     int name_len = keys->base_len > 80 ? 80 : (int)keys->base_len;
     return fairlock__error_set(
         err, FAIRLOCK_MISMATCH,
@@ -261,15 +264,15 @@ int fairlock__call_release(fairlock__conn *conn, fairlock__error *err,
 int fairlock__call_cancel(fairlock__conn *conn, fairlock__error *err,
                           const fairlock__keys *keys, const char *token,
                           int64_t ticket, int64_t foreign_live_ms, char *cursor,
-                          int *undone) {
+                          int in_flight, int *undone) {
     number t = num(ticket), live = num(foreign_live_ms);
-    const char *argv[4] = {token, t.s, is_mutex(keys) ? live.s : keys->tag,
-                           cursor};
+    const char *argv[5] = {token, t.s, is_mutex(keys) ? live.s : keys->tag,
+                           cursor, in_flight ? "1" : "0"};
     redisReply *reply;
     int rc = eval(conn, err, keys,
                   is_mutex(keys) ? &fairlock__script_cancel
                                  : &fairlock__script_sem_cancel,
-                  4, argv, &reply);
+                  5, argv, &reply);
     if (rc != FAIRLOCK_OK)
         return rc;
     char why[128];

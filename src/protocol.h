@@ -181,11 +181,13 @@ int fairlock__call_release(fairlock__conn *conn, fairlock__error *err,
                            int64_t foreign_live_ms, int *released);
 /* One page of cancel.lua: ticket > 0 as last known, 0 unknown,
  * FAIRLOCK__NO_TICKET none; cursor[FAIRLOCK__CURSOR_SIZE] is "0" at first
- * and comes back "0" when done; *undone is 1 when a grant was undone. */
+ * and comes back "0" when done; *undone is 1 when a grant was undone.
+ * in_flight: the request's last acquire got no reply, so a copy of it
+ * may still arrive; the script then leaves the token's tombstone. */
 int fairlock__call_cancel(fairlock__conn *conn, fairlock__error *err,
                           const fairlock__keys *keys, const char *token,
                           int64_t ticket, int64_t foreign_live_ms, char *cursor,
-                          int *undone);
+                          int in_flight, int *undone);
 /* extend.lua: lease_ms 0 for no expiry; *owned is 1 when the token held
  * the lock. */
 int fairlock__call_extend(fairlock__conn *conn, fairlock__error *err,

@@ -13,6 +13,12 @@
 -- head); 2 at check_interval, because clients of another kind are in the
 -- queue or hold the lock: they take the lock and release it without
 -- pushing, so ranks change and the lock frees without notice.
+--
+-- A request that would make a new entry or take the lock is refused with
+-- an error when the name is a semaphore's or readers-writer lock's, or
+-- when its token was cancelled (common.lua's refusal): a heartbeat that
+-- finds its entry pays nothing for that, a first attempt on a free lock
+-- nobody waits for neither (the EXISTS it makes anyway counts both keys).
 
 local token, ticket = ARGV[1], tonumber(ARGV[2])
 local foreign_live, try_once = tonumber(ARGV[3]), ARGV[4] == '1'
@@ -30,21 +36,31 @@ if holder == token then
 end
 
 if not holder and ticket == 0 and
-    redis.call('EXISTS', queue_key, seq_key) == 0 then
+    redis.call('EXISTS', queue_key, seq_key, kind_key,
+               gone_key(token)) == 0 then
     -- Nobody waits: the caller is ticket 1 of a queue that would empty
     -- again at once, so the queue keys are never written.
     return {1, 1, 0, 0, lease, set_owner(token, lease), 0}
 end
 
+local member = nil
+if ticket > 0 then
+    member = find_member(ticket, token)
+end
+if not member then
+    local refused = refusal(token)
+    if refused then
+        return refused
+    end
+end
+
 local now = server_now_ms()
 
-local member = nil
 if ticket > 0 then
     -- A hand-off pushes in the same script that grants, and we do not
     -- hold the lock: a message still in our wake list is from a grant that
     -- expired while we were away.  Popped later it would pass for a grant.
     redis.call('DEL', wake_key(token))
-    member = find_member(ticket, token)
     if member then
         redis.call('ZREM', queue_key, member)
     end

@@ -3,7 +3,8 @@
 -- ARGV[1] token  ARGV[2] how long (ms) to advertise that non-FIFO waiters
 -- wait, 0 for a single try  ARGV[3] liveness window of other clients
 --
--- Reply as acquire.lua's; the ticket is always 0.
+-- Reply as acquire.lua's; the ticket is always 0.  A request that would
+-- take the lock is refused as in acquire.lua (common.lua's refusal).
 
 local token, waiting = ARGV[1], tonumber(ARGV[2])
 local foreign_live = tonumber(ARGV[3])
@@ -22,7 +23,15 @@ if not holder then
     -- hide a dead one from its judgement).  fairlock FIFO waiters need no
     -- such care: a release hands them the lock before it is ever free.
     local defer = false
-    if redis.call('EXISTS', queue_key) == 1 then
+    local queued = redis.call('EXISTS', queue_key, kind_key, gone_key(token))
+    if queued > 0 then
+        local refused, counted = refusal(token)
+        if refused then
+            return refused
+        end
+        queued = queued - counted -- what is left is the queue
+    end
+    if queued > 0 then
         local head, _, _, head_lease =
             live_head(server_now_ms(), foreign_live, true, nil)
         defer = head ~= nil and head_lease == nil

@@ -17,6 +17,11 @@
 -- Per-waiter wake lists are NAME:wake:TOKEN.  Only a waiter that has been
 -- handed the lock has one, and it expires within that waiter's liveness
 -- window, so nothing outlives its owner.
+-- NAME:gone:TOKEN is a cancelled request's tombstone (cancel.lua): while
+-- it lives, no entry or grant is made for TOKEN.  NAME:kind is where a
+-- semaphore or readers-writer lock records itself (sem_common.lua); the
+-- mutex only reads it, to refuse such a name.  Neither is in KEYS: both
+-- are NAME with a suffix, so in NAME's hash slot (docs/protocol.md).
 --
 -- Timestamps are the server's wall clock (TIME): every client shares it.
 -- Members of other clients (the reference implementation) carry a stamp
@@ -69,6 +74,36 @@ end
 
 local function wake_key(token)
     return lock_key .. ':wake:' .. token
+end
+
+local function gone_key(token)
+    return lock_key .. ':gone:' .. token
+end
+
+local kind_key = lock_key .. ':kind'
+
+-- Whether a request of `token` may make a queue entry or take the lock:
+-- not when the name is recorded as a semaphore or readers-writer lock,
+-- nor once the token's request was cancelled (a copy of it that arrives
+-- after its cancel would queue or hold a token nobody uses).  Returns the
+-- error to reply with, or nil; and how many of the two keys exist, so
+-- that a caller that counted them with others knows what else exists.
+-- One EXISTS when neither does.
+local function refusal(token)
+    local n = redis.call('EXISTS', kind_key, gone_key(token))
+    if n == 0 then
+        return nil, 0
+    end
+    local tag = redis.call('GET', kind_key)
+    if tag and (tag == 'rwlock' or string.match(tag, '^semaphore %d+$')) then
+        return redis.error_reply('ERR fairlock-kind: [' .. tag .. ']'), n
+    end
+    -- Without a kind, or with a key of that name that is no kind record
+    -- (a mutex named NAME:kind), the tombstone is what was counted.
+    if not tag or n == 2 then
+        return redis.error_reply('ERR fairlock: request cancelled'), n
+    end
+    return nil, n
 end
 
 -- The fencing token of a grant to `token`: the next value of the counter

@@ -32,19 +32,25 @@ if held then
     local left = held == 'inf' and 0 or tonumber(held) - now
     return {1, ticket, 0, left, left, fence, 0, permit}
 end
-redis.call('SET', kind_key, tag, 'KEEPTTL')
 
 local member = nil
+if ticket > 0 then
+    member = find_member(ticket, token)
+end
+-- A copy of a cancelled request that arrives after its cancel makes no
+-- entry (see cancel.lua); a heartbeat that finds its entry pays nothing.
+if not member and redis.call('EXISTS', gone_key(token)) == 1 then
+    return redis.error_reply('ERR fairlock: request cancelled')
+end
+redis.call('SET', kind_key, tag, 'KEEPTTL')
 if ticket > 0 then
     -- A message still in our wake list is from a grant that expired
     -- while we were away (see acquire.lua).
     redis.call('DEL', wake_key(token))
-    member = find_member(ticket, token)
-    if member then
-        redis.call('ZREM', queue_key, member)
-    end
 end
-if not member then
+if member then
+    redis.call('ZREM', queue_key, member)
+else
     ticket = redis.call('INCR', seq_key)
     local tail = redis.call('ZRANGE', queue_key, -1, -1)[1]
     local tail_ticket = tail and parse_member(tail)

@@ -25,7 +25,10 @@
 --   KEYS[7] NAME          the mutex's lock key, only looked at: a name in
 --                         use as a mutex is refused, not shared
 -- A holder handed a grant has a wake list NAME:grant:TOKEN, which expires
--- with the capped lease it carries.
+-- with the capped lease it carries.  A request cancelled while its reply
+-- was owed leaves NAME:gone:TOKEN for one liveness window (sem_cancel.lua),
+-- as the mutex's does.  Neither is in KEYS: both are NAME with a suffix,
+-- so in NAME's hash slot.
 --
 -- Invariants every script keeps (docs/protocol.md):
 --   semaphore: live holders <= N; permit numbers of live holders are
@@ -55,6 +58,11 @@ end
 
 local function wake_key(token)
     return string.sub(kind_key, 1, -6) .. ':grant:' .. token
+end
+
+-- common.lua's gone_key and kind_key are the mutex's; these are ours.
+local function gone_key(token)
+    return string.sub(kind_key, 1, -6) .. ':gone:' .. token
 end
 
 -- The permits of a tag: N for "semaphore N", 0 for a readers-writer lock.

@@ -1019,6 +1019,16 @@ def test_semaphore_and_rwlock():
     r = fl("run", "-x", "-n", lock, "--", "true")
     check(r.returncode == 64, "a semaphore is not a rwlock: %d" %
           r.returncode)
+    # Nor a mutex, whether it waits, only tries or does not queue; and the
+    # refused mutex leaves no key of its own.
+    before = keys_of(lock)
+    for extra in (["-w", "5"], ["-n"], ["--no-fifo", "-w", "5"]):
+        r = fl("run", *extra, lock, "--", "true")
+        check(r.returncode == 64 and "a semaphore of 3 permits" in r.stderr
+              and "a mutex" in r.stderr and one_line(r.stderr),
+              "a semaphore is not a mutex %s: %d %r"
+              % (extra, r.returncode, r.stderr))
+    check(keys_of(lock) == before, "no mutex keys: %s" % keys_of(lock))
     r = fl("run", "--permits", "3", "-n", lock, "--", "true")
     check(r.returncode == 0, "the third permit is free: %d" % r.returncode)
     token = fl("acquire", "--permits", "3", lock).stdout.strip()
@@ -1049,6 +1059,12 @@ def test_semaphore_and_rwlock():
           "readers overlap: %d %r" % (r.returncode, r.stdout))
     check(fl("run", "-x", "-n", rw, "--", "true").returncode == 1,
           "a writer waits for the reader")
+    before = keys_of(rw)
+    r = fl("run", "-w", "5", rw, "--", "true")
+    check(r.returncode == 64 and "a readers-writer lock" in r.stderr and
+          "a mutex" in r.stderr and one_line(r.stderr),
+          "a rwlock is not a mutex: %d %r" % (r.returncode, r.stderr))
+    check(keys_of(rw) == before, "no mutex keys: %s" % keys_of(rw))
     st = json.loads(fl("status", "--json", rw).stdout)
     check(st["kind"] == "rwlock" and st["holders"][0]["mode"] == "shared",
           "rwlock status: %s" % st)
