@@ -285,7 +285,25 @@ typedef struct fairlock_options {
     const char *tls_cert_file;
     const char *tls_key_file;
     const char *tls_server_name;
+
+    /* Identity (since 0.2.0): non-zero `identity` makes every grant and
+     * queue entry of the handle carry who asked -- this host's name (at
+     * most 64 bytes), the process id, and `identity_label` (a short free
+     * text, e.g. a command line; at most FAIRLOCK_LABEL_MAX bytes, control
+     * characters replaced by '?', and copied) -- stored on the server in
+     * NAME:who by the same script step that queues or grants, and removed
+     * by the step that removes the entry or the grant.  Operators read it
+     * with fairlock_status_holder_identity() and
+     * fairlock_status_waiter_identity() (`fairlock status`).  Never put a
+     * secret in the label: anyone who can read the keys can read it.  Off
+     * by default: it costs one more hash write per grant and per queue
+     * entry (docs/benchmarks.md has the measured cost). */
+    int identity;
+    const char *identity_label;
 } fairlock_options;
+
+/* Longest identity label kept (fairlock_options.identity_label). */
+#define FAIRLOCK_LABEL_MAX 200
 
 /* Kinds of lock (fairlock_options.kind). Since 0.2.0. */
 typedef enum fairlock_kind {
@@ -468,7 +486,25 @@ typedef struct fairlock_status {
     int64_t permits;
     size_t holder_count;
     const void *holders_; /* private: use fairlock_status_holder() */
+    /* Since 0.2.0, private: use fairlock_status_holder_identity() and
+     * fairlock_status_waiter_identity(). */
+    const void *holder_ids_;
+    const void *waiter_ids_;
 } fairlock_status;
+
+/* Who asked for a grant or a place in the queue, as its handle recorded
+ * it (fairlock_options.identity).  The struct may grow: reach it only
+ * through the accessors below. Since 0.2.0. */
+typedef struct fairlock_identity {
+    size_t size;       /* sizeof(fairlock_identity) in the library */
+    const char *host;  /* the requester's host name, as it sent it */
+    int64_t pid;       /* its process id */
+    const char *label; /* its label, "" when none */
+    /* Server time (ms) of the grant (a holder) or of joining the queue (a
+     * waiter), and how long ago that was at the snapshot. */
+    int64_t since_ms;
+    int64_t age_ms;
+} fairlock_identity;
 
 /* Take a snapshot of the lock: holder, lease, and up to max_waiters
  * waiters in order.  Free it with fairlock_status_free().  Changes nothing
@@ -483,6 +519,16 @@ FAIRLOCK_EXPORT void fairlock_status_free(fairlock_status *status);
  * Thread safety: reentrant. Since 0.2.0. */
 FAIRLOCK_EXPORT const fairlock_holder *
 fairlock_status_holder(const fairlock_status *status, size_t i);
+
+/* The identity of holder i (as fairlock_status_holder()) or waiter i
+ * (status->waiters[i]), or NULL when it recorded none (identity off, a
+ * client of another kind, or a grant older than the record).  Valid as
+ * long as the snapshot.
+ * Thread safety: reentrant. Since 0.2.0. */
+FAIRLOCK_EXPORT const fairlock_identity *
+fairlock_status_holder_identity(const fairlock_status *status, size_t i);
+FAIRLOCK_EXPORT const fairlock_identity *
+fairlock_status_waiter_identity(const fairlock_status *status, size_t i);
 
 /* Ticket of the current grant (its place in the FIFO queue: strictly
  * increasing while the queue is non-empty, restarting at 1 once it drains,

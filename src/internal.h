@@ -372,6 +372,11 @@ struct fairlock {
     fairlock__renewer *renewer; /* NULL until auto_renew first needs it */
 
     fairlock__error err;
+
+    /* Identity sent with acquires (opts.identity): this host's name and
+     * the cleaned label; keys.who_host points here when it is on. */
+    char who_host[65];
+    char who_label[FAIRLOCK_LABEL_MAX + 1];
 };
 
 /* Records code and detail on the handle; returns code. */

@@ -164,6 +164,26 @@ const fairlock_holder *fairlock_status_holder(const fairlock_status *status,
     return (const fairlock_holder *)status->holders_ + i;
 }
 
+/* A record that was not there (or not readable) has size 0. */
+static const fairlock_identity *identity_at(const void *ids, size_t i) {
+    const fairlock_identity *id = (const fairlock_identity *)ids + i;
+    return id->size != 0 ? id : NULL;
+}
+
+const fairlock_identity *
+fairlock_status_holder_identity(const fairlock_status *status, size_t i) {
+    if (status == NULL || i >= status->holder_count)
+        return NULL;
+    return identity_at(status->holder_ids_, i);
+}
+
+const fairlock_identity *
+fairlock_status_waiter_identity(const fairlock_status *status, size_t i) {
+    if (status == NULL || i >= status->waiter_count)
+        return NULL;
+    return identity_at(status->waiter_ids_, i);
+}
+
 int fairlock_with(fairlock *lock, fairlock_body_fn body, void *arg,
                   int *body_result) {
     if (lock == NULL)

@@ -2,6 +2,7 @@
 -- to the next live waiter in the same step.
 --
 -- ARGV[1] token  ARGV[2] liveness window (ms) for other clients' entries
+-- ARGV[3] '1' when the holder's identity record (NAME:who "@") goes too
 -- Reply 1 if released, 0 if the token did not hold the lock.
 
-return release_if_owner(ARGV[1], tonumber(ARGV[2]))
+return release_if_owner(ARGV[1], tonumber(ARGV[2]), nil, ARGV[3] == '1')
