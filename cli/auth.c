@@ -209,7 +209,58 @@ int cli_auth_finish(const char *command, const char **url, int quiet) {
     return rc;
 }
 
+/* The command line as run (a password in a URL already starred out by
+ * cli_auth_finish), saved by main. */
+static int saved_argc;
+static char **saved_argv;
+static char label[FAIRLOCK_LABEL_MAX + 1];
+
+void cli_identity_save_argv(int argc, char **argv) {
+    saved_argc = argc;
+    saved_argv = argv;
+}
+
+/* Stars out every occurrence of `secret` in s. */
+static void star_out(char *s, const char *secret) {
+    size_t n = secret ? strlen(secret) : 0;
+    if (n == 0)
+        return;
+    for (char *p = strstr(s, secret); p != NULL; p = strstr(p + n, secret))
+        memset(p, '*', n);
+}
+
+const char *cli_identity_label(void) {
+    /* "fairlock ARGS...", cut to the library's limit; the passwords we
+     * know of (read from a file or the environment) are starred out
+     * wherever they appear, in case one was typed as an argument too. */
+    size_t pos = 0;
+    label[0] = '\0';
+    for (int i = 0; i < saved_argc && pos + 1 < sizeof label; i++) {
+        const char *arg = saved_argv[i];
+        if (i == 0) {
+            const char *slash = strrchr(arg, '/');
+            arg = slash ? slash + 1 : arg;
+        }
+        int n = snprintf(label + pos, sizeof label - pos, "%s%s", i ? " " : "",
+                         arg);
+        if (n < 0)
+            break;
+        pos += (size_t)n < sizeof label - pos ? (size_t)n
+                                              : sizeof label - pos - 1;
+    }
+    star_out(label, auth.password);
+    star_out(label, auth.sentinel_password);
+    for (size_t i = 0; i < sizeof secret_vars / sizeof secret_vars[0]; i++)
+        star_out(label, getenv(secret_vars[i]));
+    star_out(label, getenv("REDISCLI_AUTH"));
+    return label;
+}
+
 void cli_auth_apply(fairlock_options *opts) {
+    /* Who asked, on by default (--no-identity turns it off for run and
+     * acquire): `fairlock status` and `list` show it. */
+    opts->identity = 1;
+    opts->identity_label = cli_identity_label();
     opts->user = auth.user;
     opts->password = auth.password;
     opts->sentinel_user = auth.sentinel_user;

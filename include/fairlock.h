@@ -530,6 +530,30 @@ fairlock_status_holder_identity(const fairlock_status *status, size_t i);
 FAIRLOCK_EXPORT const fairlock_identity *
 fairlock_status_waiter_identity(const fairlock_status *status, size_t i);
 
+/* Called by fairlock_list() once per lock found: its name (the key
+ * prefix, "{NAME}" for a lock made with hash_tag; not NUL-terminated
+ * when it contains a NUL byte: use name_len) and its kind, a
+ * fairlock_kind.  Return non-zero to stop. */
+typedef int (*fairlock_list_fn)(void *arg, const char *name, size_t name_len,
+                                int kind);
+
+/* Find the locks that exist (held or waited for) whose names match the
+ * glob `pattern` (NULL or "": every name), on the server the handle
+ * connects to -- every master of a Redis Cluster, the current master
+ * behind Sentinel -- with SCAN, never KEYS, so the server is never
+ * blocked for long; fn is called once per lock, in byte order of the
+ * names, after the scan.  The handle's own name is not used: any handle
+ * with the right URL and credentials will do.  A mutex held by a client of
+ * another implementation with nobody waiting is not recognised (its
+ * token is not ours).  As SCAN, it sees a lock that exists during the
+ * whole scan, and may miss one that comes or goes meanwhile.  Needs the
+ * SCAN, GET and GETRANGE commands (and CLUSTER NODES on a cluster).
+ * Returns FAIRLOCK_OK, FAIRLOCK_INTERRUPTED when fn stopped it,
+ * FAIRLOCK_REDIS, FAIRLOCK_NOMEM or FAIRLOCK_INVALID.
+ * Thread safety: one thread per handle. Since 0.2.0. */
+FAIRLOCK_EXPORT int fairlock_list(fairlock *lock, const char *pattern,
+                                  fairlock_list_fn fn, void *arg);
+
 /* Ticket of the current grant (its place in the FIFO queue: strictly
  * increasing while the queue is non-empty, restarting at 1 once it drains,
  * so neither unique nor rising over time: fairlock_fence() is), or 0 when
