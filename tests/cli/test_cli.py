@@ -545,8 +545,14 @@ def read_pty(master, proc, until, timeout):
     return data
 
 
-def run_on_pty(args):
+def run_on_pty(args, columns=None):
     master, slave = pty.openpty()
+    if columns:
+        import fcntl
+        import struct
+        import termios
+        fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", 24, columns, 0, 0))
     proc = subprocess.Popen([FAIRLOCK] + args, stdin=slave, stdout=slave,
                             stderr=slave, env=ENV, close_fds=True)
     os.close(slave)
@@ -556,7 +562,9 @@ def run_on_pty(args):
 def test_status_line_on_terminal():
     lock = name("pty")
     h = Holder(lock)
-    master, proc = run_on_pty(["run", lock, "--", "echo", "command-ran"])
+    holder_pid = h.proc.pid
+    master, proc = run_on_pty(["run", lock, "--", "echo", "command-ran"],
+                              columns=200)
     line = "\rfairlock: waiting for %s: position 1 of 1, " % lock
     try:
         t0 = time.monotonic()
@@ -579,6 +587,8 @@ def test_status_line_on_terminal():
     check(draws <= 4 * waited + 3,
           "at most ~4 redraws a second (%d in %.1f s)" % (draws, waited))
     check(re.search(r"position 1 of 1, \d+\.\d s", text), "time waited")
+    check(", held by pid %d on " % holder_pid in text,
+          "the holder's identity: %r" % text[:300])
     before, _, after = text.rpartition(line)
     check(re.match(r"[^\r\n]*\r +\r", after),
           "the line is erased before the command runs: %r" % after[:120])
