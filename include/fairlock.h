@@ -573,6 +573,33 @@ FAIRLOCK_EXPORT const char *fairlock_token(const fairlock *lock);
  * Thread safety: the acquiring thread only. Since 0.1.0. */
 FAIRLOCK_EXPORT int64_t fairlock_rank(const fairlock *lock);
 
+/* Statistics of one handle, for applications that export metrics of
+ * their own.  Times are of CLOCK_MONOTONIC, in ms.  The struct may grow:
+ * call fairlock_stats_get(), which passes the size of the struct the
+ * program was compiled with; fields the library does not fill stay 0.
+ * Since 0.2.0. */
+typedef struct fairlock_stats {
+    size_t size;           /* as passed; set by the library */
+    int64_t acquisitions;  /* acquires that got the lock */
+    int64_t handoffs;      /* of those, grants handed over by another
+                              client's release (pushed to this handle)
+                              rather than taken from a free lock */
+    int64_t last_wait_ms;  /* from the call to the grant, last acquire */
+    int64_t total_wait_ms; /* the same, summed over every acquisition */
+    int64_t held_ms;       /* the current hold so far, 0 when not held */
+    int64_t last_hold_ms;  /* the last hold that ended (release, loss) */
+    int64_t total_hold_ms; /* summed over every hold that ended */
+} fairlock_stats;
+
+/* Fill *out, a struct of `size` bytes, with the handle's statistics.
+ * Call it through fairlock_stats_get(lock, out).  Returns FAIRLOCK_OK or
+ * FAIRLOCK_INVALID (NULL arguments, or a size too small for `size`).
+ * Thread safety: one thread per handle. Since 0.2.0. */
+FAIRLOCK_EXPORT int fairlock_stats_get_sized(const fairlock *lock,
+                                             fairlock_stats *out, size_t size);
+#define fairlock_stats_get(lock, out)                                          \
+    fairlock_stats_get_sized((lock), (out), sizeof(fairlock_stats))
+
 /* Let go of a held lock without releasing it: the handle forgets the grant
  * (stopping any renewal) and the lock stays held until its lease ends or
  * someone calls fairlock_release_token() with the token, which the caller

@@ -414,6 +414,7 @@ int fairlock_detach(fairlock *lock) {
                               "the lock is not held by this handle");
     fairlock__error ignored;
     fairlock__lease_stop(lock->lease, &ignored);
+    fairlock__stats_hold_ended(lock);
     fairlock__request_forget(lock);
     return fairlock__ok(lock);
 }

@@ -396,7 +396,17 @@ struct fairlock {
      * the cleaned label; keys.who_host points here when it is on. */
     char who_host[65];
     char who_label[FAIRLOCK_LABEL_MAX + 1];
+
+    /* fairlock_stats_get(): counters, and when the current acquire began
+     * and the current grant was taken (monotonic ms). */
+    fairlock_stats stats;
+    int64_t acquire_start_ms;
+    int64_t granted_ms;
 };
+
+/* Records the end of the current hold in the statistics (release, loss,
+ * detach); nothing when there was none. */
+void fairlock__stats_hold_ended(fairlock *lock);
 
 /* Records code and detail on the handle; returns code. */
 #define fairlock__fail(lock, ...) fairlock__error_set(&(lock)->err, __VA_ARGS__)
