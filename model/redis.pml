@@ -7,9 +7,9 @@
  * (common.lua prepended, as cmake/embed_lua.cmake computes it).  The unit
  * test model_mirrors fails when a script changes and these do not: review
  * the model against the new script, then copy the new SHA-1 here.
- *   mirrors acquire da51cab5f4863069c8cb658917898eb9fa6b00dd
- *   mirrors cancel  285bd10210bae46f85b1251e1d849d764dd15787
- *   mirrors release cf77da59511a593d85c2d82de4640540830a2986
+ *   mirrors acquire d973841b92a3020fa5f77a6f1348309907b842d4
+ *   mirrors cancel  54a46789f1445059c076e863d395bbaac3fb1de4
+ *   mirrors release d9c287d92db8622a0a34941b3d5364085388eb83
  *   mirrors extend  92861c1399f3f5063d57f284a61defd81dfb51ae
  *
  * Not modelled: NAME:who, the identity records (KEYS[8]).  The scripts

@@ -36,7 +36,7 @@ if not holder and ticket == 0 and
     -- Nobody waits: the caller is ticket 1 of a queue that would empty
     -- again at once, so the queue keys are never written.
     if ident ~= '' then
-        who_grant(token, ident, server_now_ms(), lease)
+        who_grant(token, ident, server_now_ms(), lease, true)
     end
     return {1, 1, 0, 0, lease, set_owner(token, lease), 0}
 end

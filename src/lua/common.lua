@@ -255,8 +255,9 @@ end
 -- Records `token` as the holder for NAME:who, granted at `now` with a
 -- lease of `px` (0: none): from `ident` or, when nil, from its waiter
 -- field (a hand-off: one HGET when nobody sent an identity).  The record
--- lives as long as the lease and the queue (extend.lua follows renewals).
-local function who_grant(token, ident, now, px)
+-- lives as long as the lease and the queue (extend.lua follows renewals);
+-- `no_queue`: the caller knows there is none (one PTTL saved).
+local function who_grant(token, ident, now, px, no_queue)
     if ident == nil then
         local w = redis.call('HGET', who_key, token)
         if not w then
@@ -270,7 +271,7 @@ local function who_grant(token, ident, now, px)
     end
     redis.call('HSET', who_key, '@', token .. '\t' .. now .. '\t' ..
                string.sub(ident, 1, WHO_MAX))
-    local q = redis.call('PTTL', queue_key)
+    local q = no_queue and -2 or redis.call('PTTL', queue_key)
     if px == 0 or q == -1 then
         redis.call('PERSIST', who_key)
     else
