@@ -13,9 +13,9 @@
 
 /* What any lock needs: the scripts, the commands they run (the
  * semaphore's and readers-writer lock's add ZSCORE and ZCOUNT; the hash
- * commands keep the identity records, NAME:who), BLPOP (waiting for a hand-off), WAIT (wait_replicas), GET and
- * EXISTS (owned/locked queries) and SELECT (a URL with a database
- * number). */
+ * commands keep the identity records, NAME:who), BLPOP (waiting for a
+ * hand-off), WAIT (wait_replicas), GET and EXISTS (owned/locked queries) and
+ * SELECT (a URL with a database number). */
 static const char base_commands[] =
     "+evalsha +eval +blpop +wait +get +exists +select +time +set +del "
     "+incr +pexpire +persist +pttl +rpush +zadd +zcard +zrange "
