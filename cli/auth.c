@@ -232,27 +232,36 @@ static void star_out(char *s, const char *secret) {
 const char *cli_identity_label(void) {
     /* "fairlock ARGS...", cut to the library's limit; the passwords we
      * know of (read from a file or the environment) are starred out
-     * wherever they appear, in case one was typed as an argument too. */
-    size_t pos = 0;
+     * wherever they appear, in case one was typed as an argument too --
+     * before the cut, so that no prefix of one survives it. */
+    size_t total = 1;
+    for (int i = 0; i < saved_argc; i++)
+        total += strlen(saved_argv[i]) + 1;
+    char *full = malloc(total);
     label[0] = '\0';
-    for (int i = 0; i < saved_argc && pos + 1 < sizeof label; i++) {
+    if (full == NULL)
+        return label;
+    size_t pos = 0;
+    full[0] = '\0';
+    for (int i = 0; i < saved_argc; i++) {
         const char *arg = saved_argv[i];
         if (i == 0) {
             const char *slash = strrchr(arg, '/');
             arg = slash ? slash + 1 : arg;
         }
-        int n = snprintf(label + pos, sizeof label - pos, "%s%s", i ? " " : "",
-                         arg);
-        if (n < 0)
-            break;
-        pos += (size_t)n < sizeof label - pos ? (size_t)n
-                                              : sizeof label - pos - 1;
+        size_t n = strlen(arg);
+        if (i > 0)
+            full[pos++] = ' ';
+        memcpy(full + pos, arg, n + 1);
+        pos += n;
     }
-    star_out(label, auth.password);
-    star_out(label, auth.sentinel_password);
+    star_out(full, auth.password);
+    star_out(full, auth.sentinel_password);
     for (size_t i = 0; i < sizeof secret_vars / sizeof secret_vars[0]; i++)
-        star_out(label, getenv(secret_vars[i]));
-    star_out(label, getenv("REDISCLI_AUTH"));
+        star_out(full, getenv(secret_vars[i]));
+    star_out(full, getenv("REDISCLI_AUTH"));
+    snprintf(label, sizeof label, "%s", full);
+    free(full);
     return label;
 }
 

@@ -216,7 +216,8 @@ int cli_list(int argc, char **argv) {
             cli_print_status_json(name, st);
             continue;
         }
-        char shown[31], held[32] = "-", lease[32] = "-", waiting[32] = "-";
+        char shown[256], held[32] = "-", lease[32] = "-", waiting[32] = "-";
+        /* Whole names (padded, never cut): a cut name is another name. */
         cli_text(shown, sizeof shown, name, strlen(name));
         const fairlock_identity *h = longest_holder(st);
         const fairlock_identity *w = longest_waiter(st);

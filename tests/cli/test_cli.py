@@ -1195,8 +1195,16 @@ def test_identity_never_stores_secrets():
         waiter = start("run", "-u", url, "--user", user, "--password-file",
                        pwfile, lock, "--", "echo", password, env=env)
         wait_until(lambda: queue_len(lock) == 1, "the waiter")
+        # A password across the label's 200-byte cut: no prefix of it may
+        # survive the cut either.
+        head = "fairlock run -u %s --user %s %s -- echo " % (url, user, lock)
+        filler = "x" * max(1, 195 - len(head))
+        cut = start("run", "-u", url, "--user", user, lock, "--", "echo",
+                    filler, password, env=env)
+        wait_until(lambda: queue_len(lock) == 2, "the third waiter")
         stored = redis("HGETALL", lock + ":who")
-        check(stored.count("fairlock run") == 2, "both recorded: %r" % stored)
+        check(stored.count("fairlock run") == 3, "all recorded: %r" % stored)
+        check(password[:4] not in stored, "no prefix: %r" % stored)
         for secret in (password, sentinel_pw):
             check(secret not in stored, "no secret stored: %r" % stored)
         check("***" in stored, "the secrets are starred out: %r" % stored)
@@ -1206,6 +1214,7 @@ def test_identity_never_stores_secrets():
         open(go, "w").close()
         check(finish(holder)[0] == 0, "the holder ends")
         check(finish(waiter)[0] == 0, "the waiter ends")
+        check(finish(cut)[0] == 0, "the third waiter ends")
         check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
     finally:
         redis("ACL", "DELUSER", user)
