@@ -1336,6 +1336,28 @@ def test_break_hands_over_to_the_next_waiter():
           "nothing left: %s" % keys_of(lock))
 
 
+def test_break_asks_on_a_terminal():
+    lock = name("breakask")
+    r = fl("acquire", "--ttl", "60", lock)
+    check(r.returncode == 0, "acquired: %r" % r.stderr)
+    token = r.stdout.strip()
+    for answer, rc_expected, held in ((b"n\n", 1, True), (b"y\n", 0, False)):
+        master, proc = run_on_pty(["break", lock])
+        try:
+            data = read_pty(master, proc, lambda d: b"[y/N]" in d, 20)
+            check(b"[y/N]" in data and token.encode() in data,
+                  "asks, naming the holder: %r" % data)
+            os.write(master, answer)
+            data += read_pty(master, proc, lambda d: False, 10)
+            rc = proc.wait(timeout=10)
+        finally:
+            os.close(master)
+        check(rc == rc_expected, "answer %r: exit %d, %r" % (answer, rc, data))
+        check((redis("GET", lock) == token) == held,
+              "answer %r: held %s" % (answer, held))
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+
+
 PROM_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 PROM_LABEL_VALUE = r'"(?:[^"\\\n]|\\\\|\\"|\\n)*"'
 PROM_SAMPLE = re.compile(
