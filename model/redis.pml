@@ -12,6 +12,11 @@
  *   mirrors release 03ac0025e76de6c0ec2f746bbca9b7a729fd1e8b
  *   mirrors extend  20d11c10d78274343f73ff5f11ec0f95131931fc
  *
+ * Not modelled: NAME:who, the identity records (KEYS[8]).  The scripts
+ * only write it (and status.lua reads it), and no decision of any script
+ * depends on it -- who is granted, evicted or woken is the same with or
+ * without it -- so it adds nothing to the states the model checks.
+ *
  * Scratch variables are `hidden`: they live only inside one d_step, so
  * keeping them out of the state vector loses nothing and keeps states
  * that differ only by leftovers from counting twice. */

@@ -220,6 +220,25 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
                                    int argc, const char **argv,
                                    const size_t *lens, int64_t block_ms);
 
+/* One data node that fairlock__conn_each_master() visits: the
+ * connection itself (eng NULL), or a master of a cluster. */
+typedef struct fairlock__node {
+    fairlock__conn *conn;
+    struct fairlock__engine *eng;
+} fairlock__node;
+typedef int (*fairlock__node_fn)(void *arg, fairlock__node *node,
+                                 fairlock__error *err);
+/* Calls fn for the server the connection reaches, or, on a cluster, for
+ * each master serving slots (from CLUSTER NODES), on a connection of its
+ * own.  Stops at the first code fn returns other than FAIRLOCK_OK. */
+int fairlock__conn_each_master(fairlock__conn *conn, fairlock__error *err,
+                               fairlock__node_fn fn, void *arg);
+/* One command on such a node, without redirects (NULL with err set on
+ * I/O failure). */
+redisReply *fairlock__node_command(fairlock__node *node, fairlock__error *err,
+                                   int argc, const char **argv,
+                                   const size_t *lens);
+
 /* Splits the "host:port" of a MOVED or ASK error reply ("MOVED 3999
  * h:6381") into host[host_len] and *port > 0; an empty host means
  * asked_host, the node we asked (none: -1).  Returns 0 or -1. */
@@ -386,7 +405,22 @@ struct fairlock {
     fairlock__renewer *renewer; /* NULL until auto_renew first needs it */
 
     fairlock__error err;
+
+    /* Identity sent with acquires (opts.identity): this host's name and
+     * the cleaned label; keys.who_host points here when it is on. */
+    char who_host[65];
+    char who_label[FAIRLOCK_LABEL_MAX + 1];
+
+    /* fairlock_stats_get(): counters, and when the current acquire began
+     * and the current grant was taken (monotonic ms). */
+    fairlock_stats stats;
+    int64_t acquire_start_ms;
+    int64_t granted_ms;
 };
+
+/* Records the end of the current hold in the statistics (release, loss,
+ * detach); nothing when there was none. */
+void fairlock__stats_hold_ended(fairlock *lock);
 
 /* Records code and detail on the handle; returns code. */
 #define fairlock__fail(lock, ...) fairlock__error_set(&(lock)->err, __VA_ARGS__)

@@ -452,6 +452,7 @@ int fairlock__request_resolve(fairlock *lock, int *undone) {
             break;
         *undone = *undone || undone_now;
         if (strcmp(cursor, "0") == 0) {
+            fairlock__stats_hold_ended(lock);
             fairlock__request_forget(lock);
             break;
         }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -14,14 +15,14 @@ static const char *const key_suffixes[FAIRLOCK__KEY_COUNT] = {
     [FAIRLOCK__KEY_LOCK] = "",          [FAIRLOCK__KEY_QUEUE] = ":queue",
     [FAIRLOCK__KEY_SEQ] = ":seq",       [FAIRLOCK__KEY_NFWAIT] = ":nfwait",
     [FAIRLOCK__KEY_NFWAKE] = ":nfwake", [FAIRLOCK__KEY_FENCE] = ":fence",
-    [FAIRLOCK__KEY_WATCH] = ":watch"};
+    [FAIRLOCK__KEY_WATCH] = ":watch",   [FAIRLOCK__KEY_WHO] = ":who"};
 /* The semaphore's and readers-writer lock's, none of them the mutex's but
  * the last, which their scripts only look at (sem_common.lua). */
 static const char *const shared_suffixes[FAIRLOCK__KEY_COUNT] = {
     [FAIRLOCK__SKEY_KIND] = ":kind",     [FAIRLOCK__SKEY_HOLDERS] = ":holders",
     [FAIRLOCK__SKEY_QUEUE] = ":waiters", [FAIRLOCK__SKEY_SEQ] = ":tickets",
     [FAIRLOCK__SKEY_FENCE] = ":fencing", [FAIRLOCK__SKEY_GRANTS] = ":grants",
-    [FAIRLOCK__SKEY_MUTEX] = ""};
+    [FAIRLOCK__SKEY_MUTEX] = "",         [FAIRLOCK__SKEY_WHO] = ":who"};
 static const char wake_infix[] = ":wake:";
 static const char grant_infix[] = ":grant:";
 #define INFIX_MAX                                                              \
@@ -212,18 +213,37 @@ static int attempt(fairlock__conn *conn, fairlock__error *err,
     return FAIRLOCK_OK;
 }
 
+/* Host and label are cleaned when the handle is made; the pid is read at
+ * each call, so that a forked child's requests name the child. */
+void fairlock__ident_format(char *out, long pid, const char *host,
+                            const char *label) {
+    if (host == NULL)
+        out[0] = '\0';
+    else
+        snprintf(out, FAIRLOCK__IDENT_SIZE, "%ld\t%.64s\t%.*s", pid, host,
+                 FAIRLOCK_LABEL_MAX, label ? label : "");
+}
+
+static void ident_of(const fairlock__keys *keys, char *out) {
+    fairlock__ident_format(out, (long)getpid(), keys->who_host,
+                           keys->who_label);
+}
+
 int fairlock__call_acquire(fairlock__conn *conn, fairlock__error *err,
                            const fairlock__keys *keys, const char *token,
                            int64_t ticket, int64_t foreign_live_ms,
                            int try_once, fairlock__attempt *out) {
     number t = num(ticket), live = num(foreign_live_ms);
+    char ident[FAIRLOCK__IDENT_SIZE];
+    ident_of(keys, ident);
     if (!is_mutex(keys)) {
-        const char *sargv[4] = {token, t.s, keys->tag, try_once ? "1" : "0"};
-        return attempt(conn, err, keys, &fairlock__script_sem_acquire, 4, sargv,
+        const char *sargv[5] = {token, t.s, keys->tag, try_once ? "1" : "0",
+                                ident};
+        return attempt(conn, err, keys, &fairlock__script_sem_acquire, 5, sargv,
                        out);
     }
-    const char *argv[4] = {token, t.s, live.s, try_once ? "1" : "0"};
-    return attempt(conn, err, keys, &fairlock__script_acquire, 4, argv, out);
+    const char *argv[5] = {token, t.s, live.s, try_once ? "1" : "0", ident};
+    return attempt(conn, err, keys, &fairlock__script_acquire, 5, argv, out);
 }
 
 int fairlock__call_acquire_nonfifo(fairlock__conn *conn, fairlock__error *err,
@@ -232,8 +252,10 @@ int fairlock__call_acquire_nonfifo(fairlock__conn *conn, fairlock__error *err,
                                    int64_t foreign_live_ms,
                                    fairlock__attempt *out) {
     number wait = num(wait_ms), live = num(foreign_live_ms);
-    const char *argv[3] = {token, wait.s, live.s};
-    return attempt(conn, err, keys, &fairlock__script_acquire_nonfifo, 3, argv,
+    char ident[FAIRLOCK__IDENT_SIZE];
+    ident_of(keys, ident);
+    const char *argv[4] = {token, wait.s, live.s, ident};
+    return attempt(conn, err, keys, &fairlock__script_acquire_nonfifo, 4, argv,
                    out);
 }
 
@@ -254,11 +276,14 @@ int fairlock__call_release(fairlock__conn *conn, fairlock__error *err,
                            const fairlock__keys *keys, const char *token,
                            int64_t foreign_live_ms, int *released) {
     number live = num(foreign_live_ms);
-    const char *argv[2] = {token, is_mutex(keys) ? live.s : keys->tag};
+    /* Only a handle that records identities clears the holder's record
+     * (an HDEL no other release pays for). */
+    const char *argv[3] = {token, is_mutex(keys) ? live.s : keys->tag,
+                           keys->who_host ? "1" : "0"};
     return eval_flag(conn, err, keys,
                      is_mutex(keys) ? &fairlock__script_release
                                     : &fairlock__script_sem_release,
-                     2, argv, released);
+                     is_mutex(keys) ? 3 : 2, argv, released);
 }
 
 int fairlock__call_cancel(fairlock__conn *conn, fairlock__error *err,

@@ -29,6 +29,7 @@ typedef enum {
     FAIRLOCK__KEY_NFWAKE, /* NAME:nfwake */
     FAIRLOCK__KEY_FENCE,  /* NAME:fence */
     FAIRLOCK__KEY_WATCH,  /* NAME:watch */
+    FAIRLOCK__KEY_WHO,    /* NAME:who: identities (opt-in) */
     FAIRLOCK__KEY_COUNT
 } fairlock__key_slot;
 
@@ -43,7 +44,8 @@ enum {
     FAIRLOCK__SKEY_HOLDERS, /* NAME:holders */
     FAIRLOCK__SKEY_GRANTS,  /* NAME:grants */
     FAIRLOCK__SKEY_FENCE,   /* NAME:fencing */
-    FAIRLOCK__SKEY_MUTEX    /* NAME, the mutex's lock key, only read */
+    FAIRLOCK__SKEY_MUTEX,   /* NAME, the mutex's lock key, only read */
+    FAIRLOCK__SKEY_WHO      /* NAME:who: identities (opt-in) */
 };
 
 /* Room for "semaphore N" or "rwlock". */
@@ -60,6 +62,10 @@ typedef struct fairlock__keys {
     size_t base_len; /* NAME, or {NAME} with hash_tag */
     char *wake;      /* NAME:wake:TOKEN once a token is set */
     size_t wake_len;
+    /* Identity sent with acquires (fairlock_options.identity): borrowed
+     * from the handle, NULL when off.  Not copied by keys_copy. */
+    const char *who_host;
+    const char *who_label;
 } fairlock__keys;
 
 /* Derives the keys of the lock `name`: "NAME..." or, with hash_tag,
@@ -122,6 +128,13 @@ int fairlock__decode_cancel(const redisReply *reply, int *undone, char *cursor,
  * out->ticket, lease_ms, fence and permit (0 when absent).
  * Returns 0 or -1. */
 int fairlock__decode_handoff(const char *s, size_t len, fairlock__attempt *out);
+
+/* The identity argument of the acquire scripts: "pid<TAB>host<TAB>label",
+ * or "" when host is NULL (identity off).  out needs
+ * FAIRLOCK__IDENT_SIZE bytes. */
+#define FAIRLOCK__IDENT_SIZE (24 + 65 + FAIRLOCK_LABEL_MAX + 1)
+void fairlock__ident_format(char *out, long pid, const char *host,
+                            const char *label);
 
 /* Decodes the reply of status.lua into a fairlock_status allocated as one
  * block.  Returns FAIRLOCK_OK, FAIRLOCK_NOMEM, or FAIRLOCK_REDIS with a

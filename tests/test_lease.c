@@ -417,8 +417,8 @@ enum { EV_OTHER, EV_EXTEND, EV_RELEASE };
  * release / cancel (both end a grant).  EVAL (after NOSCRIPT) is told by
  * the script's opening comment. */
 static int monitor_event(char **args, int n, const char *name) {
-    /* EVALSHA sha 6 KEYS[1..6] token ... */
-    if (n < 11 || strcmp(args[2], "7") != 0 || strcmp(args[3], name) != 0)
+    /* EVALSHA sha 8 KEYS[1..8] token ... */
+    if (n < 12 || strcmp(args[2], "8") != 0 || strcmp(args[3], name) != 0)
         return EV_OTHER;
     if (strcasecmp(args[0], "evalsha") == 0) {
         if (strcmp(args[1], fairlock__script_extend.sha1) == 0)
@@ -540,20 +540,20 @@ static void no_renewal_after_release(void) {
 
     /* The planted violation: an extend of a released grant, sent the way
      * a runaway renewer would send it. */
-    const char *argv[12];
+    const char *argv[13];
     argv[0] = "EVALSHA";
     argv[1] = fairlock__script_extend.sha1;
-    argv[2] = "7";
-    char keys[7][80];
-    static const char *const suffixes[7] = {
-        "", ":queue", ":seq", ":nfwait", ":nfwake", ":fence", ":watch"};
-    for (int i = 0; i < 7; i++) {
+    argv[2] = "8";
+    char keys[8][80];
+    static const char *const suffixes[8] = {
+        "", ":queue", ":seq", ":nfwait", ":nfwake", ":fence", ":watch", ":who"};
+    for (int i = 0; i < 8; i++) {
         snprintf(keys[i], sizeof keys[i], "%s%s", name, suffixes[i]);
         argv[3 + i] = keys[i];
     }
-    argv[10] = planted;
-    argv[11] = "90";
-    r = redisCommandArgv(admin, 12, argv, NULL);
+    argv[11] = planted;
+    argv[12] = "90";
+    r = redisCommandArgv(admin, 13, argv, NULL);
     CHECK(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
     freeReplyObject(r);
     r = redisCommand(admin, "ECHO fltest-monitor-end");
@@ -574,7 +574,7 @@ static void no_renewal_after_release(void) {
                   strcmp(args[1], "fltest-monitor-end") == 0;
         int ev = from_script || argc > 24 ? EV_OTHER
                                           : monitor_event(args, argc, name);
-        grant_seen *g = ev == EV_OTHER ? NULL : grant_find(grants, n, args[10]);
+        grant_seen *g = ev == EV_OTHER ? NULL : grant_find(grants, n, args[11]);
         if (g != NULL && ev == EV_EXTEND) {
             extends++;
             if (g->released)

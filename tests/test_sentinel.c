@@ -92,6 +92,32 @@ static void lock_on_the_master(void) {
     fairlock_free(lock);
 }
 
+/* fairlock_list() and `fairlock list` through the sentinels: the locks on
+ * the master. */
+static void list_through_sentinels(void) {
+    char name[64], other[64], pattern[64];
+    snprintf(name, sizeof name, "fltest:sentinel:list:%d:a", (int)getpid());
+    snprintf(other, sizeof other, "fltest:sentinel:list:%d:b", (int)getpid());
+    snprintf(pattern, sizeof pattern, "fltest:sentinel:list:%d:*",
+             (int)getpid());
+    fairlock *a = sentinel_lock(name), *b = sentinel_lock(other);
+    CHECK_RC(a, fairlock_acquire(a), FAIRLOCK_OK);
+    CHECK_RC(b, fairlock_acquire(b), FAIRLOCK_OK);
+    CHECK_RC(b, fairlock_release(b), FAIRLOCK_OK);
+    test_listed listed = {0};
+    CHECK_RC(b, fairlock_list(b, pattern, test_list_collect, &listed),
+             FAIRLOCK_OK);
+    CHECK_INT(listed.count, ==, 1);
+    CHECK_STR(listed.names[0], name);
+    char args[1200], out[4096];
+    snprintf(args, sizeof args, "list -u '%s' '%s'", sentinel_url, pattern);
+    CHECK_INT(test_cli(args, out, sizeof out), ==, 0);
+    CHECK(strstr(out, name) != NULL && strstr(out, other) == NULL);
+    CHECK_RC(a, fairlock_release(a), FAIRLOCK_OK);
+    fairlock_free(a);
+    fairlock_free(b);
+}
+
 /* A master name the sentinels do not monitor: a message that names it,
  * not a hang or a bare nil. */
 static void unknown_master_name(void) {
@@ -413,6 +439,7 @@ int main(int argc, char **argv) {
     load_sentinel_env();
     RUN_TEST(lock_on_the_master);
     RUN_TEST(unknown_master_name);
+    RUN_TEST(list_through_sentinels);
     RUN_TEST(least_privilege);
     RUN_TEST(failover_under_load);
     return check_done();

@@ -2,6 +2,7 @@
 --
 -- ARGV[1] token  ARGV[2] how long (ms) to advertise that non-FIFO waiters
 -- wait, 0 for a single try  ARGV[3] liveness window of other clients
+-- ARGV[4] identity for NAME:who, '' for none (acquire.lua's ARGV[5])
 --
 -- Reply as acquire.lua's; the ticket is always 0.  A request that would
 -- take the lock is refused as in acquire.lua (common.lua's refusal).
@@ -38,6 +39,9 @@ if not holder then
         drop_queue_if_empty()
     end
     if not defer then
+        if (ARGV[4] or '') ~= '' then
+            who_grant(token, ARGV[4], server_now_ms(), lease)
+        end
         return {1, 0, 0, 0, lease, set_owner(token, lease), 0}
     end
 end

@@ -45,10 +45,11 @@ elseif ticket >= 0 then
 end
 if member then
     redis.call('ZREM', queue_key, member)
+    redis.call('HDEL', who_key, token)
     drop_queue_if_empty()
 end
 redis.call('DEL', wake_key(token))
-local undone = release_if_owner(token, foreign_live, token)
+local undone = release_if_owner(token, foreign_live, token, true)
 if undone == 0 and redis.call('EXISTS', lock_key) == 0 then
     grant_to_head(server_now_ms(), nil, 0, foreign_live, token)
 end

@@ -4,6 +4,7 @@
 -- ARGV[1] token  ARGV[2] ticket held so far, 0 for a new request
 -- ARGV[3] the kind the caller expects: "semaphore N" or "rwlock"
 -- ARGV[4] 1 to leave the queue at once if not granted
+-- ARGV[5] identity "pid<TAB>host<TAB>label" for NAME:who, '' for none
 --
 -- Reply {granted, ticket, rank, pttl, lease_px, fence, next, permit}, as
 -- acquire.lua's with an eighth field: the permit (1..N) of a semaphore
@@ -12,6 +13,7 @@
 
 local token, ticket = ARGV[1], tonumber(ARGV[2])
 local expected, try_once = ARGV[3], ARGV[4] == '1'
+local ident = ARGV[5] or ''
 local lease, live = terms_of(token)
 if not lease then
     return redis.error_reply('ERR fairlock: malformed token')
@@ -60,10 +62,15 @@ else
         redis.call('SET', seq_key, ticket)
     end
 end
+local fresh = not member
 member = make_member(ticket, token, now)
 redis.call('ZADD', queue_key, ticket, member)
+if fresh and ident ~= '' then
+    redis.call('HSET', who_key, token, now .. '\t' ..
+               string.sub(ident, 1, WHO_MAX))
+end
 
-local mine, more = grant_heads(now, n, token, lease, nil)
+local mine, more = grant_heads(now, n, token, lease, nil, ident)
 if mine then
     settle(now, 3 * live)
     return {1, mine[1], 0, 0, lease, mine[3], 0, mine[2]}
@@ -73,6 +80,9 @@ if try_once then
     -- Leaving may unblock those behind (a writer at the head holds back
     -- readers that would fit).
     redis.call('ZREM', queue_key, member)
+    if ident ~= '' then
+        redis.call('HDEL', who_key, token)
+    end
     grant_heads(now, n, nil, 0, nil)
 end
 settle(now, 3 * live)

@@ -35,6 +35,7 @@ else
 end
 if member then
     redis.call('ZREM', queue_key, member)
+    redis.call('HDEL', who_key, token)
 end
 redis.call('DEL', wake_key(token))
 local now = server_now_ms()
