@@ -7,10 +7,10 @@
  * (common.lua prepended, as cmake/embed_lua.cmake computes it).  The unit
  * test model_mirrors fails when a script changes and these do not: review
  * the model against the new script, then copy the new SHA-1 here.
- *   mirrors acquire e1d92ab7dd56828e2eca76aa554c54ccadcdb839
- *   mirrors cancel  46cfd389eb45a4b83b4d325d8c3e5fdc78764840
- *   mirrors release 03ac0025e76de6c0ec2f746bbca9b7a729fd1e8b
- *   mirrors extend  20d11c10d78274343f73ff5f11ec0f95131931fc
+ *   mirrors acquire f3254adeb67a31b2b20788b600a9f004d3ee3c9c
+ *   mirrors cancel  b84b74e82861455d449c7423b705bd0c7b1a9ab2
+ *   mirrors release 51d9223e706ade2cdcde4446eb65fc0764a5d1ad
+ *   mirrors extend  92861c1399f3f5063d57f284a61defd81dfb51ae
  *
  * Not modelled: NAME:who, the identity records (KEYS[8]).  The scripts
  * only write it (and status.lua reads it), and no decision of any script

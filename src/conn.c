@@ -663,8 +663,12 @@ static int serving_master(const char *line, const char *asked, char *host,
         return 0;
     *colon = '\0';
     *port = atoi(colon + 1);
-    snprintf(host, host_len, "%s", addr[0] ? addr : (asked ? asked : ""));
-    return *port > 0 && host[0] != '\0';
+    const char *name = addr[0] ? addr : (asked ? asked : "");
+    size_t len = strlen(name);
+    if (len == 0 || len >= host_len) /* a cut name would be another host */
+        return 0;
+    memcpy(host, name, len + 1);
+    return *port > 0;
 }
 
 int fairlock__conn_each_master(fairlock__conn *conn, fairlock__error *err,
