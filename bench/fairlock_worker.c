@@ -196,6 +196,15 @@ static int client_open(const config *cfg, client *c, char *why,
         o.kind = FAIRLOCK_KIND_SEMAPHORE;
         o.permits = cfg->permits;
     }
+    /* FAIRLOCK_BENCH_IDENTITY=1: every grant and queue entry records who
+     * asked (fairlock_options.identity), to measure what that costs; the
+     * label is about as long as a typical command line. */
+    const char *identity = getenv("FAIRLOCK_BENCH_IDENTITY");
+    if (identity != NULL && strcmp(identity, "1") == 0) {
+        o.identity = 1;
+        o.identity_label = "fairlock run --ttl 30 deploy:production -- "
+                           "./deploy.sh --env production";
+    }
     int rc = fairlock_create(&o, &c->lock);
     if (rc != FAIRLOCK_OK) {
         snprintf(why, why_len, "fairlock_create: %s (%s)",

@@ -12,15 +12,15 @@
 #include "cli.h"
 
 /* What any lock needs: the scripts, the commands they run (the
- * semaphore's and readers-writer lock's add ZSCORE, ZCOUNT and the hash
- * commands), BLPOP (waiting for a hand-off), WAIT (wait_replicas), GET and
- * EXISTS (owned/locked queries) and SELECT (a URL with a database
- * number). */
+ * semaphore's and readers-writer lock's add ZSCORE and ZCOUNT; the hash
+ * commands keep the identity records, NAME:who), BLPOP (waiting for a
+ * hand-off), WAIT (wait_replicas), GET and EXISTS (owned/locked queries) and
+ * SELECT (a URL with a database number). */
 static const char base_commands[] =
     "+evalsha +eval +blpop +wait +get +exists +select +time +set +del "
     "+incr +pexpire +persist +pttl +rpush +zadd +zcard +zrange "
     "+zrangebyscore +zrank +zrem +zscan +zscore +zcount +hget +hset +hdel "
-    "+hexists";
+    "+hexists +hmget";
 
 /* Characters that would make the line mean something else: a space or a
  * quote splits or joins redis-cli arguments, and glob characters would

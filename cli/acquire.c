@@ -19,6 +19,7 @@ int cli_acquire(int argc, char **argv) {
         {"no-fifo", no_argument, NULL, CLI_OPT_NO_FIFO},
         {"stale", required_argument, NULL, CLI_OPT_STALE},
         {"fencing", no_argument, NULL, CLI_OPT_FENCING},
+        {"no-identity", no_argument, NULL, CLI_OPT_NO_IDENTITY},
         CLI_KIND_LONGOPTS,
         CLI_KIND_LONGOPTS,
         {"url", required_argument, NULL, 'u'},

@@ -42,6 +42,25 @@ int cli_run(int argc, char **argv);
 int cli_acquire(int argc, char **argv);
 int cli_release(int argc, char **argv);
 int cli_status(int argc, char **argv);
+int cli_list(int argc, char **argv);
+int cli_metrics(int argc, char **argv);
+int cli_break(int argc, char **argv);
+
+/* ---- Snapshots (status.c), shared by list, metrics and break. ---- */
+
+/* Takes the status of `name`: kind a fairlock_kind (permits: a
+ * semaphore's N, any when unknown), or -1 to look at the mutex and then
+ * the other kinds.  Returns 0 with the handle and the snapshot, or an exit
+ * status after a message. */
+int cli_snapshot(const char *name, const char *url, int kind, int64_t permits,
+                 fairlock **lock_out, fairlock_status **st_out);
+void cli_print_status_text(const char *name, const fairlock_status *st,
+                           int full);
+void cli_print_status_json(const char *name, const fairlock_status *st);
+/* "pid 123 on host: label", or "-" for NULL, escaped for a terminal. */
+void cli_put_identity(FILE *out, const fairlock_identity *id);
+/* The Prometheus text of every lock matching pattern (NULL: all). */
+int cli_metrics_print(const char *pattern, const char *url);
 
 /* ---- Help texts (help.c). ---- */
 void cli_help_main(FILE *out);
@@ -86,6 +105,7 @@ typedef struct cli_lock_opts {
     int fifo;          /* 0 with --no-fifo */
     int64_t stale_ms;  /* FAIRLOCK_DEFAULT: the library's */
     int fencing;       /* --fencing */
+    int no_identity;   /* --no-identity: record no holder/waiter identity */
     int kind;          /* FAIRLOCK_KIND_*: --permits, -s or -x */
     int64_t permits;   /* --permits N */
     int shared;        /* -s */
@@ -129,7 +149,13 @@ enum {
     CLI_OPT_SENTINEL,
     CLI_OPT_CLUSTER,
     CLI_OPT_HASH_TAG,
-    CLI_OPT_PERMITS
+    CLI_OPT_PERMITS,
+    CLI_OPT_NO_IDENTITY,
+    CLI_OPT_WATCH,
+    CLI_OPT_FORMAT,
+    CLI_OPT_INTERVAL,
+    CLI_OPT_YES,
+    CLI_OPT_TOKEN
 };
 
 /* The options that choose the kind of lock, for run's and acquire's
@@ -178,8 +204,14 @@ int cli_auth_option(const char *command, int c, const char *arg);
  * exit status after a message. */
 int cli_auth_finish(const char *command, const char **url, int quiet);
 /* Sets the credential and TLS fields of *opts (NULL or 0 where none were
- * given). */
+ * given), and turns identity on with cli_identity_label(). */
 void cli_auth_apply(fairlock_options *opts);
+/* Remembers the command line (main), for the identity label. */
+void cli_identity_save_argv(int argc, char **argv);
+/* "fairlock ARGS..." as run, at most FAIRLOCK_LABEL_MAX bytes, with a
+ * URL's password and every password read from a file or the environment
+ * starred out.  Static storage. */
+const char *cli_identity_label(void);
 /* Whether an environment entry ("NAME=value") is one of the password
  * variables, which the command under the lock does not inherit. */
 int cli_auth_is_secret_var(const char *entry);

@@ -7,12 +7,15 @@ static const char exit_status_text[] =
     "Exit status:\n"
     "  0       success; run passes the command's own status through\n"
     "  1       the lock is taken (-n) or the wait timed out (-w); change it\n"
-    "          with -E.  release: the token does not hold the lock\n"
+    "          with -E.  release: the token does not hold the lock.  break:\n"
+    "          nothing was held, the answer was no, or the holder let go\n"
+    "          first\n"
     "  64      usage error: unknown option, bad number, missing '--'\n"
     "  69      Redis unreachable or failing\n"
     "  70      internal error\n"
     "  71      system error: fork, pipe, memory, output\n"
-    "  75      the lease was lost while the command ran\n"
+    "  75      the lease was lost while the command ran (also after\n"
+    "          another user's `fairlock break`)\n"
     "  126     the command was found but cannot be executed\n"
     "  127     the command was not found\n"
     "  128+N   fairlock or the command was ended by signal N\n";
@@ -45,8 +48,15 @@ void cli_help_main(FILE *out) {
           "                 take the lock, print its token, leave it held\n"
           "  release [OPTIONS] NAME TOKEN\n"
           "                 release a lock taken with acquire\n"
-          "  status [--json] [-l] [-u URL] NAME\n"
-          "                 show the holder and the queue\n"
+          "  status [--json] [-l] [--watch] [-u URL] NAME\n"
+          "                 show the holder and the queue, and who they are\n"
+          "  list [--json] [PATTERN]\n"
+          "                 the locks that are held or waited for\n"
+          "  metrics [PATTERN]\n"
+          "                 the same as Prometheus metrics (text format)\n"
+          "  break [--yes] NAME\n"
+          "                 release whoever holds NAME; the next waiter gets "
+          "it\n"
           "  acl [OPTIONS] PREFIX\n"
           "                 print the Redis ACL for locks named PREFIX...\n"
           "  help [COMMAND] this text, or the options of COMMAND\n"
@@ -83,6 +93,8 @@ static const char run_text[] =
     "      --no-fifo          do not queue: whoever asks when the lock is\n"
     "                         free gets it\n"
     "      --fencing          give each grant a fencing token\n"
+    "      --no-identity      do not record who holds or waits (host, pid,\n"
+    "                         command line) for `fairlock status`\n"
     "      --permits N        NAME is a semaphore of N permits: up to N\n"
     "                         holders at once, first come, first served\n"
     "  -s, --shared           NAME is a readers-writer lock; hold it shared\n"
@@ -120,6 +132,8 @@ static const char acquire_text[] =
     "      --stale SECONDS    evict a waiter silent this long\n"
     "      --no-fifo          do not queue\n"
     "      --fencing          give the grant a fencing token (-v shows it)\n"
+    "      --no-identity      do not record who holds or waits (host, pid,\n"
+    "                         command line) for `fairlock status`\n"
     "      --permits N        a semaphore of N permits\n"
     "  -s, --shared           a readers-writer lock, held shared\n"
     "  -x, --exclusive        a readers-writer lock, held alone\n"
@@ -147,17 +161,70 @@ static const char release_text[] =
 
 static const char status_text[] =
     "Usage: fairlock status [OPTIONS] NAME\n"
+    "       fairlock status --format prometheus [OPTIONS] [PATTERN]\n"
     "Show who holds the lock NAME and for how long (every holder of a\n"
     "semaphore or readers-writer lock, with its permit or mode), and every\n"
-    "waiter in\n"
-    "queue order with its ticket and the time since its last heartbeat,\n"
-    "all by the server's clock.  Changes nothing.\n"
+    "waiter in queue order with its ticket, how long it has waited and the\n"
+    "time since its last heartbeat, all by the server's clock; and who each\n"
+    "is (pid, host, command line) when it recorded that (fairlock run and\n"
+    "acquire do, unless --no-identity).  Changes nothing.\n"
     "\n"
     "      --json             one JSON object: name, server_time_ms,\n"
-    "                         locked, holder {token, ttl_ms} or null, fence,\n"
+    "                         locked, holder {token, ttl_ms, identity} or\n"
+    "                         null, kind, permits, holders [...], fence,\n"
     "                         waiters_total, waiters [{position, ticket,\n"
-    "                         token, idle_ms, liveness_ms}]\n"
+    "                         token, idle_ms, liveness_ms, identity}];\n"
+    "                         identity is {host, pid, label, since_ms,\n"
+    "                         held_ms or waiting_ms} or null\n"
+    "      --watch            redraw every --interval until interrupted, as\n"
+    "                         top(1) does (a terminal only: refused when\n"
+    "                         stdout is not one)\n"
+    "      --interval SECONDS between redraws (default 2)\n"
+    "      --format FORMAT    text (the default), json (as --json), or\n"
+    "                         prometheus (as `fairlock metrics PATTERN`)\n"
     "  -l, --long             whole tokens (they are cut to 12 characters)\n"
+    "  -u, --url URL          the Redis server (see below)\n"
+    "  -h, --help             this text\n";
+
+static const char list_text[] =
+    "Usage: fairlock list [OPTIONS] [PATTERN]\n"
+    "List the locks (of every kind) that are held or waited for and whose\n"
+    "names match the glob PATTERN (default: all), one a line: kind, holders,\n"
+    "waiters, how long held, lease left, longest wait, and who holds it.\n"
+    "Found with SCAN (never KEYS), on every master of a cluster and on the\n"
+    "master behind sentinels.  A mutex held by a client of another\n"
+    "implementation with nobody waiting is not recognised.\n"
+    "\n"
+    "      --json             one JSON object a line, as status --json\n"
+    "  -u, --url URL          the Redis server (see below)\n"
+    "  -h, --help             this text\n";
+
+static const char metrics_text[] =
+    "Usage: fairlock metrics [OPTIONS] [PATTERN]\n"
+    "Print the locks matching PATTERN (as `fairlock list`) as Prometheus\n"
+    "metrics in the text exposition format: fairlock_held,\n"
+    "fairlock_holders, fairlock_holder_age_seconds,\n"
+    "fairlock_lease_remaining_seconds, fairlock_waiters,\n"
+    "fairlock_oldest_waiter_age_seconds, fairlock_grants_total (where\n"
+    "fencing is in use), each labelled {name, kind}, and fairlock_locks.\n"
+    "For node_exporter's textfile collector: see contrib/prometheus/.\n"
+    "Prints nothing and fails when the scan fails.\n"
+    "\n"
+    "  -u, --url URL          the Redis server (see below)\n"
+    "  -h, --help             this text\n";
+
+static const char break_text[] =
+    "Usage: fairlock break [OPTIONS] NAME\n"
+    "Release whoever holds the lock NAME (every holder of a semaphore or\n"
+    "readers-writer lock, or the one --token names) and hand it to the next\n"
+    "waiter in the same step, after printing who that was.  On a terminal\n"
+    "it asks first; elsewhere --yes is required.  Only the holds shown are\n"
+    "broken: a holder that changed meanwhile is left alone.  The broken\n"
+    "holder learns it at its next renewal or release, as for any lost\n"
+    "lease: `fairlock run` then stops its command and exits with 75.\n"
+    "\n"
+    "  -y, --yes              do not ask\n"
+    "      --token TOKEN      break only the hold of TOKEN\n"
     "  -u, --url URL          the Redis server (see below)\n"
     "  -h, --help             this text\n";
 
@@ -192,6 +259,12 @@ int cli_help_command(FILE *out, const char *command) {
         text = status_text;
     else if (strcmp(command, "acl") == 0)
         text = acl_text;
+    else if (strcmp(command, "list") == 0)
+        text = list_text;
+    else if (strcmp(command, "metrics") == 0)
+        text = metrics_text;
+    else if (strcmp(command, "break") == 0)
+        text = break_text;
     else
         return -1;
     fputs(text, out);

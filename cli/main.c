@@ -10,11 +10,10 @@ typedef int (*command_fn)(int argc, char **argv);
 static const struct {
     const char *name;
     command_fn fn;
-} commands[] = {{"run", cli_run},
-                {"acquire", cli_acquire},
-                {"release", cli_release},
-                {"status", cli_status},
-                {"acl", cli_acl}};
+} commands[] = {{"run", cli_run},         {"acquire", cli_acquire},
+                {"release", cli_release}, {"status", cli_status},
+                {"list", cli_list},       {"metrics", cli_metrics},
+                {"break", cli_break},     {"acl", cli_acl}};
 
 static int dispatch(int argc, char **argv) {
     if (argc < 2) {
@@ -47,6 +46,7 @@ static int dispatch(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    cli_identity_save_argv(argc, argv);
     int status = dispatch(argc, argv);
     /* A full disk or a closed pipe must not pass for success: a script
      * that reads a token or a status needs to know it got all of it. */

@@ -1,6 +1,6 @@
 /* progress.c -- the live one-line status on a terminal while waiting.
  *
- *   fairlock: waiting for NAME: position 2 of 5, 12.4 s
+ *   fairlock: waiting for NAME: position 2 of 5, 12.4 s, held by pid 42 on h
  *
  * The line is redrawn in place (carriage return, then spaces over what is
  * left of the previous one, so no terminal capabilities are needed), at
@@ -167,7 +167,7 @@ void cli_progress_tick(cli_progress *p) {
     if (p->last_draw_ms != 0 && now - p->last_draw_ms < REDRAW_MS)
         return;
     p->last_draw_ms = now;
-    char waited[32], where[64] = "";
+    char waited[32], where[64] = "", holder[128] = "";
     cli_duration(waited, sizeof waited, now - p->start_ms);
     fairlock_status *st;
     if (p->status != NULL &&
@@ -180,11 +180,20 @@ void cli_progress_tick(cli_progress *p) {
         else if (first != 0)
             snprintf(where, sizeof where, ": position %zu-%zu of %zu", first,
                      last, st->total_waiters);
+        /* Who we wait for, when it recorded that: the first thing an
+         * operator asks. */
+        const fairlock_identity *id = fairlock_status_holder_identity(st, 0);
+        if (id != NULL) {
+            char host[72];
+            cli_text(host, sizeof host, id->host, strlen(id->host));
+            snprintf(holder, sizeof holder, ", held by pid %lld on %s",
+                     (long long)id->pid, host);
+        }
         fairlock_status_free(st);
     }
-    char text[256];
-    snprintf(text, sizeof text, "fairlock: waiting for %s%s, %s", p->name,
-             where, waited);
+    char text[384];
+    snprintf(text, sizeof text, "fairlock: waiting for %s%s, %s%s", p->name,
+             where, waited, holder);
     draw(p, text);
 }
 

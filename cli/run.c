@@ -29,6 +29,7 @@ static const struct option longopts[] = {
     {"no-fifo", no_argument, NULL, CLI_OPT_NO_FIFO},
     {"stale", required_argument, NULL, CLI_OPT_STALE},
     {"fencing", no_argument, NULL, CLI_OPT_FENCING},
+    {"no-identity", no_argument, NULL, CLI_OPT_NO_IDENTITY},
     CLI_KIND_LONGOPTS,
     {"on-lost", required_argument, NULL, CLI_OPT_ON_LOST},
     {"kill-after", required_argument, NULL, CLI_OPT_KILL_AFTER},

@@ -6,7 +6,10 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -36,6 +39,20 @@ static const char *kind_name(int kind) {
                                            : "mutex";
 }
 
+/* "pid 123 on host: label" (the label only when there is one). */
+void cli_put_identity(FILE *out, const fairlock_identity *id) {
+    if (id == NULL) {
+        fputc('-', out);
+        return;
+    }
+    fprintf(out, "pid %" PRId64 " on ", id->pid);
+    cli_put_text(out, id->host, strlen(id->host));
+    if (id->label[0] != '\0') {
+        fputs(": ", out);
+        cli_put_text(out, id->label, strlen(id->label));
+    }
+}
+
 /* The holders of a semaphore or readers-writer lock, one a line. */
 static void print_holders(const fairlock_status *st, int full) {
     if (st->kind == FAIRLOCK_KIND_SEMAPHORE)
@@ -47,12 +64,13 @@ static void print_holders(const fairlock_status *st, int full) {
                st->holder_count);
     if (st->holder_count == 0)
         return;
-    printf("  %9s  %8s  %9s  %s\n",
+    printf("  %9s  %8s  %9s  %9s  %-15s  %s\n",
            st->kind == FAIRLOCK_KIND_SEMAPHORE ? "PERMIT" : "MODE", "FENCE",
-           "LEASE", "TOKEN");
+           "LEASE", "HELD", "TOKEN", "WHO");
     for (size_t i = 0; i < st->holder_count; i++) {
         const fairlock_holder *h = fairlock_status_holder(st, i);
-        char what[24], lease[32] = "no expiry";
+        const fairlock_identity *id = fairlock_status_holder_identity(st, i);
+        char what[24], lease[32] = "no expiry", held[32] = "?";
         if (st->kind == FAIRLOCK_KIND_SEMAPHORE)
             snprintf(what, sizeof what, "%" PRId64, h->permit);
         else
@@ -60,13 +78,18 @@ static void print_holders(const fairlock_status *st, int full) {
                      h->shared ? "shared" : "exclusive");
         if (h->pttl_ms >= 0)
             cli_duration(lease, sizeof lease, h->pttl_ms);
-        printf("  %9s  %8" PRId64 "  %9s  ", what, h->fence, lease);
+        if (id != NULL)
+            cli_duration(held, sizeof held, id->age_ms);
+        printf("  %9s  %8" PRId64 "  %9s  %9s  ", what, h->fence, lease, held);
         put_token(stdout, h->token, full);
+        fputs("  ", stdout);
+        cli_put_identity(stdout, id);
         fputc('\n', stdout);
     }
 }
 
-static void print_text(const char *name, const fairlock_status *st, int full) {
+void cli_print_status_text(const char *name, const fairlock_status *st,
+                           int full) {
     char buf[32];
     fputs("lock:     ", stdout);
     cli_put_text(stdout, name, strlen(name));
@@ -83,6 +106,13 @@ static void print_text(const char *name, const fairlock_status *st, int full) {
         } else {
             fputs(" (lease: no expiry)\n", stdout);
         }
+        const fairlock_identity *id = fairlock_status_holder_identity(st, 0);
+        if (id != NULL) {
+            cli_duration(buf, sizeof buf, id->age_ms);
+            printf("held by:  ");
+            cli_put_identity(stdout, id);
+            printf(" (for %s)\n", buf);
+        }
     }
     if (st->fence > 0)
         printf("fence:    %" PRId64 "\n", st->fence);
@@ -90,40 +120,66 @@ static void print_text(const char *name, const fairlock_status *st, int full) {
     if (st->waiter_count == 0)
         return;
     int modes = st->kind == FAIRLOCK_KIND_RWLOCK;
-    printf("  %4s  %8s  %9s  %9s  %s%s\n", "POS", "TICKET", "IDLE", "LIVENESS",
-           modes ? "MODE       " : "", "TOKEN");
+    printf("  %4s  %8s  %9s  %9s  %9s  %s%-15s  %s\n", "POS", "TICKET",
+           "WAITING", "IDLE", "LIVENESS", modes ? "MODE       " : "", "TOKEN",
+           "WHO");
     for (size_t i = 0; i < st->waiter_count; i++) {
         const fairlock_waiter *w = &st->waiters[i];
-        char idle[32], live[32] = "?";
+        const fairlock_identity *id = fairlock_status_waiter_identity(st, i);
+        char idle[32], live[32] = "?", waiting[32] = "?";
         cli_duration(idle, sizeof idle, w->idle_ms);
         if (w->liveness_ms > 0)
             cli_duration(live, sizeof live, w->liveness_ms);
-        printf("  %4zu  %8" PRId64 "  %9s  %9s  ", i + 1, w->ticket, idle,
-               live);
+        if (id != NULL)
+            cli_duration(waiting, sizeof waiting, id->age_ms);
+        printf("  %4zu  %8" PRId64 "  %9s  %9s  %9s  ", i + 1, w->ticket,
+               waiting, idle, live);
         if (modes)
             printf("%-9s  ",
                    is_shared_token(w->token) ? "shared" : "exclusive");
         put_token(stdout, w->token, full);
+        fputs("  ", stdout);
+        cli_put_identity(stdout, id);
         fputc('\n', stdout);
     }
     if (st->waiter_count < st->total_waiters)
         printf("  ... and %zu more\n", st->total_waiters - st->waiter_count);
 }
 
-static void print_json(const char *name, const fairlock_status *st) {
+/* ,"identity":{...} or null; age_key names the age ("held_ms" or
+ * "waiting_ms"). */
+static void put_json_identity(const fairlock_identity *id,
+                              const char *age_key) {
+    fputs(",\"identity\":", stdout);
+    if (id == NULL) {
+        fputs("null", stdout);
+        return;
+    }
+    fputs("{\"host\":", stdout);
+    cli_put_json_string(stdout, id->host, strlen(id->host));
+    printf(",\"pid\":%" PRId64 ",\"label\":", id->pid);
+    cli_put_json_string(stdout, id->label, strlen(id->label));
+    printf(",\"since_ms\":%" PRId64 ",\"%s\":%" PRId64 "}", id->since_ms,
+           age_key, id->age_ms);
+}
+
+void cli_print_status_json(const char *name, const fairlock_status *st) {
     fputs("{\"name\":", stdout);
     cli_put_json_string(stdout, name, strlen(name));
     printf(",\"server_time_ms\":%" PRId64 ",\"locked\":%s,\"holder\":",
-           st->server_time_ms, st->holder ? "true" : "false");
+           st->server_time_ms,
+           st->holder || st->holder_count ? "true" : "false");
     if (st->holder == NULL) {
         fputs("null", stdout);
     } else {
         fputs("{\"token\":", stdout);
         cli_put_json_string(stdout, st->holder, strlen(st->holder));
         if (st->holder_pttl_ms >= 0)
-            printf(",\"ttl_ms\":%" PRId64 "}", st->holder_pttl_ms);
+            printf(",\"ttl_ms\":%" PRId64, st->holder_pttl_ms);
         else
-            fputs(",\"ttl_ms\":null}", stdout);
+            fputs(",\"ttl_ms\":null", stdout);
+        put_json_identity(fairlock_status_holder_identity(st, 0), "held_ms");
+        fputc('}', stdout);
     }
     printf(",\"kind\":\"%s\",\"permits\":", kind_name(st->kind));
     if (st->kind == FAIRLOCK_KIND_SEMAPHORE)
@@ -144,6 +200,7 @@ static void print_json(const char *name, const fairlock_status *st) {
             printf(",\"permit\":%" PRId64, h->permit);
         if (st->kind == FAIRLOCK_KIND_RWLOCK)
             printf(",\"mode\":\"%s\"", h->shared ? "shared" : "exclusive");
+        put_json_identity(fairlock_status_holder_identity(st, i), "held_ms");
         fputc('}', stdout);
     }
     printf("],\"fence\":%" PRId64 ",\"waiters_total\":%zu,\"waiters\":[",
@@ -155,11 +212,108 @@ static void print_json(const char *name, const fairlock_status *st) {
         cli_put_json_string(stdout, w->token, strlen(w->token));
         printf(",\"idle_ms\":%" PRId64 ",\"liveness_ms\":", w->idle_ms);
         if (w->liveness_ms > 0)
-            printf("%" PRId64 "}", w->liveness_ms);
+            printf("%" PRId64, w->liveness_ms);
         else
-            fputs("null}", stdout);
+            fputs("null", stdout);
+        put_json_identity(fairlock_status_waiter_identity(st, i), "waiting_ms");
+        fputc('}', stdout);
     }
     fputs("]}\n", stdout);
+}
+
+int cli_snapshot(const char *name, const char *url, int kind, int64_t permits,
+                 fairlock **lock_out, fairlock_status **st_out) {
+    *lock_out = NULL;
+    *st_out = NULL;
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.url = url;
+    cli_auth_apply(&opts);
+    /* The semaphore and the readers-writer lock share their keys and
+     * status script: a readers-writer handle reads either (the status
+     * says which), and needs no N. */
+    opts.kind = kind < 0 ? FAIRLOCK_KIND_MUTEX : kind;
+    opts.permits = kind == FAIRLOCK_KIND_SEMAPHORE ? permits : 0;
+    if (opts.kind == FAIRLOCK_KIND_SEMAPHORE && opts.permits < 1) {
+        opts.kind = FAIRLOCK_KIND_RWLOCK;
+        opts.permits = 0;
+    }
+    fairlock *lock = NULL;
+    int rc = fairlock_create(&opts, &lock);
+    fairlock_status *st = NULL;
+    if (rc == FAIRLOCK_OK)
+        rc = fairlock_status_get(lock, MAX_LISTED, &st);
+    /* A name free as a mutex may be in use as a semaphore or
+     * readers-writer lock, whose keys are their own. */
+    if (kind < 0 && rc == FAIRLOCK_OK && st->holder == NULL &&
+        st->total_waiters == 0) {
+        fairlock *other = NULL;
+        fairlock_status *other_st = NULL;
+        opts.kind = FAIRLOCK_KIND_RWLOCK;
+        if (fairlock_create(&opts, &other) == FAIRLOCK_OK &&
+            fairlock_status_get(other, MAX_LISTED, &other_st) == FAIRLOCK_OK &&
+            (other_st->holder_count > 0 || other_st->total_waiters > 0)) {
+            fairlock_status_free(st);
+            st = other_st;
+            other_st = NULL;
+            fairlock_free(lock);
+            lock = other;
+            other = NULL;
+        }
+        fairlock_status_free(other_st);
+        fairlock_free(other);
+    }
+    if (rc != FAIRLOCK_OK) {
+        char shown[128];
+        cli_text(shown, sizeof shown, name, strlen(name));
+        cli_msg("%s: %s", shown,
+                lock ? fairlock_errmsg(lock) : fairlock_strerror(rc));
+        fairlock_free(lock);
+        return cli_exit_for(rc);
+    }
+    *lock_out = lock;
+    *st_out = st;
+    return 0;
+}
+
+/* `status --watch`: the snapshot again every interval, drawn over the
+ * last one as top(1) does, until a signal. */
+static int watch(const char *name, const char *url, int full,
+                 int64_t interval_ms) {
+    if (!isatty(STDOUT_FILENO))
+        return cli_usage_error("status",
+                               "--watch redraws a terminal, and the output "
+                               "is not one: leave --watch out (or loop "
+                               "yourself) to print a snapshot");
+    if (cli_signals_init() != 0) {
+        cli_msg("status: cannot set up signal handling");
+        return CLI_EXIT_OSERR;
+    }
+    int rc = 0;
+    while (cli_signal_pending() == 0) {
+        fairlock *lock = NULL;
+        fairlock_status *st = NULL;
+        if ((rc = cli_snapshot(name, url, -1, 0, &lock, &st)) != 0)
+            break;
+        time_t now = time(NULL);
+        char when[64];
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
+        /* Home, then clear to the end: no flicker of a full clear. */
+        fputs("\033[H", stdout);
+        printf("fairlock status --watch, every %" PRId64 ".%" PRId64
+               " s -- %s (Ctrl-C to quit)\033[K\n\033[K\n",
+               interval_ms / 1000, interval_ms % 1000 / 100, when);
+        cli_print_status_text(name, st, full);
+        fputs("\033[J", stdout);
+        fflush(stdout);
+        fairlock_status_free(st);
+        fairlock_free(lock);
+        struct pollfd pfd = {cli_signals_fd(), POLLIN, 0};
+        poll(&pfd, 1, (int)interval_ms);
+    }
+    fputc('\n', stdout);
+    return rc;
 }
 
 int cli_status(int argc, char **argv) {
@@ -167,12 +321,15 @@ int cli_status(int argc, char **argv) {
         {"json", no_argument, NULL, CLI_OPT_JSON},
         {"long", no_argument, NULL, 'l'},
         {"url", required_argument, NULL, 'u'},
-        CLI_AUTH_LONGOPTS,
+        {"watch", no_argument, NULL, CLI_OPT_WATCH},
+        {"interval", required_argument, NULL, CLI_OPT_INTERVAL},
+        {"format", required_argument, NULL, CLI_OPT_FORMAT},
         CLI_AUTH_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    const char *url = NULL, *name = NULL;
-    int json = 0, full = 0, c;
+    const char *url = NULL, *name = NULL, *format = NULL;
+    int json = 0, full = 0, watching = 0, c;
+    int64_t interval_ms = 2000;
     opterr = 0;
     optind = 1;
     /* "-" first: operands come back in order as 1, so options may follow
@@ -187,6 +344,20 @@ int cli_status(int argc, char **argv) {
             break;
         case CLI_OPT_JSON:
             json = 1;
+            break;
+        case CLI_OPT_WATCH:
+            watching = 1;
+            break;
+        case CLI_OPT_INTERVAL:
+            if (cli_parse_seconds(optarg, &interval_ms) != 0 ||
+                interval_ms < 100)
+                return cli_usage_error("status",
+                                       "--interval needs seconds, at least "
+                                       "0.1, not '%s'",
+                                       optarg);
+            break;
+        case CLI_OPT_FORMAT:
+            format = optarg;
             break;
         case 'l':
             full = 1;
@@ -212,51 +383,44 @@ int cli_status(int argc, char **argv) {
                                    argv[optind]);
         name = argv[optind];
     }
+    if (format != NULL) {
+        if (strcmp(format, "json") == 0) {
+            json = 1;
+        } else if (strcmp(format, "prometheus") == 0) {
+            if (json || watching)
+                return cli_usage_error("status",
+                                       "--format prometheus goes with neither "
+                                       "--json nor --watch");
+            /* The operand is a pattern then, as for `fairlock metrics`. */
+            int auth_rc = cli_auth_finish("status", &url, 0);
+            return auth_rc ? auth_rc : cli_metrics_print(name, url);
+        } else if (strcmp(format, "text") != 0) {
+            return cli_usage_error("status",
+                                   "--format is text, json or prometheus, "
+                                   "not '%s'",
+                                   format);
+        }
+    }
     if (name == NULL)
         return cli_usage_error("status", "the lock name is missing");
+    if (json && watching)
+        return cli_usage_error("status", "--watch and --json do not go "
+                                         "together");
     int auth_rc = cli_auth_finish("status", &url, 0);
     if (auth_rc != 0)
         return auth_rc;
+    if (watching)
+        return watch(name, url, full, interval_ms);
 
-    fairlock_options opts;
-    fairlock_options_init(&opts);
-    opts.name = name;
-    opts.url = url;
-    cli_auth_apply(&opts);
     fairlock *lock = NULL;
-    int rc = fairlock_create(&opts, &lock);
     fairlock_status *st = NULL;
-    if (rc == FAIRLOCK_OK)
-        rc = fairlock_status_get(lock, MAX_LISTED, &st);
-    /* A name free as a mutex may be in use as a semaphore or
-     * readers-writer lock, whose keys are their own (the same for both:
-     * the status says which). */
-    if (rc == FAIRLOCK_OK && st->holder == NULL && st->total_waiters == 0) {
-        fairlock *other = NULL;
-        fairlock_status *other_st = NULL;
-        opts.kind = FAIRLOCK_KIND_RWLOCK;
-        if (fairlock_create(&opts, &other) == FAIRLOCK_OK &&
-            fairlock_status_get(other, MAX_LISTED, &other_st) == FAIRLOCK_OK &&
-            (other_st->holder_count > 0 || other_st->total_waiters > 0)) {
-            fairlock_status_free(st);
-            st = other_st;
-            other_st = NULL;
-        }
-        fairlock_status_free(other_st);
-        fairlock_free(other);
-    }
-    if (rc != FAIRLOCK_OK) {
-        char shown[128];
-        cli_text(shown, sizeof shown, name, strlen(name));
-        cli_msg("%s: %s", shown,
-                lock ? fairlock_errmsg(lock) : fairlock_strerror(rc));
-        fairlock_free(lock);
-        return cli_exit_for(rc);
-    }
+    int rc = cli_snapshot(name, url, -1, 0, &lock, &st);
+    if (rc != 0)
+        return rc;
     if (json)
-        print_json(name, st);
+        cli_print_status_json(name, st);
     else
-        print_text(name, st, full);
+        cli_print_status_text(name, st, full);
     fairlock_status_free(st);
     fairlock_free(lock);
     return 0;

@@ -39,6 +39,8 @@ int cli_lock_create(const cli_lock_opts *o, fairlock **out) {
     opts.name = o->name;
     opts.url = o->url;
     cli_auth_apply(&opts);
+    if (o->no_identity)
+        opts.identity = 0;
     opts.blocking = !o->nonblock;
     opts.timeout_ms = o->wait_ms;
     /* Always explicit: the library's default (the lease is the wait

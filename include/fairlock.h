@@ -276,8 +276,12 @@ typedef struct fairlock_options {
      * TLS.  tls_server_name is also sent as SNI.  Each one that is not
      * NULL replaces the URL's query parameter of the same meaning
      * (ssl_ca_certs, ssl_ca_path, ssl_certfile, ssl_keyfile,
-     * ssl_server_hostname); the library copies them.  A build without TLS
-     * (FAIRLOCK_TLS=OFF) answers FAIRLOCK_INVALID. */
+     * ssl_server_hostname); the library copies them.  The files are read
+     * once, by fairlock_create (a file that cannot be read then is tried
+     * again, and its error reported, by each connection): a handle keeps
+     * the CAs and client certificate it started with, and a renewed
+     * certificate is used by the handles made after it.  A build without
+     * TLS (FAIRLOCK_TLS=OFF) answers FAIRLOCK_INVALID. */
     int tls;
     int tls_insecure;
     const char *tls_ca_file;
@@ -285,7 +289,25 @@ typedef struct fairlock_options {
     const char *tls_cert_file;
     const char *tls_key_file;
     const char *tls_server_name;
+
+    /* Identity (since 0.2.0): non-zero `identity` makes every grant and
+     * queue entry of the handle carry who asked -- this host's name (at
+     * most 64 bytes), the process id, and `identity_label` (a short free
+     * text, e.g. a command line; at most FAIRLOCK_LABEL_MAX bytes, control
+     * characters replaced by '?', and copied) -- stored on the server in
+     * NAME:who by the same script step that queues or grants, and removed
+     * by the step that removes the entry or the grant.  Operators read it
+     * with fairlock_status_holder_identity() and
+     * fairlock_status_waiter_identity() (`fairlock status`).  Never put a
+     * secret in the label: anyone who can read the keys can read it.  Off
+     * by default: it costs one more hash write per grant and per queue
+     * entry (docs/benchmarks.md has the measured cost). */
+    int identity;
+    const char *identity_label;
 } fairlock_options;
+
+/* Longest identity label kept (fairlock_options.identity_label). */
+#define FAIRLOCK_LABEL_MAX 200
 
 /* Kinds of lock (fairlock_options.kind). Since 0.2.0. */
 typedef enum fairlock_kind {
@@ -473,7 +495,25 @@ typedef struct fairlock_status {
     int64_t permits;
     size_t holder_count;
     const void *holders_; /* private: use fairlock_status_holder() */
+    /* Since 0.2.0, private: use fairlock_status_holder_identity() and
+     * fairlock_status_waiter_identity(). */
+    const void *holder_ids_;
+    const void *waiter_ids_;
 } fairlock_status;
+
+/* Who asked for a grant or a place in the queue, as its handle recorded
+ * it (fairlock_options.identity).  The struct may grow: reach it only
+ * through the accessors below. Since 0.2.0. */
+typedef struct fairlock_identity {
+    size_t size;       /* sizeof(fairlock_identity) in the library */
+    const char *host;  /* the requester's host name, as it sent it */
+    int64_t pid;       /* its process id */
+    const char *label; /* its label, "" when none */
+    /* Server time (ms) of the grant (a holder) or of joining the queue (a
+     * waiter), and how long ago that was at the snapshot. */
+    int64_t since_ms;
+    int64_t age_ms;
+} fairlock_identity;
 
 /* Take a snapshot of the lock: holder, lease, and up to max_waiters
  * waiters in order.  Free it with fairlock_status_free().  Changes nothing
@@ -488,6 +528,40 @@ FAIRLOCK_EXPORT void fairlock_status_free(fairlock_status *status);
  * Thread safety: reentrant. Since 0.2.0. */
 FAIRLOCK_EXPORT const fairlock_holder *
 fairlock_status_holder(const fairlock_status *status, size_t i);
+
+/* The identity of holder i (as fairlock_status_holder()) or waiter i
+ * (status->waiters[i]), or NULL when it recorded none (identity off, a
+ * client of another kind, or a grant older than the record).  Valid as
+ * long as the snapshot.
+ * Thread safety: reentrant. Since 0.2.0. */
+FAIRLOCK_EXPORT const fairlock_identity *
+fairlock_status_holder_identity(const fairlock_status *status, size_t i);
+FAIRLOCK_EXPORT const fairlock_identity *
+fairlock_status_waiter_identity(const fairlock_status *status, size_t i);
+
+/* Called by fairlock_list() once per lock found: its name (the key
+ * prefix, "{NAME}" for a lock made with hash_tag; not NUL-terminated
+ * when it contains a NUL byte: use name_len) and its kind, a
+ * fairlock_kind.  Return non-zero to stop. */
+typedef int (*fairlock_list_fn)(void *arg, const char *name, size_t name_len,
+                                int kind);
+
+/* Find the locks that exist (held or waited for) whose names match the
+ * glob `pattern` (NULL or "": every name), on the server the handle
+ * connects to -- every master of a Redis Cluster, the current master
+ * behind Sentinel -- with SCAN, never KEYS, so the server is never
+ * blocked for long; fn is called once per lock, in byte order of the
+ * names, after the scan.  The handle's own name is not used: any handle
+ * with the right URL and credentials will do.  A mutex held by a client of
+ * another implementation with nobody waiting is not recognised (its
+ * token is not ours).  As SCAN, it sees a lock that exists during the
+ * whole scan, and may miss one that comes or goes meanwhile.  Needs the
+ * SCAN, GET and GETRANGE commands (and CLUSTER NODES on a cluster).
+ * Returns FAIRLOCK_OK, FAIRLOCK_INTERRUPTED when fn stopped it,
+ * FAIRLOCK_REDIS, FAIRLOCK_NOMEM or FAIRLOCK_INVALID.
+ * Thread safety: one thread per handle. Since 0.2.0. */
+FAIRLOCK_EXPORT int fairlock_list(fairlock *lock, const char *pattern,
+                                  fairlock_list_fn fn, void *arg);
 
 /* Ticket of the current grant (its place in the FIFO queue: strictly
  * increasing while the queue is non-empty, restarting at 1 once it drains,
@@ -507,6 +581,33 @@ FAIRLOCK_EXPORT const char *fairlock_token(const fairlock *lock);
  * acquiring thread; fairlock_token() may be called from there too.
  * Thread safety: the acquiring thread only. Since 0.1.0. */
 FAIRLOCK_EXPORT int64_t fairlock_rank(const fairlock *lock);
+
+/* Statistics of one handle, for applications that export metrics of
+ * their own.  Times are of CLOCK_MONOTONIC, in ms.  The struct may grow:
+ * call fairlock_stats_get(), which passes the size of the struct the
+ * program was compiled with; fields the library does not fill stay 0.
+ * Since 0.2.0. */
+typedef struct fairlock_stats {
+    size_t size;           /* as passed; set by the library */
+    int64_t acquisitions;  /* acquires that got the lock */
+    int64_t handoffs;      /* of those, grants handed over by another
+                              client's release (pushed to this handle)
+                              rather than taken from a free lock */
+    int64_t last_wait_ms;  /* from the call to the grant, last acquire */
+    int64_t total_wait_ms; /* the same, summed over every acquisition */
+    int64_t held_ms;       /* the current hold so far, 0 when not held */
+    int64_t last_hold_ms;  /* the last hold that ended (release, loss) */
+    int64_t total_hold_ms; /* summed over every hold that ended */
+} fairlock_stats;
+
+/* Fill *out, a struct of `size` bytes, with the handle's statistics.
+ * Call it through fairlock_stats_get(lock, out).  Returns FAIRLOCK_OK or
+ * FAIRLOCK_INVALID (NULL arguments, or a size too small for `size`).
+ * Thread safety: one thread per handle. Since 0.2.0. */
+FAIRLOCK_EXPORT int fairlock_stats_get_sized(const fairlock *lock,
+                                             fairlock_stats *out, size_t size);
+#define fairlock_stats_get(lock, out)                                          \
+    fairlock_stats_get_sized((lock), (out), sizeof(fairlock_stats))
 
 /* Let go of a held lock without releasing it: the handle forgets the grant
  * (stopping any renewal) and the lock stays held until its lease ends or

@@ -32,6 +32,7 @@ proctype fairlock_client(byte c) {
     byte tok, gen, ticket, sent, rank, pttl, nxt, rlease, rfence;
     byte wake_at, deadline, pu, t, vul;
     bit granted, lost, releasing;
+    bit unans;   /* the last acquire got no reply (attempt_unanswered) */
     short left;
 #ifdef RENEW
     byte ext, es, outcome;
@@ -45,8 +46,10 @@ newreq: skip;
         enq[c] = 0; enqb[c] = 0; releasing = 0
     }
 attempt:
-    /* run_attempt: mark_pending, last_sent_ms, acquire.lua */
+    /* run_attempt: mark_pending, last_sent_ms, acquire.lua; a failed call
+     * with no reply sets attempt_unanswered */
     choose_lost();
+    unans = lost;
 #ifdef LATE
     if
     :: lost ->
@@ -61,6 +64,9 @@ attempt:
     d_step {
         sent = now; tkt = ticket;
         acquire_lua(tok, LEASE_OF(tok));
+        /* only a cancel of this token makes its tombstone, and the
+         * client never uses a token after its cancel */
+        assert(!r_refused);
         if
         :: !lost ->
             granted = r_granted;
@@ -222,7 +228,7 @@ pending: skip;
     choose_lost();
     d_step {
         tkt = ticket;
-        cancel_lua(tok);
+        cancel_lua(tok, unans);
         if :: !lost -> resolved[tok] = 1 :: else fi
     };
     printf("MSC: t%d c%d tok%d cancel tk%d lost%d | owner%d q%d\n", now, c, tok, ticket, lost, owner, q_n);
@@ -254,7 +260,7 @@ proctype late_acquire(byte ltok, lticket, at) {
     fi;
     d_step {
         tkt = lticket; acquire_lua(ltok, LEASE_OF(ltok));
-        printf("MSC: t%d late acquire of tok%d ran: owner%d q%d\n", now, ltok, owner, q_n)
+        printf("MSC: t%d late acquire of tok%d ran: refused%d owner%d q%d\n", now, ltok, r_refused, owner, q_n)
     }
 }
 #endif

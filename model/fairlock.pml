@@ -242,7 +242,8 @@ end_clock:
             assert(P5_clean || q_n > 0 || !seq_on || ref_left);
             f_i = 0;
             do
-            :: f_i < NTOK -> assert(P5_clean || !w_on[f_i]); f_i++
+            :: f_i < NTOK ->
+                assert(P5_clean || (!w_on[f_i] && g_exp[f_i] == 0)); f_i++
             :: else -> break
             od
         };

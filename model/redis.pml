@@ -7,10 +7,15 @@
  * (common.lua prepended, as cmake/embed_lua.cmake computes it).  The unit
  * test model_mirrors fails when a script changes and these do not: review
  * the model against the new script, then copy the new SHA-1 here.
- *   mirrors acquire c41cb62f43e4e3d89eaa5bf079ea41546f3a5f16
- *   mirrors cancel  fa2c91c0faf2dd18089c09b79d21dce3a0dca157
- *   mirrors release ebb59e2d87ae7021fff2e665b42d066352ffb6c6
- *   mirrors extend  20d11c10d78274343f73ff5f11ec0f95131931fc
+ *   mirrors acquire f3254adeb67a31b2b20788b600a9f004d3ee3c9c
+ *   mirrors cancel  b84b74e82861455d449c7423b705bd0c7b1a9ab2
+ *   mirrors release 51d9223e706ade2cdcde4446eb65fc0764a5d1ad
+ *   mirrors extend  92861c1399f3f5063d57f284a61defd81dfb51ae
+ *
+ * Not modelled: NAME:who, the identity records (KEYS[8]).  The scripts
+ * only write it (and status.lua reads it), and no decision of any script
+ * depends on it -- who is granted, evicted or woken is the same with or
+ * without it -- so it adds nothing to the states the model checks.
  *
  * Scratch variables are `hidden`: they live only inside one d_step, so
  * keeping them out of the state vector loses nothing and keeps states
@@ -35,6 +40,8 @@ byte w_px[NTOK];
 byte w_fn[NTOK];
 byte w_exp[NTOK];
 byte fence;              /* NAME:fence: every token asks for fencing */
+byte g_exp[NTOK];        /* NAME:gone:TOKEN, a cancelled request's
+                          * tombstone: its expiry, 0 = no key */
 bool watch_on;           /* NAME:watch */
 byte watch_t0;
 byte watch_tk;
@@ -57,6 +64,7 @@ hidden byte tkt;   /* the ticket argument of acquire and cancel */
 /* a script's reply, copied by the caller unless the reply is lost */
 hidden byte r_granted, r_ticket, r_rank, r_pttl, r_lease, r_fence, r_next;
 hidden byte r_undone, r_released, r_owned;
+hidden byte r_refused;  /* acquire.lua replied "request cancelled" */
 
 /* Redis deletes a key when its TTL runs out; the model does it as the
  * clock ticks, so every state already shows what a command would see. */
@@ -86,6 +94,10 @@ inline expire_keys() {
         :: w_on[h_i] && w_exp[h_i] <= now ->
             w_on[h_i] = 0; w_tk[h_i] = 0; w_px[h_i] = 0; w_fn[h_i] = 0;
             w_exp[h_i] = 0
+        :: else
+        fi;
+        if
+        :: g_exp[h_i] != 0 && g_exp[h_i] <= now -> g_exp[h_i] = 0
         :: else
         fi;
         h_i++
@@ -316,31 +328,41 @@ inline find_member_by_token(tok) {
     od
 }
 
-/* ---- acquire.lua (ARGV: token, ticket, foreign_live, try_once = 0) ----- */
+/* ---- acquire.lua (ARGV: token, ticket, foreign_live, try_once = 0) -----
+ * NAME:kind (a semaphore's record) is not modelled: the model has no
+ * client of the other kinds, so the key never exists here. */
 inline acquire_lua(tok, lease) {
     holder = owner;
     r_granted = 0; r_rank = 0; r_pttl = 0; r_lease = 0; r_fence = 0;
-    r_next = 0; r_ticket = tkt;
+    r_next = 0; r_ticket = tkt; r_refused = 0;
+    found = 0;
+    if
+    :: holder != tok && tkt > 0 -> find_member(tkt, tok)
+    :: else
+    fi;
     if
     :: holder == tok ->
         /* branch: handed over since our last call */
         wake_del(tok);
         r_granted = 1; r_pttl = (own_exp == NOEXP -> 0 : own_exp - now);
         r_lease = r_pttl; r_fence = fence
-    :: holder == 0 && tkt == 0 && q_n == 0 && !seq_on ->
-        /* branch: nobody waits, ticket 1 without the queue keys */
+    :: holder == 0 && tkt == 0 && q_n == 0 && !seq_on && g_exp[tok] == 0 ->
+        /* branch: nobody waits (EXISTS queue seq kind gone is 0), ticket
+         * 1 without the queue keys */
         ENQ(tok);
         set_owner(tok, lease);
         r_granted = 1; r_ticket = 1; r_lease = lease; r_fence = fence
+    :: holder != tok && !found && g_exp[tok] != 0 ->
+        /* refusal: the token was cancelled; a copy of its request that
+         * arrives after the cancel makes no entry and takes nothing */
+        r_refused = 1
     :: else ->
-        found = 0;
         if
         :: tkt > 0 ->
 #ifndef B1
             /* a message here is from a grant that expired */
             wake_del(tok);
 #endif
-            find_member(tkt, tok);
             if :: found -> zrem(h_i) :: else fi
         :: else
         fi;
@@ -404,8 +426,19 @@ inline acquire_lua(tok, lease) {
     fi
 }
 
-/* ---- cancel.lua (ARGV: token, ticket, foreign_live, cursor) ----------- */
-inline cancel_lua(tok) {
+/* ---- cancel.lua (ARGV: token, ticket, foreign_live, cursor, in_flight) -
+ * in_flight: the request's last acquire got no reply, so a copy of it
+ * may still arrive (late_acquire); the tombstone lives one window.  Only
+ * a late copy ever reads it (the client never uses a token after its
+ * cancel, which acquire_lua's caller asserts), so without -DLATE it is
+ * left out: the same runs, without states that differ only by it. */
+inline cancel_lua(tok, in_flight) {
+#if defined(LATE) && !defined(M1)
+    if
+    :: in_flight -> g_exp[tok] = now + LIVE
+    :: else
+    fi;
+#endif
     found = 0;
     if
     :: tkt > 0 ->

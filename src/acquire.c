@@ -24,6 +24,10 @@ static int run_attempt(fairlock *lock, int try_once, int64_t nonfifo_wait_ms,
                        &lock->conn, &lock->err, &lock->keys, lock->token,
                        try_once ? 0 : nonfifo_wait_ms, lock->foreign_live_ms,
                        attempt);
+    /* No reply: the request may still be on its way (in the socket of a
+     * dead connection, in a stalled server), to run after the cancel that
+     * resolves it; that cancel must then keep it out. */
+    lock->attempt_unanswered = rc != FAIRLOCK_OK && lock->conn.unanswered;
     if (rc != FAIRLOCK_OK)
         return rc;
     lock->request = FAIRLOCK__REQUEST_WAITING;
@@ -126,7 +130,7 @@ static int confirm_later(fairlock *lock, int64_t capped_ms, int64_t from) {
  * are known to be alive, take the full lease.  granted_sent_ms is a time
  * before the grant, from which the validity bound counts. */
 static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
-                      int64_t granted_sent_ms) {
+                      int64_t granted_sent_ms, int pushed) {
     lock->request = FAIRLOCK__REQUEST_HELD;
     lock->rank = -1;
     if (attempt->ticket > 0)
@@ -168,6 +172,12 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
     int rc = start_lease(lock, lock->lease_ms, from);
     if (rc != FAIRLOCK_OK)
         return fairlock__request_abandon(lock, rc);
+    int64_t now = fairlock__now_ms();
+    lock->granted_ms = now;
+    lock->stats.acquisitions++;
+    lock->stats.handoffs += pushed != 0;
+    lock->stats.last_wait_ms = now - lock->acquire_start_ms;
+    lock->stats.total_wait_ms += lock->stats.last_wait_ms;
     return fairlock__ok(lock);
 }
 
@@ -219,6 +229,7 @@ static int wait_for_push(fairlock *lock, int64_t until, int *woken,
 static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
                         int64_t check_ms, int64_t live_ms) {
     int64_t start = fairlock__now_ms();
+    lock->acquire_start_ms = start;
     int64_t deadline = timeout_ms == FAIRLOCK_FOREVER ? INT64_MAX
                                                       : start + timeout_ms;
     int64_t heartbeat_ms = live_ms / 3 > 0 ? live_ms / 3 : 1;
@@ -230,7 +241,7 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
         if (rc != FAIRLOCK_OK)
             return fairlock__request_abandon(lock, rc);
         if (attempt.granted) {
-            rc = take_grant(lock, &attempt, lock->last_sent_ms);
+            rc = take_grant(lock, &attempt, lock->last_sent_ms, 0);
             if (rc != HANDOFF_EXPIRED)
                 return rc;
             rc = run_attempt(lock, try_once, nonfifo_wait_ms, &attempt);
@@ -268,7 +279,7 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
         if (rc != FAIRLOCK_OK)
             return fairlock__request_abandon(lock, rc);
         if (woken && lock->opts.fifo) {
-            rc = take_grant(lock, &attempt, lock->last_sent_ms);
+            rc = take_grant(lock, &attempt, lock->last_sent_ms, 1);
             if (rc != HANDOFF_EXPIRED)
                 return rc;
         }

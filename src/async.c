@@ -93,6 +93,7 @@ struct fairlock__async {
     int64_t deadline_ms; /* INT64_MAX: none */
     int cancelled;
     fairlock__attempt attempt;
+    int pushed;           /* the grant was pushed (a hand-off) */
     int64_t confirm_from; /* when the confirmation was sent */
     int64_t grant_from;   /* from when the lease counts */
     int64_t valid_until;
@@ -584,7 +585,8 @@ static void start_clean(fairlock *lock, clean_kind why) {
     fairlock__request_pending(lock);
     fairlock__build_cancel(&a->cmd, &lock->keys, lock->token,
                            lock->opts.fifo ? lock->ticket : FAIRLOCK__NO_TICKET,
-                           lock->foreign_live_ms, a->cursor);
+                           lock->foreign_live_ms, a->cursor,
+                           lock->attempt_unanswered);
     send_script(lock, W_CANCEL);
 }
 
@@ -636,6 +638,8 @@ static void begin_request(fairlock *lock) {
         finish(lock, rc);
         return;
     }
+    lock->acquire_start_ms = fairlock__now_ms();
+    a->pushed = 0;
     a->deadline_ms = a->plan.timeout_ms == FAIRLOCK_FOREVER
                          ? INT64_MAX
                          : fairlock__now_ms() + a->plan.timeout_ms;
@@ -652,6 +656,12 @@ static void granted(fairlock *lock) {
     a->renew_at = lock->opts.auto_renew && lock->lease_ms > 0
                       ? a->grant_from + lock->lease_ms / 3
                       : INT64_MAX;
+    int64_t now = fairlock__now_ms();
+    lock->granted_ms = now;
+    lock->stats.acquisitions++;
+    lock->stats.handoffs += a->pushed != 0;
+    lock->stats.last_wait_ms = now - lock->acquire_start_ms;
+    lock->stats.total_wait_ms += lock->stats.last_wait_ms;
     finish(lock, FAIRLOCK_OK);
 }
 
@@ -675,6 +685,7 @@ static void confirmed(fairlock *lock) {
  * or a grant whose bound has aged (it counts from our last request), is
  * extended to the full lease before it is reported. */
 static void take_grant(fairlock *lock) {
+    /* (a->pushed: the grant came with a push, for the statistics.) */
     fairlock__async *a = lock->async;
     const fairlock__attempt *at = &a->attempt;
     lock->request = FAIRLOCK__REQUEST_HELD;
@@ -811,6 +822,7 @@ static void on_blpop(fairlock *lock, const redisReply *reply) {
     }
     if (woken == FAIRLOCK__WAKE_PUSHED && lock->opts.fifo) {
         a->attempt = handoff;
+        a->pushed = 1;
         take_grant(lock);
         return;
     }
@@ -892,19 +904,22 @@ static void on_cancel(fairlock *lock, const redisReply *reply) {
     }
     a->undone = a->undone || undone;
     if (strcmp(a->cursor, "0") == 0) {
+        fairlock__stats_hold_ended(lock);
         fairlock__request_forget(lock);
         cleaned(lock, FAIRLOCK_OK);
         return;
     }
     fairlock__build_cancel(&a->cmd, &lock->keys, lock->token,
                            lock->opts.fifo ? lock->ticket : FAIRLOCK__NO_TICKET,
-                           lock->foreign_live_ms, a->cursor);
+                           lock->foreign_live_ms, a->cursor,
+                           lock->attempt_unanswered);
     send_script(lock, W_CANCEL);
 }
 
 static void on_release(fairlock *lock, const redisReply *reply) {
     fairlock__async *a = lock->async;
     int released = fairlock__decode_flag(reply) == 1;
+    fairlock__stats_hold_ended(lock);
     fairlock__request_forget(lock);
     if (a->was_lost) {
         lock->err = a->lost;
@@ -936,6 +951,7 @@ static void on_extend(fairlock *lock, const redisReply *reply, int rc) {
     if (!held) {
         fairlock__error lost;
         fairlock__lease_stop(lock->lease, &lost);
+        fairlock__stats_hold_ended(lock);
         fairlock__request_forget(lock);
         a->renew_at = INT64_MAX;
         finish(lock, fairlock__fail(lock, FAIRLOCK_NOTOWNED,
@@ -1034,6 +1050,11 @@ static void on_reply(fairlock *lock, wire_kind what, const redisReply *reply) {
         if (s < 0)
             rc = lock->err.code;
     }
+    /* An attempt without a reply may still reach the server (from the
+     * socket of a dead connection, a stalled server) after the cancel
+     * that resolves it, which must then keep it out (a tombstone). */
+    if (what == W_ATTEMPT)
+        lock->attempt_unanswered = reply == NULL && refused == 0;
     switch (what) {
     case W_NONE:
         return;
@@ -1527,6 +1548,29 @@ int fairlock__async_free(fairlock *lock) {
     /* A command on the wire has an unknown outcome: the connection goes
      * (which also ends a BLPOP), and fairlock_free() resolves the request
      * with cancel.lua on a new one. */
+    /* An attempt on the wire: its reply is waited for (the free blocks
+     * anyway), so that its outcome is known -- the ticket to cancel, and
+     * no tombstone needed for an attempt that could otherwise still
+     * arrive after the cancel. */
+    if (a->wire == W_ATTEMPT && engine_live(lock)) {
+        fairlock__engine *eng = lock->conn.eng;
+        redisReply *reply = fairlock__engine_wait_reply(
+            eng, fairlock__engine_deadline(eng));
+        fairlock__attempt at;
+        if (reply != NULL && reply->type != REDIS_REPLY_ERROR &&
+            fairlock__read_attempt(&lock->err, reply, &at) == FAIRLOCK_OK) {
+            a->wire = W_NONE;
+            lock->attempt_unanswered = 0;
+            if (at.ticket > 0)
+                lock->ticket = at.ticket;
+        } else if (reply != NULL) {
+            a->wire = W_NONE; /* refused: it did not run */
+        }
+        freeReplyObject(reply);
+    }
+    if (a->wire == W_ATTEMPT ||
+        (a->wire == W_ASKED && a->asked_what == W_ATTEMPT))
+        lock->attempt_unanswered = 1;
     if (a->wire != W_NONE) {
         fairlock__conn_close(&lock->conn);
         if (lock->request != FAIRLOCK__REQUEST_IDLE)

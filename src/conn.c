@@ -539,6 +539,7 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
             break;
     }
     fairlock__engine_free(ask);
+    conn->unanswered = reply == NULL;
     return reply;
 }
 
@@ -653,4 +654,102 @@ int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
     }
     *out = reply;
     return FAIRLOCK_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * Every master (fairlock_list)
+ * ------------------------------------------------------------------------- */
+
+redisReply *fairlock__node_command(fairlock__node *node, fairlock__error *err,
+                                   int argc, const char **argv,
+                                   const size_t *lens) {
+    if (node->eng == NULL)
+        return fairlock__conn_command(node->conn, err, argc, argv, lens, 0);
+    redisReply *r = engine_command(node->eng, node->conn->io_timeout_ms, argc,
+                                   argv, lens);
+    if (r == NULL)
+        *err = *fairlock__engine_error(node->eng);
+    return r;
+}
+
+/* One line of CLUSTER NODES: "<id> <ip:port@cport[,host]> <flags> <master>
+ * <ping> <pong> <epoch> <link> <slot>...".  Returns 1 and the address of a
+ * master that serves slots and is not failing, else 0. */
+static int serving_master(const char *line, const char *asked, char *host,
+                          size_t host_len, int *port) {
+    char addr[300], flags[200];
+    int consumed = 0;
+    if (sscanf(line, "%*s %299s %199s %*s %*s %*s %*s %*s%n", addr, flags,
+               &consumed) != 2 ||
+        consumed == 0)
+        return 0;
+    const char *rest = line + consumed;
+    while (*rest == ' ')
+        rest++;
+    if (*rest == '\0' || *rest == '\n' || strstr(flags, "master") == NULL ||
+        strstr(flags, "fail") != NULL || strstr(flags, "noaddr") != NULL)
+        return 0;
+    char *at = strchr(addr, '@');
+    if (at != NULL)
+        *at = '\0';
+    char *colon = strrchr(addr, ':');
+    if (colon == NULL)
+        return 0;
+    *colon = '\0';
+    *port = atoi(colon + 1);
+    const char *name = addr[0] ? addr : (asked ? asked : "");
+    size_t len = strlen(name);
+    if (len == 0 || len >= host_len) /* a cut name would be another host */
+        return 0;
+    memcpy(host, name, len + 1);
+    return *port > 0;
+}
+
+int fairlock__conn_each_master(fairlock__conn *conn, fairlock__error *err,
+                               fairlock__node_fn fn, void *arg) {
+    int rc = fairlock__conn_ready(conn, err);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    fairlock__node node = {conn, NULL};
+    if (conn->borrowed || conn->url->kind != FAIRLOCK__URL_CLUSTER)
+        return fn(arg, &node, err);
+    const char *argv[2] = {"CLUSTER", "NODES"};
+    redisReply *r = fairlock__conn_command(conn, err, 2, argv, NULL, 0);
+    if (r == NULL)
+        return FAIRLOCK_REDIS;
+    if (r->type != REDIS_REPLY_STRING) {
+        rc = r->type == REDIS_REPLY_ERROR
+                 ? fairlock__conn_error_reply(conn, err, "CLUSTER NODES", r)
+                 : fairlock__error_set(err, FAIRLOCK_REDIS,
+                                       "unexpected reply to CLUSTER NODES");
+        freeReplyObject(r);
+        return rc;
+    }
+    const char *asked = conn->eng ? fairlock__engine_host(conn->eng) : NULL;
+    int masters = 0;
+    for (const char *line = r->str; line != NULL && *line != '\0';) {
+        const char *next = strchr(line, '\n');
+        char copy[1024], host[256];
+        size_t n = next ? (size_t)(next - line) : strlen(line);
+        int port = 0;
+        snprintf(copy, sizeof copy, "%.*s", (int)(n < 1023 ? n : 1023), line);
+        line = next ? next + 1 : NULL;
+        if (!serving_master(copy, asked, host, sizeof host, &port))
+            continue;
+        masters++;
+        node.eng = open_node(conn, host, port, 0, err);
+        if (node.eng == NULL) {
+            rc = err->code;
+            break;
+        }
+        rc = fn(arg, &node, err);
+        fairlock__engine_free(node.eng);
+        if (rc != FAIRLOCK_OK)
+            break;
+    }
+    freeReplyObject(r);
+    if (rc == FAIRLOCK_OK && masters == 0)
+        rc = fairlock__error_set(err, FAIRLOCK_REDIS,
+                                 "CLUSTER NODES named no master serving slots");
+    return rc;
 }

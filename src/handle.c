@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tls.h"
 
 #define DEFAULT_CHECK_INTERVAL_MS 50
 #define DEFAULT_IO_TIMEOUT_MS 5000
@@ -183,6 +184,32 @@ static int resolve_url(fairlock *lock, const fairlock_options *opts) {
     return FAIRLOCK_OK;
 }
 
+/* Copies `s` into out[size], cut at size - 1 bytes, with control
+ * characters (the record's separators among them) replaced by
+ * '?': the record stays one line of four fields and cannot drive a
+ * terminal that shows it. */
+static void clean_copy(char *out, size_t size, const char *s) {
+    size_t n = 0;
+    for (; s != NULL && s[n] != '\0' && n + 1 < size; n++) {
+        unsigned char c = (unsigned char)s[n];
+        out[n] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    out[n] = '\0';
+}
+
+/* The identity a handle sends (fairlock_options.identity): host and
+ * label, cleaned and capped; the pid is read at each request. */
+static void identity_init(fairlock *lock, const char *label) {
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "?");
+    host[sizeof host - 1] = '\0';
+    clean_copy(lock->who_host, sizeof lock->who_host, host);
+    clean_copy(lock->who_label, sizeof lock->who_label, label);
+    lock->keys.who_host = lock->who_host;
+    lock->keys.who_label = lock->who_label;
+}
+
 static int create(const fairlock_options *opts, fairlock **out);
 
 /* Only the caller's `size` bytes are read; the fields past them (added
@@ -262,6 +289,8 @@ static int create(const fairlock_options *opts, fairlock **out) {
         if ((rc = fairlock__url_set_tls(&lock->url, opts, why, sizeof why)) !=
             FAIRLOCK_OK)
             fairlock__fail(lock, rc, "%s", why);
+        else /* the CA and certificate files read once, not per connection */
+            fairlock__tls_prepare(&lock->url.tls);
     }
     if (rc == FAIRLOCK_OK && lock->has_url &&
         lock->url.kind == FAIRLOCK__URL_CLUSTER && !opts->hash_tag &&
@@ -290,6 +319,9 @@ static int create(const fairlock_options *opts, fairlock **out) {
     lock->opts.tls_ca_file = lock->opts.tls_ca_path = NULL;
     lock->opts.tls_cert_file = lock->opts.tls_key_file = NULL;
     lock->opts.tls_server_name = NULL;
+    lock->opts.identity_label = NULL;
+    if (opts->identity)
+        identity_init(lock, opts->identity_label);
     lock->opts.blocking = opts->blocking != 0;
     lock->opts.fifo = opts->fifo != 0;
     lock->opts.auto_renew = opts->auto_renew != 0;
@@ -391,6 +423,7 @@ int fairlock_detach(fairlock *lock) {
                               "the lock is not held by this handle");
     fairlock__error ignored;
     fairlock__lease_stop(lock->lease, &ignored);
+    fairlock__stats_hold_ended(lock);
     fairlock__request_forget(lock);
     return fairlock__ok(lock);
 }

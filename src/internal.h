@@ -42,6 +42,12 @@ typedef struct fairlock__tls_config {
     char *cert_file; /* client certificate, for mutual TLS */
     char *key_file;
     char *server_name; /* SNI and the name checked; default the host */
+    /* The OpenSSL context built from the settings above once, when the
+     * handle is made (tls.c: fairlock__tls_prepare), so that a new
+     * connection does not read the CA and certificate files again; NULL:
+     * built per connection (and its error reported there).  Counted: a
+     * copy of the URL holds a reference of its own. */
+    void *ctx;
 } fairlock__tls_config;
 
 typedef struct fairlock__url {
@@ -188,6 +194,10 @@ typedef struct fairlock__conn {
      * and handed to deferred_fn. */
     fairlock__reply_fn deferred_fn;
     void *deferred_arg;
+    /* The last command got no reply (fairlock__conn_command returned
+     * NULL): it may have run, or may still run, even after the caller
+     * has given up on it. */
+    int unanswered;
 } fairlock__conn;
 
 /* Starts connecting an owned connection to a single server (TCP or unix
@@ -234,6 +244,25 @@ int fairlock__conn_alive(const fairlock__conn *conn);
 redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
                                    int argc, const char **argv,
                                    const size_t *lens, int64_t block_ms);
+
+/* One data node that fairlock__conn_each_master() visits: the
+ * connection itself (eng NULL), or a master of a cluster. */
+typedef struct fairlock__node {
+    fairlock__conn *conn;
+    struct fairlock__engine *eng;
+} fairlock__node;
+typedef int (*fairlock__node_fn)(void *arg, fairlock__node *node,
+                                 fairlock__error *err);
+/* Calls fn for the server the connection reaches, or, on a cluster, for
+ * each master serving slots (from CLUSTER NODES), on a connection of its
+ * own.  Stops at the first code fn returns other than FAIRLOCK_OK. */
+int fairlock__conn_each_master(fairlock__conn *conn, fairlock__error *err,
+                               fairlock__node_fn fn, void *arg);
+/* One command on such a node, without redirects (NULL with err set on
+ * I/O failure). */
+redisReply *fairlock__node_command(fairlock__node *node, fairlock__error *err,
+                                   int argc, const char **argv,
+                                   const size_t *lens);
 
 /* Splits the "host:port" of a MOVED or ASK error reply ("MOVED 3999
  * h:6381") into host[host_len] and *port > 0; an empty host means
@@ -426,6 +455,10 @@ struct fairlock {
     int64_t lease_ms;
     int64_t foreign_live_ms; /* the stale timeout, resolved at create */
     int64_t last_sent_ms;    /* when the last acquire script was sent */
+    /* The last acquire script got no reply: a copy of it may reach the
+     * server after the cancel that resolves the request, so that cancel
+     * leaves a tombstone (cancel.lua). */
+    int attempt_unanswered;
 
     fairlock__lease *lease;     /* the grant's, shared with the renewer */
     fairlock__renewer *renewer; /* NULL until auto_renew first needs it */
@@ -433,7 +466,22 @@ struct fairlock {
     fairlock__async *async; /* NULL until the non-blocking API is used */
 
     fairlock__error err;
+
+    /* Identity sent with acquires (opts.identity): this host's name and
+     * the cleaned label; keys.who_host points here when it is on. */
+    char who_host[65];
+    char who_label[FAIRLOCK_LABEL_MAX + 1];
+
+    /* fairlock_stats_get(): counters, and when the current acquire began
+     * and the current grant was taken (monotonic ms). */
+    fairlock_stats stats;
+    int64_t acquire_start_ms;
+    int64_t granted_ms;
 };
+
+/* Records the end of the current hold in the statistics (release, loss,
+ * detach); nothing when there was none. */
+void fairlock__stats_hold_ended(fairlock *lock);
 
 /* Records code and detail on the handle; returns code. */
 #define fairlock__fail(lock, ...) fairlock__error_set(&(lock)->err, __VA_ARGS__)

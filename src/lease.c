@@ -423,6 +423,7 @@ void fairlock__request_forget(fairlock *lock) {
     lock->fence = 0;
     lock->permit = 0;
     lock->token[0] = '\0';
+    lock->attempt_unanswered = 0;
     fairlock__lease_publish(lock->lease, FAIRLOCK_STATE_IDLE, 0);
 }
 
@@ -433,7 +434,9 @@ void fairlock__request_pending(fairlock *lock) {
 
 /* A non-FIFO request never queues (no ticket: nothing to find).  A FIFO
  * request whose ticket is unknown (its first reply was lost) is searched
- * for a page per call, so that no single script scans a long queue. */
+ * for a page per call, so that no single script scans a long queue.  When
+ * the last acquire got no reply, it may still reach the server after this
+ * cancel: the cancel leaves a tombstone that keeps it out (cancel.lua). */
 int fairlock__request_resolve(fairlock *lock, int *undone) {
     char cursor[FAIRLOCK__CURSOR_SIZE] = "0";
     int64_t ticket = lock->opts.fifo ? lock->ticket : FAIRLOCK__NO_TICKET;
@@ -443,11 +446,13 @@ int fairlock__request_resolve(fairlock *lock, int *undone) {
         int undone_now = 0;
         rc = fairlock__call_cancel(&lock->conn, &lock->err, &lock->keys,
                                    lock->token, ticket, lock->foreign_live_ms,
-                                   cursor, &undone_now);
+                                   cursor, lock->attempt_unanswered,
+                                   &undone_now);
         if (rc != FAIRLOCK_OK)
             break;
         *undone = *undone || undone_now;
         if (strcmp(cursor, "0") == 0) {
+            fairlock__stats_hold_ended(lock);
             fairlock__request_forget(lock);
             break;
         }

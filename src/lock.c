@@ -41,6 +41,7 @@ int fairlock_release(fairlock *lock) {
     fairlock__request_pending(lock);
     if ((rc = run_release(lock, lock->token, &released)) != FAIRLOCK_OK)
         return rc;
+    fairlock__stats_hold_ended(lock);
     fairlock__request_forget(lock);
     if (was_lost) {
         lock->err = lost;
@@ -108,6 +109,7 @@ int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
     if (!held) {
         fairlock__error lost;
         fairlock__lease_stop(lock->lease, &lost);
+        fairlock__stats_hold_ended(lock);
         fairlock__request_forget(lock);
         return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
                               "lease lost: the lock is free or someone "
@@ -176,6 +178,26 @@ const fairlock_holder *fairlock_status_holder(const fairlock_status *status,
     return (const fairlock_holder *)status->holders_ + i;
 }
 
+/* A record that was not there (or not readable) has size 0. */
+static const fairlock_identity *identity_at(const void *ids, size_t i) {
+    const fairlock_identity *id = (const fairlock_identity *)ids + i;
+    return id->size != 0 ? id : NULL;
+}
+
+const fairlock_identity *
+fairlock_status_holder_identity(const fairlock_status *status, size_t i) {
+    if (status == NULL || i >= status->holder_count)
+        return NULL;
+    return identity_at(status->holder_ids_, i);
+}
+
+const fairlock_identity *
+fairlock_status_waiter_identity(const fairlock_status *status, size_t i) {
+    if (status == NULL || i >= status->waiter_count)
+        return NULL;
+    return identity_at(status->waiter_ids_, i);
+}
+
 int fairlock_with(fairlock *lock, fairlock_body_fn body, void *arg,
                   int *body_result) {
     if (lock == NULL)
@@ -191,4 +213,28 @@ int fairlock_with(fairlock *lock, fairlock_body_fn body, void *arg,
     if (body_result != NULL)
         *body_result = result;
     return fairlock_release(lock);
+}
+
+void fairlock__stats_hold_ended(fairlock *lock) {
+    if (lock->granted_ms == 0)
+        return;
+    lock->stats.last_hold_ms = fairlock__now_ms() - lock->granted_ms;
+    lock->stats.total_hold_ms += lock->stats.last_hold_ms;
+    lock->granted_ms = 0;
+}
+
+int fairlock_stats_get_sized(const fairlock *lock, fairlock_stats *out,
+                             size_t size) {
+    if (lock == NULL || out == NULL || size < sizeof out->size)
+        return FAIRLOCK_INVALID;
+    fairlock_stats s = lock->stats;
+    s.size = size < sizeof s ? size : sizeof s;
+    s.held_ms = lock->granted_ms != 0 && lock->request == FAIRLOCK__REQUEST_HELD
+                    ? fairlock__now_ms() - lock->granted_ms
+                    : 0;
+    /* Only the caller's bytes are written; a newer header's fields past
+     * ours are zeroed. */
+    memset(out, 0, size);
+    memcpy(out, &s, s.size);
+    return FAIRLOCK_OK;
 }

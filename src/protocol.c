@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -14,14 +15,14 @@ static const char *const key_suffixes[FAIRLOCK__KEY_COUNT] = {
     [FAIRLOCK__KEY_LOCK] = "",          [FAIRLOCK__KEY_QUEUE] = ":queue",
     [FAIRLOCK__KEY_SEQ] = ":seq",       [FAIRLOCK__KEY_NFWAIT] = ":nfwait",
     [FAIRLOCK__KEY_NFWAKE] = ":nfwake", [FAIRLOCK__KEY_FENCE] = ":fence",
-    [FAIRLOCK__KEY_WATCH] = ":watch"};
+    [FAIRLOCK__KEY_WATCH] = ":watch",   [FAIRLOCK__KEY_WHO] = ":who"};
 /* The semaphore's and readers-writer lock's, none of them the mutex's but
  * the last, which their scripts only look at (sem_common.lua). */
 static const char *const shared_suffixes[FAIRLOCK__KEY_COUNT] = {
     [FAIRLOCK__SKEY_KIND] = ":kind",     [FAIRLOCK__SKEY_HOLDERS] = ":holders",
     [FAIRLOCK__SKEY_QUEUE] = ":waiters", [FAIRLOCK__SKEY_SEQ] = ":tickets",
     [FAIRLOCK__SKEY_FENCE] = ":fencing", [FAIRLOCK__SKEY_GRANTS] = ":grants",
-    [FAIRLOCK__SKEY_MUTEX] = ""};
+    [FAIRLOCK__SKEY_MUTEX] = "",         [FAIRLOCK__SKEY_WHO] = ":who"};
 static const char wake_infix[] = ":wake:";
 static const char grant_infix[] = ":grant:";
 #define INFIX_MAX                                                              \
@@ -160,7 +161,7 @@ static void describe_tag(const char *tag, size_t len, char *out, size_t size) {
  * message naming both sides.  rc is the script's FAIRLOCK_REDIS. */
 static int kind_mismatch(fairlock__error *err, const fairlock__keys *keys,
                          int rc) {
-    if (rc != FAIRLOCK_REDIS || is_mutex(keys))
+    if (rc != FAIRLOCK_REDIS)
         return rc;
     const char *open = strstr(err->msg, "fairlock-kind: [");
     const char *close = open ? strchr(open, ']') : NULL;
@@ -169,8 +170,11 @@ static int kind_mismatch(fairlock__error *err, const fairlock__keys *keys,
     open += strlen("fairlock-kind: [");
     char recorded[64], wanted[64];
     describe_tag(open, (size_t)(close - open), recorded, sizeof recorded);
-    describe_tag(keys->tag, strlen(keys->tag), wanted, sizeof wanted);
-    const char *name = keys->names[FAIRLOCK__SKEY_MUTEX];
+    const char *tag = is_mutex(keys) ? "mutex" : keys->tag;
+    describe_tag(tag, strlen(tag), wanted, sizeof wanted);
+    /* Every key begins with the name; the mutex's lock key is the name. */
+    const char *name =
+        keys->names[is_mutex(keys) ? FAIRLOCK__KEY_LOCK : FAIRLOCK__SKEY_MUTEX];
     int name_len = keys->base_len > 80 ? 80 : (int)keys->base_len;
     return fairlock__error_set(
         err, FAIRLOCK_MISMATCH,
@@ -195,6 +199,23 @@ static int eval(fairlock__conn *conn, fairlock__error *err,
     int rc = fairlock__conn_eval(conn, err, keys, cmd->script, cmd->argc,
                                  cmd->argv, out);
     return kind_mismatch(err, keys, rc);
+}
+
+/* Host and label are cleaned when the handle is made; the pid is read at
+ * each call, so that a forked child's requests name the child. */
+void fairlock__ident_format(char *out, long pid, const char *host,
+                            const char *label) {
+    if (host == NULL)
+        out[0] = '\0';
+    else
+        snprintf(out, FAIRLOCK__IDENT_SIZE, "%ld\t%.64s\t%.*s", pid, host,
+                 FAIRLOCK_LABEL_MAX, label ? label : "");
+}
+
+static const char *ident_arg(fairlock__cmd *cmd, const fairlock__keys *keys) {
+    fairlock__ident_format(cmd->ident, (long)getpid(), keys->who_host,
+                           keys->who_label);
+    return cmd->ident;
 }
 
 /* ---------------------------------------------------------------------------
@@ -222,24 +243,25 @@ void fairlock__build_acquire(fairlock__cmd *cmd, const fairlock__keys *keys,
     cmd->argv[0] = token;
     cmd->argv[1] = num_arg(cmd, 0, ticket);
     cmd->argv[3] = try_once ? "1" : "0";
+    cmd->argv[4] = ident_arg(cmd, keys);
     if (!is_mutex(keys)) {
         cmd->argv[2] = keys->tag;
-        script_cmd(cmd, &fairlock__script_sem_acquire, 4);
+        script_cmd(cmd, &fairlock__script_sem_acquire, 5);
         return;
     }
     cmd->argv[2] = num_arg(cmd, 1, foreign_live_ms);
-    script_cmd(cmd, &fairlock__script_acquire, 4);
+    script_cmd(cmd, &fairlock__script_acquire, 5);
 }
 
 void fairlock__build_acquire_nonfifo(fairlock__cmd *cmd,
                                      const fairlock__keys *keys,
                                      const char *token, int64_t wait_ms,
                                      int64_t foreign_live_ms) {
-    (void)keys;
     cmd->argv[0] = token;
     cmd->argv[1] = num_arg(cmd, 0, wait_ms);
     cmd->argv[2] = num_arg(cmd, 1, foreign_live_ms);
-    script_cmd(cmd, &fairlock__script_acquire_nonfifo, 3);
+    cmd->argv[3] = ident_arg(cmd, keys);
+    script_cmd(cmd, &fairlock__script_acquire_nonfifo, 4);
 }
 
 void fairlock__build_release(fairlock__cmd *cmd, const fairlock__keys *keys,
@@ -247,24 +269,29 @@ void fairlock__build_release(fairlock__cmd *cmd, const fairlock__keys *keys,
     cmd->argv[0] = token;
     cmd->argv[1] = is_mutex(keys) ? num_arg(cmd, 0, foreign_live_ms)
                                   : keys->tag;
+    /* Only a handle that records identities clears the holder's record
+     * (an HDEL no other release pays for). */
+    cmd->argv[2] = keys->who_host ? "1" : "0";
     script_cmd(cmd,
                is_mutex(keys) ? &fairlock__script_release
                               : &fairlock__script_sem_release,
-               2);
+               is_mutex(keys) ? 3 : 2);
 }
 
 void fairlock__build_cancel(fairlock__cmd *cmd, const fairlock__keys *keys,
                             const char *token, int64_t ticket,
-                            int64_t foreign_live_ms, const char *cursor) {
+                            int64_t foreign_live_ms, const char *cursor,
+                            int in_flight) {
     cmd->argv[0] = token;
     cmd->argv[1] = num_arg(cmd, 0, ticket);
     cmd->argv[2] = is_mutex(keys) ? num_arg(cmd, 1, foreign_live_ms)
                                   : keys->tag;
     cmd->argv[3] = cursor;
+    cmd->argv[4] = in_flight ? "1" : "0";
     script_cmd(cmd,
                is_mutex(keys) ? &fairlock__script_cancel
                               : &fairlock__script_sem_cancel,
-               4);
+               5);
 }
 
 void fairlock__build_extend(fairlock__cmd *cmd, const fairlock__keys *keys,
@@ -434,9 +461,10 @@ int fairlock__call_release(fairlock__conn *conn, fairlock__error *err,
 int fairlock__call_cancel(fairlock__conn *conn, fairlock__error *err,
                           const fairlock__keys *keys, const char *token,
                           int64_t ticket, int64_t foreign_live_ms, char *cursor,
-                          int *undone) {
+                          int in_flight, int *undone) {
     fairlock__cmd cmd;
-    fairlock__build_cancel(&cmd, keys, token, ticket, foreign_live_ms, cursor);
+    fairlock__build_cancel(&cmd, keys, token, ticket, foreign_live_ms, cursor,
+                           in_flight);
     redisReply *reply;
     int rc = eval(conn, err, keys, &cmd, &reply);
     if (rc != FAIRLOCK_OK)

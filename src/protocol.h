@@ -29,6 +29,7 @@ typedef enum {
     FAIRLOCK__KEY_NFWAKE, /* NAME:nfwake */
     FAIRLOCK__KEY_FENCE,  /* NAME:fence */
     FAIRLOCK__KEY_WATCH,  /* NAME:watch */
+    FAIRLOCK__KEY_WHO,    /* NAME:who: identities (opt-in) */
     FAIRLOCK__KEY_COUNT
 } fairlock__key_slot;
 
@@ -43,7 +44,8 @@ enum {
     FAIRLOCK__SKEY_HOLDERS, /* NAME:holders */
     FAIRLOCK__SKEY_GRANTS,  /* NAME:grants */
     FAIRLOCK__SKEY_FENCE,   /* NAME:fencing */
-    FAIRLOCK__SKEY_MUTEX    /* NAME, the mutex's lock key, only read */
+    FAIRLOCK__SKEY_MUTEX,   /* NAME, the mutex's lock key, only read */
+    FAIRLOCK__SKEY_WHO      /* NAME:who: identities (opt-in) */
 };
 
 /* Room for "semaphore N" or "rwlock". */
@@ -60,6 +62,10 @@ typedef struct fairlock__keys {
     size_t base_len; /* NAME, or {NAME} with hash_tag */
     char *wake;      /* NAME:wake:TOKEN once a token is set */
     size_t wake_len;
+    /* Identity sent with acquires (fairlock_options.identity): borrowed
+     * from the handle, NULL when off.  Not copied by keys_copy. */
+    const char *who_host;
+    const char *who_label;
 } fairlock__keys;
 
 /* Derives the keys of the lock `name`: "NAME..." or, with hash_tag,
@@ -123,6 +129,13 @@ int fairlock__decode_cancel(const redisReply *reply, int *undone, char *cursor,
  * Returns 0 or -1. */
 int fairlock__decode_handoff(const char *s, size_t len, fairlock__attempt *out);
 
+/* The identity argument of the acquire scripts: "pid<TAB>host<TAB>label",
+ * or "" when host is NULL (identity off).  out needs
+ * FAIRLOCK__IDENT_SIZE bytes. */
+#define FAIRLOCK__IDENT_SIZE (24 + 65 + FAIRLOCK_LABEL_MAX + 1)
+void fairlock__ident_format(char *out, long pid, const char *host,
+                            const char *label);
+
 /* Decodes the reply of status.lua into a fairlock_status allocated as one
  * block.  Returns FAIRLOCK_OK, FAIRLOCK_NOMEM, or FAIRLOCK_REDIS with a
  * reason in err. */
@@ -166,6 +179,7 @@ typedef struct fairlock__cmd {
     size_t lens[FAIRLOCK__CMD_ARGS];
     int64_t block_ms; /* how long the server may hold the reply back */
     char nums[2][32];
+    char ident[FAIRLOCK__IDENT_SIZE];
 } fairlock__cmd;
 
 void fairlock__build_acquire(fairlock__cmd *cmd, const fairlock__keys *keys,
@@ -179,7 +193,8 @@ void fairlock__build_release(fairlock__cmd *cmd, const fairlock__keys *keys,
                              const char *token, int64_t foreign_live_ms);
 void fairlock__build_cancel(fairlock__cmd *cmd, const fairlock__keys *keys,
                             const char *token, int64_t ticket,
-                            int64_t foreign_live_ms, const char *cursor);
+                            int64_t foreign_live_ms, const char *cursor,
+                            int in_flight);
 void fairlock__build_extend(fairlock__cmd *cmd, const fairlock__keys *keys,
                             const char *token, int64_t lease_ms);
 void fairlock__build_status(fairlock__cmd *cmd, const fairlock__keys *keys,
@@ -245,11 +260,13 @@ int fairlock__call_release(fairlock__conn *conn, fairlock__error *err,
                            int64_t foreign_live_ms, int *released);
 /* One page of cancel.lua: ticket > 0 as last known, 0 unknown,
  * FAIRLOCK__NO_TICKET none; cursor[FAIRLOCK__CURSOR_SIZE] is "0" at first
- * and comes back "0" when done; *undone is 1 when a grant was undone. */
+ * and comes back "0" when done; *undone is 1 when a grant was undone.
+ * in_flight: the request's last acquire got no reply, so a copy of it
+ * may still arrive; the script then leaves the token's tombstone. */
 int fairlock__call_cancel(fairlock__conn *conn, fairlock__error *err,
                           const fairlock__keys *keys, const char *token,
                           int64_t ticket, int64_t foreign_live_ms, char *cursor,
-                          int *undone);
+                          int in_flight, int *undone);
 /* extend.lua: lease_ms 0 for no expiry; *owned is 1 when the token held
  * the lock. */
 int fairlock__call_extend(fairlock__conn *conn, fairlock__error *err,

@@ -169,16 +169,55 @@ static int token_shared(const char *token, size_t len) {
     return len >= 2 && token[len - 2] == '.' && token[len - 1] == 's';
 }
 
+/* One NAME:who record, "since<TAB>pid<TAB>host<TAB>label" (after the
+ * token for the mutex's holder), into *id with its strings copied to
+ * *strings.  A malformed record leaves id->size 0: shown as none. */
+static void decode_identity(const char *s, size_t len, int64_t now,
+                            fairlock_identity *id, char **strings) {
+    const char *p = s, *end = s + len;
+    int64_t since, pid;
+    if (parse_field(&p, end, '\t', &since) != 0 ||
+        parse_field(&p, end, '\t', &pid) != 0)
+        return;
+    const char *tab = memchr(p, '\t', (size_t)(end - p));
+    if (tab == NULL)
+        return;
+    id->size = sizeof *id;
+    id->since_ms = since;
+    id->age_ms = now - since;
+    id->pid = pid;
+    memcpy(*strings, p, (size_t)(tab - p));
+    id->host = *strings;
+    *strings += tab - p + 1;
+    memcpy(*strings, tab + 1, (size_t)(end - tab - 1));
+    id->label = *strings;
+    *strings += end - tab;
+}
+
+/* The mutex's holder record: "TOKEN<TAB>" then the rest, when TOKEN is
+ * the holder's (a record left by an earlier, expired grant is not). */
+static void decode_holder_identity(const redisReply *r, const char *holder,
+                                   int64_t now, fairlock_identity *id,
+                                   char **strings) {
+    if (holder == NULL || r->type != REDIS_REPLY_STRING)
+        return;
+    size_t n = strlen(holder);
+    if (r->len <= n || memcmp(r->str, holder, n) != 0 || r->str[n] != '\t')
+        return;
+    decode_identity(r->str + n + 1, r->len - n - 1, now, id, strings);
+}
+
 /* Both status replies begin {server_ms, holder, pttl, fence, total}; the
  * new kinds' go on {tag, holder_count, 4 fields per holder} before the
- * members.  One block: the struct, the holders, the waiters, the
- * strings. */
+ * K members; then come the NAME:who records, of the holder(s) and of each
+ * member (false where none).  One block: the struct, the holders, the
+ * waiters, the identities, the strings. */
 static int decode_any_status(const redisReply *reply, int sem,
                              fairlock_status **out, char *err, size_t errlen) {
     *out = NULL;
     size_t head = sem ? 7 : 5;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-        reply->elements < head) {
+        reply->elements < head + 1) {
         snprintf(err, errlen, "unexpected reply to the status script");
         return FAIRLOCK_REDIS;
     }
@@ -187,7 +226,7 @@ static int decode_any_status(const redisReply *reply, int sem,
     size_t holders = 0;
     if (sem) {
         int64_t n = to_int(reply->element[6], &bad);
-        if (bad || n < 0 || (size_t)n > (reply->elements - head) / 4) {
+        if (bad || n < 0 || (size_t)n > (reply->elements - head) / 5) {
             snprintf(err, errlen, "unexpected holder count in the status");
             return FAIRLOCK_REDIS;
         }
@@ -196,9 +235,18 @@ static int decode_any_status(const redisReply *reply, int sem,
         holders = holder->type == REDIS_REPLY_STRING;
     }
     size_t first_member = head + (sem ? 4 * holders : 0);
-    size_t count = reply->elements - first_member;
+    /* K members, then the records: sem ? holders : 1, then K. */
+    size_t records = sem ? holders : 1;
+    size_t rest = reply->elements - first_member;
+    if (rest < records || (rest - records) % 2 != 0) {
+        snprintf(err, errlen, "unexpected length of the status reply");
+        return FAIRLOCK_REDIS;
+    }
+    size_t count = (rest - records) / 2;
+    size_t first_record = first_member + count;
     size_t size = sizeof(fairlock_status) + holders * sizeof(fairlock_holder) +
-                  count * sizeof(fairlock_waiter);
+                  count * sizeof(fairlock_waiter) +
+                  (holders + count) * sizeof(fairlock_identity);
     if (holder->type == REDIS_REPLY_STRING)
         size += holder->len + 1;
     for (size_t i = 0; i < holders && sem; i++) {
@@ -217,12 +265,27 @@ static int decode_any_status(const redisReply *reply, int sem,
         }
         size += m->len + 1;
     }
+    for (size_t i = first_record; i < reply->elements; i++) {
+        const redisReply *r = reply->element[i];
+        if (r->type == REDIS_REPLY_STRING)
+            size += r->len + 2; /* host and label, each NUL-terminated */
+        else if (r->type != REDIS_REPLY_NIL)
+            bad = 1;
+    }
+    if (bad) {
+        snprintf(err, errlen, "unexpected identity record in the status");
+        return FAIRLOCK_REDIS;
+    }
     fairlock_status *st = calloc(1, size);
     if (st == NULL)
         return FAIRLOCK_NOMEM;
     fairlock_holder *hs = (fairlock_holder *)(st + 1);
     st->waiters = (fairlock_waiter *)(hs + holders);
-    char *strings = (char *)(st->waiters + count);
+    fairlock_identity *hids = (fairlock_identity *)(st->waiters + count);
+    fairlock_identity *wids = hids + holders;
+    char *strings = (char *)(wids + count);
+    st->holder_ids_ = hids;
+    st->waiter_ids_ = wids;
     st->server_time_ms = to_int(reply->element[0], &bad);
     st->holder_pttl_ms = to_int(reply->element[2], &bad);
     st->fence = to_int(reply->element[3], &bad);
@@ -230,6 +293,7 @@ static int decode_any_status(const redisReply *reply, int sem,
     st->kind = FAIRLOCK_KIND_MUTEX;
     st->holders_ = hs;
     st->holder_count = holders;
+    int64_t now = st->server_time_ms;
     if (holder->type == REDIS_REPLY_STRING) {
         memcpy(strings, holder->str, holder->len);
         st->holder = strings;
@@ -242,6 +306,8 @@ static int decode_any_status(const redisReply *reply, int sem,
         hs[0].token = st->holder;
         hs[0].pttl_ms = st->holder_pttl_ms;
         hs[0].fence = st->fence;
+        decode_holder_identity(reply->element[first_record], st->holder, now,
+                               &hids[0], &strings);
     }
     if (sem) {
         const redisReply *tag = reply->element[5];
@@ -267,6 +333,9 @@ static int decode_any_status(const redisReply *reply, int sem,
             h->permit = to_int(reply->element[head + 4 * i + 2], &bad);
             h->fence = to_int(reply->element[head + 4 * i + 3], &bad);
             h->shared = token_shared(t->str, t->len);
+            const redisReply *r = reply->element[first_record + i];
+            if (r->type == REDIS_REPLY_STRING)
+                decode_identity(r->str, r->len, now, &hids[i], &strings);
         }
     }
     for (size_t i = 0; i < count && !bad; i++) {
@@ -282,6 +351,10 @@ static int decode_any_status(const redisReply *reply, int sem,
         strings += token_len + 1;
         w->idle_ms = st->server_time_ms - ts;
         w->liveness_ms = fairlock__token_liveness(token, token_len);
+        const redisReply *r = reply->element[first_record + records + i];
+        if (r->type == REDIS_REPLY_STRING)
+            decode_identity(r->str, r->len, now, &wids[st->waiter_count],
+                            &strings);
         st->waiter_count++;
     }
     if (bad) {

@@ -86,6 +86,25 @@ static SSL_CTX *make_ctx(const fairlock__tls_config *cfg,
     return ctx;
 }
 
+void fairlock__tls_prepare(fairlock__tls_config *cfg) {
+    if (!cfg->enabled || cfg->ctx != NULL)
+        return;
+    fairlock__error ignored;
+    memset(&ignored, 0, sizeof ignored);
+    cfg->ctx = make_ctx(cfg, &ignored);
+    ERR_clear_error();
+}
+
+void fairlock__tls_ctx_ref(fairlock__tls_config *cfg) {
+    if (cfg->ctx != NULL)
+        SSL_CTX_up_ref(cfg->ctx);
+}
+
+void fairlock__tls_ctx_release(fairlock__tls_config *cfg) {
+    SSL_CTX_free(cfg->ctx); /* NULL is a no-op */
+    cfg->ctx = NULL;
+}
+
 static int is_address(const char *name) {
     unsigned char buf[16];
     return inet_pton(AF_INET, name, buf) == 1 ||
@@ -101,7 +120,11 @@ fairlock__tls *fairlock__tls_new(const fairlock__tls_config *cfg,
         fairlock__error_set(err, FAIRLOCK_NOMEM, "cannot allocate TLS");
         return NULL;
     }
-    SSL_CTX *ctx = make_ctx(cfg, err);
+    SSL_CTX *ctx = cfg->ctx;
+    if (ctx == NULL)
+        ctx = make_ctx(cfg, err);
+    else
+        SSL_CTX_up_ref(ctx); /* dropped below, as a context made here */
     if (ctx == NULL) {
         free(tls);
         return NULL;
@@ -290,6 +313,12 @@ long fairlock__tls_decrypt(fairlock__tls *tls, char *buf, size_t cap,
 }
 
 #else /* !FAIRLOCK_HAVE_TLS */
+
+void fairlock__tls_prepare(fairlock__tls_config *cfg) { (void)cfg; }
+
+void fairlock__tls_ctx_ref(fairlock__tls_config *cfg) { (void)cfg; }
+
+void fairlock__tls_ctx_release(fairlock__tls_config *cfg) { cfg->ctx = NULL; }
 
 fairlock__tls *fairlock__tls_new(const fairlock__tls_config *cfg,
                                  const char *host, int port,

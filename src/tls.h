@@ -12,10 +12,24 @@
  * so the same session works under any event loop. */
 typedef struct fairlock__tls fairlock__tls;
 
-/* A session for a connection to host:port with these settings (CAs
- * loaded, client certificate checked against its key, TLS 1.2 at least,
- * the name to verify and send as SNI: server_name, else host).  NULL with
- * err set (FAIRLOCK_REDIS, or FAIRLOCK_NOMEM). */
+/* Builds cfg->ctx from cfg's settings (CAs loaded, client certificate
+ * checked against its key, TLS 1.2 at least) unless it is there, or TLS is
+ * off.  A failure leaves it NULL: each connection then tries again and
+ * reports why.  One context serves every connection of the handle and its
+ * renewal thread (a copy made by fairlock__url_copy takes a reference):
+ * OpenSSL (1.1.0 and later) lets threads make sessions from one context
+ * at once as long as nobody changes it, which nobody does once it is
+ * built, and counts its references atomically. */
+void fairlock__tls_prepare(fairlock__tls_config *cfg);
+/* Another reference to cfg->ctx, for a copy of cfg (no-op when NULL). */
+void fairlock__tls_ctx_ref(fairlock__tls_config *cfg);
+/* Drops cfg's reference to its context and sets it NULL. */
+void fairlock__tls_ctx_release(fairlock__tls_config *cfg);
+
+/* A session for a connection to host:port with these settings (cfg->ctx
+ * when built, else a context made for it), the name to verify and send as
+ * SNI: server_name, else host.  NULL with err set (FAIRLOCK_REDIS, or
+ * FAIRLOCK_NOMEM). */
 fairlock__tls *fairlock__tls_new(const fairlock__tls_config *cfg,
                                  const char *host, int port,
                                  fairlock__error *err);

@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "internal.h"
+#include "tls.h"
 
 #define DEFAULT_PORT 6379
 #define DEFAULT_SENTINEL_PORT 26379
@@ -451,6 +452,7 @@ void fairlock__url_clear(fairlock__url *url) {
     free(url->tls.cert_file);
     free(url->tls.key_file);
     free(url->tls.server_name);
+    fairlock__tls_ctx_release(&url->tls);
     memset(url, 0, sizeof *url);
 }
 
@@ -526,6 +528,7 @@ int fairlock__url_copy(fairlock__url *dst, const fairlock__url *src) {
     dst->sentinel_user = copy_or_null(src->sentinel_user, &bad);
     dst->sentinel_password = copy_or_null(src->sentinel_password, &bad);
     dst->tls = src->tls;
+    fairlock__tls_ctx_ref(&dst->tls); /* shared: see tls.h */
     dst->tls.ca_file = copy_or_null(src->tls.ca_file, &bad);
     dst->tls.ca_path = copy_or_null(src->tls.ca_path, &bad);
     dst->tls.cert_file = copy_or_null(src->tls.cert_file, &bad);
@@ -551,6 +554,7 @@ int fairlock__url_copy(fairlock__url *dst, const fairlock__url *src) {
 int fairlock__url_set_tls(fairlock__url *url, const fairlock_options *opts,
                           char *err, size_t errlen) {
     fairlock__tls_config *tls = &url->tls;
+    fairlock__tls_ctx_release(tls); /* built from the settings changed here */
     if (opts->tls && !tls->enabled) {
         tls->enabled = 1;
         tls->verify = tls->check_host = 1;

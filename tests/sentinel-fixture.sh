@@ -10,7 +10,10 @@
 #                                   DIR), replication and the sentinels'
 #                                   links use it, and the URL is
 #                                   rediss+sentinel:// to those ports; the
-#                                   plain ports stay for the tests' checks
+#                                   plain ports stay for the tests' checks,
+#                                   and DIR/server-args holds the TLS
+#                                   arguments a restarted server takes
+#                                   (empty without tls)
 #   sentinel-fixture.sh stop DIR    stop them all and remove DIR
 set -eu
 . "$(dirname "$0")/fixture-lib.sh"
@@ -113,6 +116,10 @@ start)
     else
         url="redis+sentinel://127.0.0.1:$((base + 2)),127.0.0.1:$((base + 3)),127.0.0.1:$((base + 4))/mymaster"
     fi
+    # For test_sentinel, which starts a killed server again as a replica:
+    # without them it would rejoin with no TLS port, and the sentinels
+    # (which reach it over TLS) would never count it.
+    echo "$tls_args" | tr -s ' \n' ' ' >"$dir/server-args"
     {
         echo "FAIRLOCK_SENTINEL_URL=$url"
         echo "FAIRLOCK_SENTINEL_TLS_SHIFT=$shift_tls"

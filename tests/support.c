@@ -430,3 +430,35 @@ void test_acl_deluser(redisContext *c, const char *name) {
     redisReply *r = redisCommand(c, "ACL DELUSER %s", name);
     freeReplyObject(r);
 }
+
+int test_cli(const char *args, char *out, size_t size) {
+    const char *cli = getenv("FAIRLOCK_TEST_CLI");
+    if (cli == NULL) {
+        fprintf(stderr, "FAIRLOCK_TEST_CLI is not set\n");
+        exit(1);
+    }
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' %s", cli, args);
+    FILE *p = popen(cmd, "r");
+    if (p == NULL) {
+        fprintf(stderr, "popen %s failed\n", cmd);
+        exit(1);
+    }
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0)
+        ;
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+int test_list_collect(void *arg, const char *name, size_t len, int kind) {
+    test_listed *l = arg;
+    if (l->count < 64 && len < sizeof l->names[0]) {
+        memcpy(l->names[l->count], name, len);
+        l->names[l->count][len] = '\0';
+        l->kinds[l->count++] = kind;
+    }
+    return 0;
+}

@@ -151,4 +151,20 @@ void test_acl_setuser(redisContext *c, const char *args, int line,
 /* ACL DELUSER name on c. */
 void test_acl_deluser(redisContext *c, const char *name);
 
+/* ---- The fairlock command ---- */
+
+/* Runs `$FAIRLOCK_TEST_CLI ARGS` (ARGS as sh(1) reads them) and returns
+ * its exit status, with at most size - 1 bytes of its standard output in
+ * out. */
+int test_cli(const char *args, char *out, size_t size);
+
+/* The names fairlock_list() reports, each with its kind: collect them
+ * with test_list_collect as the callback. */
+typedef struct test_listed {
+    char names[64][128];
+    int kinds[64];
+    int count;
+} test_listed;
+int test_list_collect(void *arg, const char *name, size_t len, int kind);
+
 #endif

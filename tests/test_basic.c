@@ -1,6 +1,8 @@
 /* test_basic.c -- single-process behaviour against a real server: waiting,
  * leases, queries, bad calls, connections and script reloading. */
 #include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -496,6 +498,138 @@ static void server_dies_mid_wait(void) {
     CHECK(system(cmd) == 0);
 }
 
+/* Identity (opt-in) of holders and waiters, through the mutex's hand-off
+ * and a semaphore's, and the per-handle statistics: counted, not timed. */
+static fairlock *ident_lock(const char *name, const char *label, int kind) {
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.url = test_url();
+    opts.timeout_ms = 20000;
+    opts.identity = 1;
+    opts.identity_label = label;
+    opts.kind = kind;
+    opts.permits = kind == FAIRLOCK_KIND_SEMAPHORE ? 1 : 0;
+    return test_lock_opts(&opts);
+}
+
+static void identity_and_stats_of(int kind) {
+    const char *name = test_name("ident");
+    redisContext *c = test_redis();
+    char host[256];
+    CHECK_INT(gethostname(host, sizeof host), ==, 0);
+    host[64] = '\0';
+    fairlock *a = ident_lock(name, "worker a", kind);
+    CHECK_RC(a, fairlock_acquire(a), FAIRLOCK_OK);
+    int *go = test_shared(sizeof *go);
+    pid_t child = test_fork();
+    if (child == 0) {
+        /* Control characters would split the record: they become '?'. */
+        fairlock *b = ident_lock(name, "worker\tb\n", kind);
+        int ok = fairlock_acquire(b) == FAIRLOCK_OK;
+        fairlock_stats st;
+        ok = ok && fairlock_stats_get(b, &st) == FAIRLOCK_OK &&
+             st.acquisitions == 1 && st.handoffs == 1 && st.size == sizeof st &&
+             st.last_wait_ms >= 0;
+        test_wait_flag(go, 60000);
+        ok = ok && fairlock_release(b) == FAIRLOCK_OK;
+        fairlock_free(b);
+        _exit(ok ? 0 : 1);
+    }
+    char who[128];
+    snprintf(who, sizeof who, "%s:who", name);
+    /* The waiter's record appears with its entry. */
+    fairlock_status *st = NULL;
+    for (int tries = 0; tries < 2000; tries++) {
+        CHECK_RC(a, fairlock_status_get(a, 10, &st), FAIRLOCK_OK);
+        if (st->waiter_count == 1 &&
+            fairlock_status_waiter_identity(st, 0) != NULL)
+            break;
+        fairlock_status_free(st);
+        st = NULL;
+        test_sleep_ms(10);
+    }
+    CHECK(st != NULL);
+    const fairlock_identity *h = fairlock_status_holder_identity(st, 0);
+    CHECK(h != NULL && h->size == sizeof *h);
+    CHECK_STR(h->label, "worker a");
+    CHECK_STR(h->host, host);
+    CHECK_INT(h->pid, ==, getpid());
+    CHECK_INT(h->age_ms, >=, 0);
+    const fairlock_identity *w = fairlock_status_waiter_identity(st, 0);
+    CHECK_STR(w->label, "worker?b?");
+    CHECK_INT(w->pid, ==, child);
+    CHECK(fairlock_status_waiter_identity(st, 1) == NULL);
+    fairlock_status_free(st);
+
+    fairlock_stats s;
+    CHECK_INT(fairlock_stats_get(a, &s), ==, FAIRLOCK_OK);
+    CHECK_INT(s.acquisitions, ==, 1);
+    CHECK_INT(s.handoffs, ==, 0);
+    CHECK_INT(s.held_ms, >=, 0);
+    CHECK_RC(a, fairlock_release(a), FAIRLOCK_OK);
+    CHECK_INT(fairlock_stats_get(a, &s), ==, FAIRLOCK_OK);
+    CHECK_INT(s.held_ms, ==, 0);
+    CHECK_INT(s.last_hold_ms, >=, 0);
+    CHECK_INT(s.total_hold_ms, ==, s.last_hold_ms);
+    /* A struct of an older, smaller layout gets only its own bytes. */
+    struct {
+        fairlock_stats head;
+        int64_t canary;
+    } small = {{0}, 77};
+    CHECK_INT(fairlock_stats_get_sized(a, &small.head,
+                                       offsetof(fairlock_stats, handoffs)),
+              ==, FAIRLOCK_OK);
+    CHECK_INT(small.head.acquisitions, ==, 1);
+    CHECK_INT(small.head.handoffs, ==, 0);
+    CHECK_INT(small.canary, ==, 77);
+
+    /* Handed over: the waiter's record is now the holder's. */
+    for (int tries = 0; tries < 2000; tries++) {
+        CHECK_RC(a, fairlock_status_get(a, 10, &st), FAIRLOCK_OK);
+        if (st->holder_count == 1)
+            break;
+        fairlock_status_free(st);
+        st = NULL;
+        test_sleep_ms(10);
+    }
+    CHECK(st != NULL);
+    h = fairlock_status_holder_identity(st, 0);
+    CHECK(h != NULL && h->pid == child);
+    CHECK_STR(h->label, "worker?b?");
+    fairlock_status_free(st);
+    *go = 1;
+    CHECK_INT(test_wait_child_within(child, 0, 60000), ==, 0);
+    /* Every record went with its entry and its grant. */
+    CHECK_INT(test_int(c, "EXISTS %s", who), ==, 0);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    fairlock_free(a);
+    redisFree(c);
+}
+
+static void identity_and_stats(void) {
+    identity_and_stats_of(FAIRLOCK_KIND_MUTEX);
+    identity_and_stats_of(FAIRLOCK_KIND_SEMAPHORE);
+}
+
+/* Without the option nothing is recorded and NAME:who is never written. */
+static void no_identity_by_default(void) {
+    const char *name = test_name("noident");
+    redisContext *c = test_redis();
+    fairlock *a = test_lock(name, 5000);
+    CHECK_RC(a, fairlock_acquire(a), FAIRLOCK_OK);
+    char who[128];
+    snprintf(who, sizeof who, "%s:who", name);
+    CHECK_INT(test_int(c, "EXISTS %s", who), ==, 0);
+    fairlock_status *st = NULL;
+    CHECK_RC(a, fairlock_status_get(a, 10, &st), FAIRLOCK_OK);
+    CHECK(fairlock_status_holder_identity(st, 0) == NULL);
+    fairlock_status_free(st);
+    CHECK_RC(a, fairlock_release(a), FAIRLOCK_OK);
+    fairlock_free(a);
+    redisFree(c);
+}
+
 int main(int argc, char **argv) {
     check_select(argc, argv);
     signal(SIGPIPE, SIG_IGN);
@@ -512,5 +646,7 @@ int main(int argc, char **argv) {
     RUN_TEST(scripts_reload_after_flush);
     RUN_TEST(odd_names_on_the_server);
     RUN_TEST(server_dies_mid_wait);
+    RUN_TEST(identity_and_stats);
+    RUN_TEST(no_identity_by_default);
     return check_done();
 }

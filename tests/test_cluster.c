@@ -215,6 +215,61 @@ static void locks_on_every_master(void) {
     CHECK_INT(masters, ==, 3);
 }
 
+/* fairlock_list() and `fairlock list` find exactly the locks held, on
+ * every master, and not a lock that was released. */
+static void list_on_every_master(void) {
+    enum { N = 24 };
+    fairlock *held[N];
+    char names[N][64], pattern[64], freed[64];
+    int seen[64] = {0}, masters = 0, rc;
+    snprintf(pattern, sizeof pattern, "{fltest-list-%d-*", (int)getpid());
+    snprintf(freed, sizeof freed, "{fltest-list-%d-free}:job", (int)getpid());
+    fairlock *f = cluster_lock(freed, 0, &rc);
+    CHECK_RC(f, fairlock_acquire(f), FAIRLOCK_OK);
+    CHECK_RC(f, fairlock_release(f), FAIRLOCK_OK);
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "{fltest-list-%d-%d}:job",
+                 (int)getpid(), i);
+        held[i] = cluster_lock(names[i], 0, &rc);
+        CHECK_RC(held[i], fairlock_acquire(held[i]), FAIRLOCK_OK);
+        int idx = master_of_slot(slot_of(names[i])) - base_port;
+        CHECK(idx >= 0 && idx < 64);
+        if (!seen[idx]++)
+            masters++;
+    }
+    CHECK_INT(masters, ==, 3);
+    test_listed listed = {0};
+    CHECK_RC(f, fairlock_list(f, pattern, test_list_collect, &listed),
+             FAIRLOCK_OK);
+    CHECK_INT(listed.count, ==, N);
+    for (int i = 0; i < N; i++) {
+        int found = 0;
+        for (int j = 0; j < listed.count; j++)
+            found += strcmp(listed.names[j], names[i]) == 0 &&
+                     listed.kinds[j] == FAIRLOCK_KIND_MUTEX;
+        CHECK_INT(found, ==, 1);
+    }
+    char args[1200], out[16384];
+    snprintf(args, sizeof args, "list -u '%s' '%s'", cluster_url, pattern);
+    CHECK_INT(test_cli(args, out, sizeof out), ==, 0);
+    int lines = 0;
+    for (const char *p = out; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    CHECK_INT(lines, ==, N + 1); /* and a header */
+    for (int i = 0; i < N; i++)
+        CHECK(strstr(out, names[i]) != NULL);
+    CHECK(strstr(out, freed) == NULL);
+    for (int i = 0; i < N; i++) {
+        CHECK_RC(held[i], fairlock_release(held[i]), FAIRLOCK_OK);
+        fairlock_free(held[i]);
+    }
+    listed.count = 0;
+    CHECK_RC(f, fairlock_list(f, pattern, test_list_collect, &listed),
+             FAIRLOCK_OK);
+    CHECK_INT(listed.count, ==, 0);
+    fairlock_free(f);
+}
+
 typedef struct {
     int64_t grants;
     int64_t errors;
@@ -749,6 +804,7 @@ int main(int argc, char **argv) {
     RUN_TEST(names_must_share_a_slot);
     RUN_TEST(plain_url_on_a_cluster_node);
     RUN_TEST(locks_on_every_master);
+    RUN_TEST(list_on_every_master);
     RUN_TEST(least_privilege);
     RUN_TEST(async_on_a_cluster);
     RUN_TEST(slot_migration_under_load);

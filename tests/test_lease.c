@@ -417,8 +417,8 @@ enum { EV_OTHER, EV_EXTEND, EV_RELEASE };
  * release / cancel (both end a grant).  EVAL (after NOSCRIPT) is told by
  * the script's opening comment. */
 static int monitor_event(char **args, int n, const char *name) {
-    /* EVALSHA sha 6 KEYS[1..6] token ... */
-    if (n < 11 || strcmp(args[2], "7") != 0 || strcmp(args[3], name) != 0)
+    /* EVALSHA sha 8 KEYS[1..8] token ... */
+    if (n < 12 || strcmp(args[2], "8") != 0 || strcmp(args[3], name) != 0)
         return EV_OTHER;
     if (strcasecmp(args[0], "evalsha") == 0) {
         if (strcmp(args[1], fairlock__script_extend.sha1) == 0)
@@ -540,20 +540,20 @@ static void no_renewal_after_release(void) {
 
     /* The planted violation: an extend of a released grant, sent the way
      * a runaway renewer would send it. */
-    const char *argv[12];
+    const char *argv[13];
     argv[0] = "EVALSHA";
     argv[1] = fairlock__script_extend.sha1;
-    argv[2] = "7";
-    char keys[7][80];
-    static const char *const suffixes[7] = {
-        "", ":queue", ":seq", ":nfwait", ":nfwake", ":fence", ":watch"};
-    for (int i = 0; i < 7; i++) {
+    argv[2] = "8";
+    char keys[8][80];
+    static const char *const suffixes[8] = {
+        "", ":queue", ":seq", ":nfwait", ":nfwake", ":fence", ":watch", ":who"};
+    for (int i = 0; i < 8; i++) {
         snprintf(keys[i], sizeof keys[i], "%s%s", name, suffixes[i]);
         argv[3 + i] = keys[i];
     }
-    argv[10] = planted;
-    argv[11] = "90";
-    r = redisCommandArgv(admin, 12, argv, NULL);
+    argv[11] = planted;
+    argv[12] = "90";
+    r = redisCommandArgv(admin, 13, argv, NULL);
     CHECK(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
     freeReplyObject(r);
     r = redisCommand(admin, "ECHO fltest-monitor-end");
@@ -574,7 +574,7 @@ static void no_renewal_after_release(void) {
                   strcmp(args[1], "fltest-monitor-end") == 0;
         int ev = from_script || argc > 24 ? EV_OTHER
                                           : monitor_event(args, argc, name);
-        grant_seen *g = ev == EV_OTHER ? NULL : grant_find(grants, n, args[10]);
+        grant_seen *g = ev == EV_OTHER ? NULL : grant_find(grants, n, args[11]);
         if (g != NULL && ev == EV_EXTEND) {
             extends++;
             if (g->released)
@@ -1293,6 +1293,136 @@ static void unknown_outcome_keeps_token(void) {
     test_server_remove(&s);
 }
 
+/* Waits until the server has `n` client connections (`c` among them). */
+static void wait_clients(redisContext *c, int n) {
+    char needle[32];
+    snprintf(needle, sizeof needle, "connected_clients:%d\r", n);
+    CHECK(wait_info(c, "clients", needle, EVENT_DEADLINE_MS));
+}
+
+/* Runs, for `token`, the acquire script of `kind` (fifo: acquire.lua or
+ * acquire_nonfifo.lua) as the first attempt of its request did (ticket
+ * 0), on a connection of its own: a copy of that request that reaches the
+ * server late. */
+static redisReply *late_copy(redisContext *c, const char *name, int kind,
+                             int fifo, const char *token) {
+    fairlock__keys keys;
+    CHECK_INT(fairlock__keys_init_kind(&keys, name, strlen(name), 0, kind, 1),
+              ==, FAIRLOCK_OK);
+    const fairlock__script *script = kind != FAIRLOCK_KIND_MUTEX
+                                         ? &fairlock__script_sem_acquire
+                                     : fifo ? &fairlock__script_acquire
+                                            : &fairlock__script_acquire_nonfifo;
+    const char *argv[3 + FAIRLOCK__KEY_COUNT + 4];
+    int n = 0;
+    argv[n++] = "EVAL";
+    argv[n++] = script->body;
+    argv[n++] = "7";
+    for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++)
+        argv[n++] = keys.names[i];
+    argv[n++] = token;
+    argv[n++] = "0"; /* ticket 0; non-FIFO: a single try */
+    if (kind != FAIRLOCK_KIND_MUTEX) {
+        argv[n++] = keys.tag;
+        argv[n++] = "0";
+    } else {
+        argv[n++] = "10000";
+        if (fifo)
+            argv[n++] = "0";
+    }
+    redisReply *r = redisCommandArgv(c, n, argv, NULL);
+    CHECK(r != NULL);
+    fairlock__keys_clear(&keys);
+    return r;
+}
+
+/* A request whose reply never came may reach the server after the cancel
+ * that resolved it: held up in the socket of a connection the client has
+ * given up, or in a stalled server's input, while the client cancels on a
+ * new connection.  It must then neither queue nor take the lock for a
+ * token nobody uses (a ghost that blocks the lock until its liveness
+ * window or lease ends), whether it would have waited behind a holder,
+ * taken a free lock at once, taken it without queueing (non-FIFO), or
+ * taken a permit.  Here writes are paused so that the first attempt gets
+ * no reply and never runs; the handle resolves it when freed; then the
+ * same request runs, as its late copy would.  Found by the model
+ * (model_late; its mutant M1 is this bug). */
+#define LATE_STALE_MS 3000
+static void late_request_after_its_cancel_is_refused(void) {
+    test_server s;
+    memset(&s, 0, sizeof s);
+    test_server_start(&s, 0, NULL);
+    redisContext *c = test_server_redis(&s);
+    static const struct {
+        const char *label;
+        int kind, fifo, behind_holder;
+    } cases[] = {{"queued behind a holder", FAIRLOCK_KIND_MUTEX, 1, 1},
+                 {"granted at once", FAIRLOCK_KIND_MUTEX, 1, 0},
+                 {"non-FIFO", FAIRLOCK_KIND_MUTEX, 0, 0},
+                 {"semaphore", FAIRLOCK_KIND_SEMAPHORE, 1, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fprintf(stderr, "   %s\n", cases[i].label);
+        char name[64], token[FAIRLOCK_TOKEN_MAX], holder_token[64] = "";
+        snprintf(name, sizeof name, "fltest:late:%zu", i);
+        fairlock_options opts;
+        fairlock_options_init(&opts);
+        opts.name = name;
+        opts.url = s.url;
+        opts.timeout_ms = 30000;
+        opts.kind = cases[i].kind;
+        if (cases[i].kind == FAIRLOCK_KIND_SEMAPHORE)
+            opts.permits = 1;
+        fairlock *holder = NULL;
+        if (cases[i].behind_holder) {
+            holder = test_lock_opts(&opts);
+            CHECK_RC(holder, fairlock_acquire(holder), FAIRLOCK_OK);
+            snprintf(holder_token, sizeof holder_token, "%s",
+                     fairlock_token(holder));
+        }
+        opts.fifo = cases[i].fifo;
+        opts.stale_timeout_ms = LATE_STALE_MS;
+        opts.io_timeout_ms = 500;
+        fairlock *lock = test_lock_opts(&opts);
+
+        pause_clients(c, 1);
+        CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_REDIS);
+        CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_PENDING);
+        snprintf(token, sizeof token, "%s", fairlock_token(lock));
+        wait_clients(c, holder != NULL ? 2 : 1);
+        pause_clients(c, 0);
+        fairlock_free(lock); /* cancels the request: it did not run */
+
+        redisReply *r = late_copy(c, name, cases[i].kind, cases[i].fifo, token);
+        /* Nothing for the token: not the holder, not queued. */
+        if (cases[i].kind == FAIRLOCK_KIND_MUTEX) {
+            char owner[FAIRLOCK_TOKEN_MAX];
+            int held = test_get_string(c, name, owner, sizeof owner);
+            CHECK_INT(held, ==, holder != NULL);
+            if (held)
+                CHECK_STR(owner, holder_token);
+            CHECK_INT(test_queue_rank_of(c, name, token, NULL), ==, -1);
+        } else {
+            CHECK_INT(test_int(c, "EXISTS %s:holders %s:waiters", name, name),
+                      ==, 0);
+        }
+        /* Refused with an error, which its sender, long gone, never reads. */
+        CHECK(r->type == REDIS_REPLY_ERROR &&
+              strstr(r->str, "request cancelled") != NULL);
+        freeReplyObject(r);
+        /* The tombstone lives one liveness window of the token. */
+        long long pttl = test_int(c, "PTTL %s:gone:%s", name, token);
+        CHECK(pttl > 0 && pttl <= LATE_STALE_MS);
+        if (holder != NULL) {
+            CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
+            fairlock_free(holder);
+        }
+        /* Then it goes, and with it the last key of the name. */
+        CHECK_INT(test_wait_no_keys(c, name, EVENT_DEADLINE_MS), ==, 0);
+    }
+    redisFree(c);
+    test_server_remove(&s);
+}
+
 /* ---------------------------------------------------------------------------
  * Regression tests for bugs this file found (fixed in what is now acquire.c,
  * lease.c and renew.c).
@@ -1436,6 +1566,7 @@ int main(int argc, char **argv) {
     RUN_TEST(fences_increase_across_restart);
     RUN_TEST(wait_for_replica);
     RUN_TEST(unknown_outcome_keeps_token);
+    RUN_TEST(late_request_after_its_cancel_is_refused);
     RUN_TEST(handoff_bound_is_current);
     RUN_TEST(wait_timeout_zero_does_not_block);
     RUN_TEST(forked_child_frees_renewed_handle);

@@ -97,7 +97,7 @@ static int cancel_to_the_end(fairlock__conn *conn, const fairlock__keys *keys,
     int calls = 0, undone = 1;
     do {
         CHECK_INT(fairlock__call_cancel(conn, &err, keys, token, ticket, 10000,
-                                        cursor, &undone),
+                                        cursor, 0, &undone),
                   ==, FAIRLOCK_OK);
         CHECK_INT(undone, ==, 0);
         CHECK_INT(++calls, <=, 40001); /* it ends */

@@ -123,12 +123,17 @@ static void handoff_messages(void) {
 }
 
 static void status_replies(void) {
-    /* now, holder, pttl, fence, total, then members */
+    /* now, holder, pttl, fence, total, then K members, the holder's
+     * identity record and one per member (nil where none) */
     redisReply *r = read_reply(
-        "*8\r\n:100000\r\n$5\r\nowner\r\n:2500\r\n$2\r\n42\r\n:4\r\n"
+        "*12\r\n:100000\r\n$5\r\nowner\r\n:2500\r\n$2\r\n42\r\n:4\r\n"
         "$27\r\n3:0123abcd.30000.9000:99000\r\n"
         "$14\r\n4:a:b:c:100000\r\n"
-        "$7\r\ngarbage\r\n");
+        "$7\r\ngarbage\r\n"
+        "$29\r\nowner\t97000\t4242\thost-a\trun x\r\n"
+        "$24\r\n98000\t77\thost-b\tsleep 10\r\n"
+        "$-1\r\n"
+        "$-1\r\n");
     fairlock_status *st = NULL;
     char err[128];
     CHECK_INT(fairlock__decode_status(r, &st, err, sizeof err), ==,
@@ -146,23 +151,48 @@ static void status_replies(void) {
     CHECK_INT(st->waiters[0].liveness_ms, ==, 9000);
     CHECK_STR(st->waiters[1].token, "a:b:c");
     CHECK_INT(st->waiters[1].liveness_ms, ==, 0);
+    const fairlock_identity *id = fairlock_status_holder_identity(st, 0);
+    CHECK(id != NULL);
+    CHECK_STR(id->host, "host-a");
+    CHECK_STR(id->label, "run x");
+    CHECK_INT(id->pid, ==, 4242);
+    CHECK_INT(id->since_ms, ==, 97000);
+    CHECK_INT(id->age_ms, ==, 3000);
+    id = fairlock_status_waiter_identity(st, 0);
+    CHECK(id != NULL);
+    CHECK_STR(id->host, "host-b");
+    CHECK_STR(id->label, "sleep 10");
+    CHECK_INT(id->pid, ==, 77);
+    CHECK_INT(id->age_ms, ==, 2000);
+    CHECK(fairlock_status_waiter_identity(st, 1) == NULL);
+    CHECK(fairlock_status_waiter_identity(st, 2) == NULL);
     fairlock_status_free(st);
 
-    r = read_reply("*5\r\n:1\r\n$-1\r\n:-2\r\n$-1\r\n:0\r\n");
+    /* A holder record of an earlier grant (another token) is not shown. */
+    r = read_reply("*6\r\n:1\r\n$5\r\nowner\r\n:-1\r\n$-1\r\n:0\r\n"
+                   "$20\r\nolder\t1\t2\thost\tlabel\r\n");
+    CHECK_INT(fairlock__decode_status(r, &st, err, sizeof err), ==,
+              FAIRLOCK_OK);
+    freeReplyObject(r);
+    CHECK(fairlock_status_holder_identity(st, 0) == NULL);
+    fairlock_status_free(st);
+
+    r = read_reply("*6\r\n:1\r\n$-1\r\n:-2\r\n$-1\r\n:0\r\n$-1\r\n");
     CHECK_INT(fairlock__decode_status(r, &st, err, sizeof err), ==,
               FAIRLOCK_OK);
     freeReplyObject(r);
     CHECK(st->holder == NULL);
     CHECK_INT(st->holder_pttl_ms, ==, -2);
     CHECK_INT(st->waiter_count, ==, 0);
+    CHECK(fairlock_status_holder_identity(st, 0) == NULL);
     fairlock_status_free(st);
 
-    r = read_reply("*4\r\n:1\r\n$-1\r\n:-2\r\n$-1\r\n");
+    r = read_reply("*5\r\n:1\r\n$-1\r\n:-2\r\n$-1\r\n:0\r\n");
     CHECK_INT(fairlock__decode_status(r, &st, err, sizeof err), ==,
               FAIRLOCK_REDIS);
     freeReplyObject(r);
     CHECK(st == NULL);
-    r = read_reply("*6\r\n:1\r\n$-1\r\n:-2\r\n$-1\r\n:0\r\n:5\r\n");
+    r = read_reply("*7\r\n:1\r\n$-1\r\n:-2\r\n$-1\r\n:0\r\n:5\r\n$-1\r\n");
     CHECK_INT(fairlock__decode_status(r, &st, err, sizeof err), ==,
               FAIRLOCK_REDIS);
     freeReplyObject(r);

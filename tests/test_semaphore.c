@@ -309,6 +309,69 @@ static void mismatched_permits_are_refused(void) {
     no_keys_left(name);
 }
 
+/* The other way round: a mutex client on a semaphore's or readers-writer
+ * lock's name is refused too, whether it waits, only tries, or does not
+ * queue (non-FIFO), and it leaves no key of its own.  Regression: the
+ * mutex scripts did not look at NAME:kind, so such a client got a silent
+ * mutex of its own beside the semaphore. */
+static void mutex_on_other_kinds_is_refused(void) {
+    redisContext *c = test_redis();
+    for (int rw = 0; rw < 2; rw++) {
+        const char *name = test_name(rw ? "rw-as-mutex" : "sem-as-mutex");
+        fairlock_options opts;
+        fairlock_options_init(&opts);
+        opts.name = name;
+        opts.timeout_ms = LONG_MS;
+        if (rw) {
+            opts.kind = FAIRLOCK_KIND_RWLOCK;
+            opts.shared = 1;
+        } else {
+            opts.kind = FAIRLOCK_KIND_SEMAPHORE;
+            opts.permits = 2;
+        }
+        fairlock *other = test_lock_opts(&opts);
+        CHECK_RC(other, fairlock_acquire(other), FAIRLOCK_OK);
+        long long keys = test_keys_of(c, name);
+        for (int fifo = 0; fifo < 2; fifo++) {
+            fairlock_options_init(&opts);
+            opts.name = name;
+            opts.timeout_ms = LONG_MS;
+            opts.fifo = fifo;
+            fairlock *mutex = test_lock_opts(&opts);
+            CHECK_RC(mutex, fairlock_acquire(mutex), FAIRLOCK_MISMATCH);
+            const char *msg = fairlock_errmsg(mutex);
+            CHECK(strstr(msg, "asks for a mutex") != NULL);
+            CHECK(strstr(msg, rw ? "a readers-writer lock"
+                                 : "a semaphore of 2 permits") != NULL);
+            CHECK_INT(fairlock_state(mutex), ==, FAIRLOCK_STATE_IDLE);
+            CHECK_RC(mutex, fairlock_acquire_ex(mutex, 0, 0, FAIRLOCK_DEFAULT),
+                     FAIRLOCK_MISMATCH);
+            CHECK_RC(mutex,
+                     fairlock_acquire_ex(mutex, 200, 1, FAIRLOCK_DEFAULT),
+                     FAIRLOCK_MISMATCH);
+            fairlock_free(mutex);
+            /* Nothing of a mutex: no lock key, queue, counter or marker. */
+            CHECK_INT(test_int(c, "EXISTS %s %s:queue %s:seq %s:nfwait", name,
+                               name, name, name),
+                      ==, 0);
+            CHECK_INT(test_keys_of(c, name), ==, keys);
+        }
+        CHECK_RC(other, fairlock_release(other), FAIRLOCK_OK);
+        /* And the other way round (mismatched_permits_are_refused does it
+         * for the semaphore): a held mutex's name is not this kind. */
+        fairlock *mutex = test_lock(name, LONG_MS);
+        CHECK_RC(mutex, fairlock_acquire(mutex), FAIRLOCK_OK);
+        CHECK_RC(other, fairlock_acquire_ex(other, 0, 0, FAIRLOCK_DEFAULT),
+                 FAIRLOCK_MISMATCH);
+        CHECK(strstr(fairlock_errmsg(other), "in use as a mutex") != NULL);
+        CHECK_RC(mutex, fairlock_release(mutex), FAIRLOCK_OK);
+        fairlock_free(mutex);
+        fairlock_free(other);
+        no_keys_left(name);
+    }
+    redisFree(c);
+}
+
 /* Non-blocking and timed acquire fail with FAIRLOCK_TIMEOUT and leave no
  * entry; a lease that ran out is lost; the renewer keeps one. */
 static void timeouts_leases_and_renewal(void) {
@@ -394,6 +457,7 @@ int main(int argc, char **argv) {
     RUN_TEST(dead_holder_keys_expire_with_its_lease);
     RUN_TEST(killed_waiter_is_evicted);
     RUN_TEST(mismatched_permits_are_refused);
+    RUN_TEST(mutex_on_other_kinds_is_refused);
     RUN_TEST(timeouts_leases_and_renewal);
     return check_done();
 }

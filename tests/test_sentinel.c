@@ -93,6 +93,32 @@ static void lock_on_the_master(void) {
     fairlock_free(lock);
 }
 
+/* fairlock_list() and `fairlock list` through the sentinels: the locks on
+ * the master. */
+static void list_through_sentinels(void) {
+    char name[64], other[64], pattern[64];
+    snprintf(name, sizeof name, "fltest:sentinel:list:%d:a", (int)getpid());
+    snprintf(other, sizeof other, "fltest:sentinel:list:%d:b", (int)getpid());
+    snprintf(pattern, sizeof pattern, "fltest:sentinel:list:%d:*",
+             (int)getpid());
+    fairlock *a = sentinel_lock(name), *b = sentinel_lock(other);
+    CHECK_RC(a, fairlock_acquire(a), FAIRLOCK_OK);
+    CHECK_RC(b, fairlock_acquire(b), FAIRLOCK_OK);
+    CHECK_RC(b, fairlock_release(b), FAIRLOCK_OK);
+    test_listed listed = {0};
+    CHECK_RC(b, fairlock_list(b, pattern, test_list_collect, &listed),
+             FAIRLOCK_OK);
+    CHECK_INT(listed.count, ==, 1);
+    CHECK_STR(listed.names[0], name);
+    char args[1200], out[4096];
+    snprintf(args, sizeof args, "list -u '%s' '%s'", sentinel_url, pattern);
+    CHECK_INT(test_cli(args, out, sizeof out), ==, 0);
+    CHECK(strstr(out, name) != NULL && strstr(out, other) == NULL);
+    CHECK_RC(a, fairlock_release(a), FAIRLOCK_OK);
+    fairlock_free(a);
+    fairlock_free(b);
+}
+
 /* A master name the sentinels do not monitor: a message that names it,
  * not a hang or a bare nil. */
 static void unknown_master_name(void) {
@@ -259,8 +285,10 @@ static int in_sync(int port) {
 }
 
 /* Whether the sentinel on `sentinel` lists the replica on `port` as up
- * (flags exactly "slave": no s_down, no disconnected). */
+ * (flags exactly "slave": no s_down, no disconnected).  Over TLS the
+ * replica announces its TLS port (tls-replication), tls_shift above. */
 static int sentinel_sees_replica(int sentinel, int port) {
+    port += tls_shift;
     redisContext *c = redisConnect("127.0.0.1", sentinel);
     int ok = 0;
     if (c != NULL && !c->err) {
@@ -289,19 +317,23 @@ static int sentinel_sees_replica(int sentinel, int port) {
 }
 
 /* The fixture's server on `port` (role dir `role`), started again as the
- * fixture starts it, as a replica of `master_of`; returns once it is in
+ * fixture starts it (with its TLS port and arguments when the fixture has
+ * them), as a replica of `master_of`; returns once it is in
  * sync and all three sentinels count it.  The setup then has a master and
  * a replica again, so the failover test can run again: ctest --repeat
  * does not set its fixture up again. */
 static void restart_as_replica(const char *role, int port, int master_of) {
-    char cmd[2048];
+    char cmd[4096], tls_port[32] = "";
+    if (tls_shift != 0)
+        snprintf(tls_port, sizeof tls_port, "--tls-port %d", port + tls_shift);
     snprintf(cmd, sizeof cmd,
              "redis-server --port %d --bind 127.0.0.1 --daemonize yes "
              "--pidfile %s/%s/redis.pid --logfile %s/%s/redis.log "
              "--dir %s/%s --save '' --appendonly no "
-             "--replicaof 127.0.0.1 %d >/dev/null 2>&1",
+             "--replicaof 127.0.0.1 %d %s $(cat %s/server-args) "
+             ">/dev/null 2>&1",
              port, sentinel_dir, role, sentinel_dir, role, sentinel_dir, role,
-             master_of);
+             master_of + tls_shift, tls_port, sentinel_dir);
     CHECK(system(cmd) == 0);
     int64_t start = test_now_ns();
     int ready = 0;
@@ -481,6 +513,7 @@ int main(int argc, char **argv) {
     load_sentinel_env();
     RUN_TEST(lock_on_the_master);
     RUN_TEST(unknown_master_name);
+    RUN_TEST(list_through_sentinels);
     RUN_TEST(least_privilege);
     RUN_TEST(async_behind_sentinels);
     RUN_TEST(failover_under_load);

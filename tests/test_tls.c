@@ -2,7 +2,9 @@
  * and by options, and each way a TLS connection fails, with the message
  * that names the cause and no secret in it. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "support.h"
@@ -177,6 +179,37 @@ static void refused_options(void) {
     fairlock_free(lock);
 }
 
+/* The CA file is read when the handle is made, not by each connection:
+ * with it gone, the handle still connects, and so does a forked child,
+ * which opens a connection of its own.  (Before contexts were cached per
+ * handle, each connection read it and failed.) */
+static void ca_file_read_once(void) {
+    char copy[700], cmd[1500];
+    snprintf(copy, sizeof copy, "%s/ca-once-%d.crt", dir, (int)getpid());
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", file("ca.crt"), copy);
+    CHECK(system(cmd) == 0);
+    char url[1200];
+    fairlock_options opts;
+    tls_options(&opts, url, sizeof url, "127.0.0.1", port);
+    opts.tls_ca_file = copy;
+    fairlock *lock = test_lock_opts(&opts);
+    CHECK(unlink(copy) == 0);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+    pid_t child = test_fork();
+    if (child == 0) {
+        int ok = fairlock_acquire(lock) == FAIRLOCK_OK &&
+                 fairlock_release(lock) == FAIRLOCK_OK;
+        if (!ok)
+            fprintf(stderr, "child: %s\n", fairlock_errmsg(lock));
+        _exit(ok ? 0 : 1);
+    }
+    CHECK_INT(test_wait_child(child, 0), ==, 0);
+    fairlock_free(lock);
+    /* A new handle reads it again, and finds it gone. */
+    fails_with(&opts, "cannot load the CA certificates");
+}
+
 int main(void) {
     load();
     RUN_TEST(mutual_tls);
@@ -187,5 +220,6 @@ int main(void) {
     RUN_TEST(plain_client_to_tls_port);
     RUN_TEST(tls_client_to_plain_port);
     RUN_TEST(refused_options);
+    RUN_TEST(ca_file_read_once);
     return check_done();
 }

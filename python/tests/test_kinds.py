@@ -98,6 +98,17 @@ class Kinds(support.ServerTestCase):
             self.assertEqual(caught.exception.code, "FAIRLOCK_MISMATCH")
             self.assertIn("2 permits", str(caught.exception))
             self.assertIn("5 permits", str(caught.exception))
+            # A mutex on the semaphore's name is refused the same way, and
+            # leaves no key of its own.
+            r = support.client()
+            before = support.keys_of(r, name)
+            mutex = fairlock.RedisLockFifo(name, self.url, timeout=5)
+            with self.assertRaises(fairlock.LockError) as caught:
+                mutex.acquire()
+            self.assertEqual(caught.exception.code, "FAIRLOCK_MISMATCH")
+            self.assertIn("2 permits", str(caught.exception))
+            self.assertIn("a mutex", str(caught.exception))
+            self.assertEqual(support.keys_of(r, name), before)
         self.assertEqual(a.permit, 0)
         self.assertEqual(a.permits, 2)
         with self.assertRaises(ValueError):

@@ -2,8 +2,10 @@
 --
 -- ARGV[1] token  ARGV[2] how long (ms) to advertise that non-FIFO waiters
 -- wait, 0 for a single try  ARGV[3] liveness window of other clients
+-- ARGV[4] identity for NAME:who, '' for none (acquire.lua's ARGV[5])
 --
--- Reply as acquire.lua's; the ticket is always 0.
+-- Reply as acquire.lua's; the ticket is always 0.  A request that would
+-- take the lock is refused as in acquire.lua (common.lua's refusal).
 
 local token, waiting = ARGV[1], tonumber(ARGV[2])
 local foreign_live = tonumber(ARGV[3])
@@ -22,13 +24,24 @@ if not holder then
     -- hide a dead one from its judgement).  fairlock FIFO waiters need no
     -- such care: a release hands them the lock before it is ever free.
     local defer = false
-    if redis.call('EXISTS', queue_key) == 1 then
+    local queued = redis.call('EXISTS', queue_key, kind_key, gone_key(token))
+    if queued > 0 then
+        local refused, counted = refusal(token)
+        if refused then
+            return refused
+        end
+        queued = queued - counted -- what is left is the queue
+    end
+    if queued > 0 then
         local head, _, _, head_lease =
             live_head(server_now_ms(), foreign_live, true, nil)
         defer = head ~= nil and head_lease == nil
         drop_queue_if_empty()
     end
     if not defer then
+        if (ARGV[4] or '') ~= '' then
+            who_grant(token, ARGV[4], server_now_ms(), lease)
+        end
         return {1, 0, 0, 0, lease, set_owner(token, lease), 0}
     end
 end

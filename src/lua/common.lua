@@ -14,9 +14,25 @@
 --                           been seen free with the foreign member at the
 --                           head (see foreign_head_alive); expires 2 x the
 --                           window + 1 s after the last look
+--   KEYS[8] NAME:who        HASH of who asked (only for requests that sent
+--                           an identity, see who_grant): field TOKEN ->
+--                           "since_ms<TAB>ident" of a waiter (since it
+--                           queued), field "@" -> "TOKEN<TAB>since_ms<TAB>
+--                           ident" of the holder (since its grant); ident is
+--                           the client's "pid<TAB>host<TAB>label", at most
+--                           WHO_MAX bytes.  Fields go with the entry or the
+--                           grant; the key lives as long as the queue and
+--                           the lease, so a dead holder's record goes with
+--                           its lease, and readers check "@" against the
+--                           lock key anyway
 -- Per-waiter wake lists are NAME:wake:TOKEN.  Only a waiter that has been
 -- handed the lock has one, and it expires within that waiter's liveness
 -- window, so nothing outlives its owner.
+-- NAME:gone:TOKEN is a cancelled request's tombstone (cancel.lua): while
+-- it lives, no entry or grant is made for TOKEN.  NAME:kind is where a
+-- semaphore or readers-writer lock records itself (sem_common.lua); the
+-- mutex only reads it, to refuse such a name.  Neither is in KEYS: both
+-- are NAME with a suffix, so in NAME's hash slot (docs/protocol.md).
 --
 -- Timestamps are the server's wall clock (TIME): every client shares it.
 -- Members of other clients (the reference implementation) carry a stamp
@@ -27,6 +43,8 @@
 local lock_key, queue_key, seq_key = KEYS[1], KEYS[2], KEYS[3]
 local nf_wait_key, nf_wake_key, fence_key = KEYS[4], KEYS[5], KEYS[6]
 local watch_key = KEYS[7]
+local who_key = KEYS[8]
+local WHO_MAX = 320
 local MAX_EVICTIONS = 64
 local SCAN_PAGE = 256
 -- A live reference waiter at the head takes a free lock within its poll
@@ -69,6 +87,36 @@ end
 
 local function wake_key(token)
     return lock_key .. ':wake:' .. token
+end
+
+local function gone_key(token)
+    return lock_key .. ':gone:' .. token
+end
+
+local kind_key = lock_key .. ':kind'
+
+-- Whether a request of `token` may make a queue entry or take the lock:
+-- not when the name is recorded as a semaphore or readers-writer lock,
+-- nor once the token's request was cancelled (a copy of it that arrives
+-- after its cancel would queue or hold a token nobody uses).  Returns the
+-- error to reply with, or nil; and how many of the two keys exist, so
+-- that a caller that counted them with others knows what else exists.
+-- One EXISTS when neither does.
+local function refusal(token)
+    local n = redis.call('EXISTS', kind_key, gone_key(token))
+    if n == 0 then
+        return nil, 0
+    end
+    local tag = redis.call('GET', kind_key)
+    if tag and (tag == 'rwlock' or string.match(tag, '^semaphore %d+$')) then
+        return redis.error_reply('ERR fairlock-kind: [' .. tag .. ']'), n
+    end
+    -- Without a kind, or with a key of that name that is no kind record
+    -- (a mutex named NAME:kind), the tombstone is what was counted.
+    if not tag or n == 2 then
+        return redis.error_reply('ERR fairlock: request cancelled'), n
+    end
+    return nil, n
 end
 
 -- The fencing token of a grant to `token`: the next value of the counter
@@ -232,8 +280,54 @@ local function live_head(now, foreign_live, lock_free, dropping)
             end
         end
         redis.call('ZREM', queue_key, head)
+        if token then
+            redis.call('HDEL', who_key, token)
+        end
     end
     return nil, true
+end
+
+-- Records `token` as the holder for NAME:who, granted at `now` with a
+-- lease of `px` (0: none): from `ident` or, when nil, from its waiter
+-- field (a hand-off: one HGET when nobody sent an identity).  The record
+-- lives as long as the lease and the queue (extend.lua follows renewals);
+-- `no_queue`: the caller knows there is none (one PTTL saved).
+local function who_grant(token, ident, now, px, no_queue)
+    if ident == nil then
+        local w = redis.call('HGET', who_key, token)
+        if not w then
+            return
+        end
+        redis.call('HDEL', who_key, token)
+        ident = string.match(w, '^%d+\t(.*)$') or ''
+    end
+    if ident == '' then
+        return
+    end
+    redis.call('HSET', who_key, '@', token .. '\t' .. now .. '\t' ..
+               string.sub(ident, 1, WHO_MAX))
+    local q = no_queue and -2 or redis.call('PTTL', queue_key)
+    if px == 0 or q == -1 then
+        redis.call('PERSIST', who_key)
+    else
+        redis.call('PEXPIRE', who_key, math.max(px, q))
+    end
+end
+
+-- Records a waiter's identity when it queues (fresh), and keeps NAME:who
+-- for `keep` ms (the queue's expiry) on each of its calls.
+local function who_wait(token, ident, now, keep, fresh)
+    if ident == '' then
+        return
+    end
+    if fresh then
+        redis.call('HSET', who_key, token, now .. '\t' ..
+                   string.sub(ident, 1, WHO_MAX))
+    end
+    local ttl = redis.call('PTTL', who_key)
+    if ttl >= 0 and ttl < keep then
+        redis.call('PEXPIRE', who_key, keep)
+    end
 end
 
 -- Called whenever the lock key is free: grants the lock to the live head
@@ -272,6 +366,7 @@ local function grant_to_head(now, caller, caller_lease, foreign_live, dropping)
         else
             redis.call('SET', lock_key, token)
         end
+        who_grant(token, nil, now, px)
     else
         return nil, false -- a live foreign head takes the lock itself
     end
@@ -299,11 +394,16 @@ end
 
 -- Frees the lock held by `token`.  Returns 1 if it was held.  Without a
 -- queue there is nobody to hand over to, and no need for the clock.
-local function release_if_owner(token, foreign_live, dropping)
+-- `forget`: the holder's identity record goes too (only a caller that may
+-- have sent one pays for the HDEL).
+local function release_if_owner(token, foreign_live, dropping, forget)
     if redis.call('GET', lock_key) ~= token then
         return 0
     end
     redis.call('DEL', lock_key)
+    if forget then
+        redis.call('HDEL', who_key, '@')
+    end
     if redis.call('EXISTS', queue_key) == 1 then
         grant_to_head(server_now_ms(), nil, 0, foreign_live, dropping)
     end

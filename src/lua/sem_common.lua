@@ -24,8 +24,16 @@
 --                         fencing, and then counts every grant
 --   KEYS[7] NAME          the mutex's lock key, only looked at: a name in
 --                         use as a mutex is refused, not shared
+--   KEYS[8] NAME:who      HASH of who asked (requests that sent an
+--                         identity): TOKEN -> "since_ms<TAB>ident" of each
+--                         waiter (since it queued) and holder (since its
+--                         grant), removed with the entry or the holder
+--                         (drop_holder: an ended lease takes it too)
 -- A holder handed a grant has a wake list NAME:grant:TOKEN, which expires
--- with the capped lease it carries.
+-- with the capped lease it carries.  A request cancelled while its reply
+-- was owed leaves NAME:gone:TOKEN for one liveness window (sem_cancel.lua),
+-- as the mutex's does.  Neither is in KEYS: both are NAME with a suffix,
+-- so in NAME's hash slot.
 --
 -- Invariants every script keeps (docs/protocol.md):
 --   semaphore: live holders <= N; permit numbers of live holders are
@@ -55,6 +63,11 @@ end
 
 local function wake_key(token)
     return string.sub(kind_key, 1, -6) .. ':grant:' .. token
+end
+
+-- common.lua's gone_key and kind_key are the mutex's; these are ours.
+local function gone_key(token)
+    return string.sub(kind_key, 1, -6) .. ':gone:' .. token
 end
 
 -- The permits of a tag: N for "semaphore N", 0 for a readers-writer lock.
@@ -103,6 +116,7 @@ end
 
 local function drop_holder(token)
     redis.call('ZREM', holders_key, token)
+    redis.call('HDEL', who_key, token)
     local permit = grant_of(token)
     redis.call('HDEL', grants_key, token, '#' .. permit)
 end
@@ -156,6 +170,19 @@ local function writer_holds(count)
     return not shared
 end
 
+-- The identity record of a waiter granted at `now`: the caller's from
+-- `ident` ('' for none), another's restamped (one HGET when it has none).
+local function who_granted(token, now, ident)
+    if ident == nil then
+        local w = redis.call('HGET', who_key, token)
+        ident = w and string.match(w, '^%d+\t(.*)$') or ''
+    end
+    if ident ~= '' then
+        redis.call('HSET', who_key, token, now .. '\t' ..
+                   string.sub(ident, 1, WHO_MAX))
+    end
+end
+
 -- Grants to waiters from the head of the queue for as long as they fit,
 -- removing stale and malformed entries (and `dropping`, whose owner is
 -- leaving) on the way.  A head that does not fit stops the loop: nobody
@@ -163,7 +190,7 @@ end
 -- liveness window (as the mutex's hand-off), pushed to its wake list.
 -- Returns {ticket, permit, fence} when the caller was granted, and whether
 -- the budget ran out with entries left to look at.
-local function grant_heads(now, n, caller, caller_lease, dropping)
+local function grant_heads(now, n, caller, caller_lease, dropping, ident)
     local count = redis.call('ZCARD', holders_key)
     local writer = n == 0 and writer_holds(count)
     local mine = nil
@@ -185,6 +212,7 @@ local function grant_heads(now, n, caller, caller_lease, dropping)
             local fence = grant_fence(token)
             if token == caller then
                 add_holder(now, token, caller_lease, permit, fence)
+                who_granted(token, now, ident or '')
                 mine = {ticket, permit, fence}
             else
                 local px = lease
@@ -199,9 +227,12 @@ local function grant_heads(now, n, caller, caller_lease, dropping)
                                                         px, fence, permit))
                 redis.call('PEXPIRE', wake, px)
                 add_holder(now, token, px, permit, fence)
+                who_granted(token, now, nil)
             end
             count = count + 1
             writer = n == 0 and not shared
+        elseif token then
+            redis.call('HDEL', who_key, token) -- stale, malformed or leaving
         end
         redis.call('ZREM', queue_key, head)
     end
@@ -222,7 +253,7 @@ local function settle(now, keep)
         -- Tickets start again with the next queue, as the mutex's do.
         redis.call('DEL', seq_key)
         if redis.call('ZCARD', holders_key) == 0 then
-            redis.call('DEL', kind_key, holders_key, grants_key)
+            redis.call('DEL', kind_key, holders_key, grants_key, who_key)
             return
         end
     end
@@ -232,7 +263,8 @@ local function settle(now, keep)
     if last[2] and not forever then
         ttl = math.max(ttl, tonumber(last[2]) - now)
     end
-    local keys = {kind_key, holders_key, queue_key, seq_key, grants_key}
+    local keys = {kind_key, holders_key, queue_key, seq_key, grants_key,
+                  who_key}
     for i = 1, #keys do
         local pttl = redis.call('PTTL', keys[i])
         if pttl ~= -2 then

@@ -2,7 +2,8 @@
 -- standalone: sem_common.lua is not prepended, so that the script is small
 -- enough to send with EVAL when a confirmation cannot wait for its reply.
 --
--- KEYS as in sem_common.lua (KEYS[4] NAME:holders is the one that counts)
+-- KEYS as in sem_common.lua (KEYS[4] NAME:holders is the one that counts;
+-- KEYS[8] NAME:who lives as long as the rest)
 -- ARGV[1] token  ARGV[2] lease in ms from now, 0 for no expiry
 -- Reply 1 if the token holds a live grant, else 0.  A lease that has
 -- ended is not revived: the permit may be counted free already.
@@ -17,7 +18,7 @@ end
 redis.call('ZADD', KEYS[4], 'XX', px > 0 and now + px or 'inf', token)
 -- The name's keys live at least as long as the lease (sem_common's
 -- settle shortens nothing but what a lease without end persisted).
-for i = 1, 5 do
+for _, i in ipairs({1, 2, 3, 4, 5, 8}) do
     local pttl = redis.call('PTTL', KEYS[i])
     if px == 0 then
         redis.call('PERSIST', KEYS[i])

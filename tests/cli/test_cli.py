@@ -545,8 +545,14 @@ def read_pty(master, proc, until, timeout):
     return data
 
 
-def run_on_pty(args):
+def run_on_pty(args, columns=None):
     master, slave = pty.openpty()
+    if columns:
+        import fcntl
+        import struct
+        import termios
+        fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", 24, columns, 0, 0))
     proc = subprocess.Popen([FAIRLOCK] + args, stdin=slave, stdout=slave,
                             stderr=slave, env=ENV, close_fds=True)
     os.close(slave)
@@ -556,7 +562,9 @@ def run_on_pty(args):
 def test_status_line_on_terminal():
     lock = name("pty")
     h = Holder(lock)
-    master, proc = run_on_pty(["run", lock, "--", "echo", "command-ran"])
+    holder_pid = h.proc.pid
+    master, proc = run_on_pty(["run", lock, "--", "echo", "command-ran"],
+                              columns=200)
     line = "\rfairlock: waiting for %s: position 1 of 1, " % lock
     try:
         t0 = time.monotonic()
@@ -579,6 +587,8 @@ def test_status_line_on_terminal():
     check(draws <= 4 * waited + 3,
           "at most ~4 redraws a second (%d in %.1f s)" % (draws, waited))
     check(re.search(r"position 1 of 1, \d+\.\d s", text), "time waited")
+    check(", held by pid %d on " % holder_pid in text,
+          "the holder's identity: %r" % text[:300])
     before, _, after = text.rpartition(line)
     check(re.match(r"[^\r\n]*\r +\r", after),
           "the line is erased before the command runs: %r" % after[:120])
@@ -1019,6 +1029,16 @@ def test_semaphore_and_rwlock():
     r = fl("run", "-x", "-n", lock, "--", "true")
     check(r.returncode == 64, "a semaphore is not a rwlock: %d" %
           r.returncode)
+    # Nor a mutex, whether it waits, only tries or does not queue; and the
+    # refused mutex leaves no key of its own.
+    before = keys_of(lock)
+    for extra in (["-w", "5"], ["-n"], ["--no-fifo", "-w", "5"]):
+        r = fl("run", *extra, lock, "--", "true")
+        check(r.returncode == 64 and "a semaphore of 3 permits" in r.stderr
+              and "a mutex" in r.stderr and one_line(r.stderr),
+              "a semaphore is not a mutex %s: %d %r"
+              % (extra, r.returncode, r.stderr))
+    check(keys_of(lock) == before, "no mutex keys: %s" % keys_of(lock))
     r = fl("run", "--permits", "3", "-n", lock, "--", "true")
     check(r.returncode == 0, "the third permit is free: %d" % r.returncode)
     token = fl("acquire", "--permits", "3", lock).stdout.strip()
@@ -1049,6 +1069,12 @@ def test_semaphore_and_rwlock():
           "readers overlap: %d %r" % (r.returncode, r.stdout))
     check(fl("run", "-x", "-n", rw, "--", "true").returncode == 1,
           "a writer waits for the reader")
+    before = keys_of(rw)
+    r = fl("run", "-w", "5", rw, "--", "true")
+    check(r.returncode == 64 and "a readers-writer lock" in r.stderr and
+          "a mutex" in r.stderr and one_line(r.stderr),
+          "a rwlock is not a mutex: %d %r" % (r.returncode, r.stderr))
+    check(keys_of(rw) == before, "no mutex keys: %s" % keys_of(rw))
     st = json.loads(fl("status", "--json", rw).stdout)
     check(st["kind"] == "rwlock" and st["holders"][0]["mode"] == "shared",
           "rwlock status: %s" % st)
@@ -1114,6 +1140,371 @@ def test_tls_flags():
     r = fl("run", "--cacert", "", lock, "--", "true")
     check(r.returncode == 64, "an empty --cacert is a usage error")
 
+
+
+# ---------------------------------------------------------------------------
+# Operating: identity, list, break, metrics, --watch
+# ---------------------------------------------------------------------------
+
+def status_json(lock, *args):
+    r = fl("status", "--json", lock, *args)
+    check(r.returncode == 0, "status --json: %r" % r.stderr)
+    return json.loads(r.stdout)
+
+
+def test_identity_of_holder_and_waiters():
+    lock = name("ident")
+    h = Holder(lock)
+    waiter = start("run", "-w", "30", lock, "--", "echo", "waited")
+    wait_until(lambda: queue_len(lock) == 1, "the waiter to queue")
+    st = status_json(lock)
+    host = os.uname().nodename[:64]
+    hid = st["holder"]["identity"]
+    check(hid is not None and hid["pid"] == h.proc.pid and
+          hid["host"] == host and hid["label"].startswith("fairlock run ") and
+          lock in hid["label"] and hid["held_ms"] >= 0,
+          "the holder's identity: %r" % hid)
+    wid = st["waiters"][0]["identity"]
+    check(wid is not None and wid["pid"] == waiter.pid and
+          wid["label"] == "fairlock run -w 30 %s -- echo waited" % lock and
+          wid["waiting_ms"] >= 0, "the waiter's identity: %r" % wid)
+    r = fl("status", lock)
+    check("held by:  pid %d on %s: fairlock run" % (h.proc.pid, host)
+          in r.stdout and "pid %d on %s" % (waiter.pid, host) in r.stdout,
+          "text shows both: %r" % r.stdout)
+    # Hand-off: the waiter's record becomes the holder's.
+    h.release()
+    rc, out, _ = finish(waiter)
+    check(rc == 0 and "waited" in out, "the waiter ran")
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+    # --no-identity records nothing.
+    h = Holder(lock, "--no-identity")
+    st = status_json(lock)
+    check(st["holder"]["identity"] is None, "--no-identity: %r" % st)
+    h.release()
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+
+
+def test_identity_never_stores_secrets():
+    user = "fltest-cli-id-%d" % os.getpid()
+    password = "idpw-%d-Secret" % os.getpid()
+    sentinel_pw = "idsentinel-%d-Secret" % os.getpid()
+    prefix = "fltest:cli:idsecret:%d:" % os.getpid()
+    url = acl_user(prefix, user, password)
+    try:
+        lock = prefix + "lock"
+        pwfile = tmpfile("password")
+        with open(pwfile, "w") as f:
+            f.write(password + "\n")
+        os.chmod(pwfile, 0o600)
+        # REDISCLI_AUTH: a password variable of another tool, starred out
+        # all the same.
+        env = dict(ENV, FAIRLOCK_PASSWORD=password, REDISCLI_AUTH=sentinel_pw)
+        go = tmpfile("go")
+        wait = 'while [ ! -e "$0" ]; do sleep 0.02; done'
+        # The password in the URL (wiped from argv), in the environment,
+        # in a file, and typed as an argument of the command too.
+        with_password = url.replace("//", "//%s:%s@" % (user, password))
+        holder = start("run", "-q", "-u", with_password, lock, "--", "sh",
+                       "-c", wait, go, password, sentinel_pw, env=env)
+        wait_until(lambda: redis("EXISTS", lock) == "1", "the holder")
+        waiter = start("run", "-u", url, "--user", user, "--password-file",
+                       pwfile, lock, "--", "echo", password, env=env)
+        wait_until(lambda: queue_len(lock) == 1, "the waiter")
+        # A password across the label's 200-byte cut: no prefix of it may
+        # survive the cut either.
+        head = "fairlock run -u %s --user %s %s -- echo " % (url, user, lock)
+        filler = "x" * max(1, 195 - len(head))
+        cut = start("run", "-u", url, "--user", user, lock, "--", "echo",
+                    filler, password, env=env)
+        wait_until(lambda: queue_len(lock) == 2, "the third waiter")
+        stored = redis("HGETALL", lock + ":who")
+        check(stored.count("fairlock run") == 3, "all recorded: %r" % stored)
+        check(password[:4] not in stored, "no prefix: %r" % stored)
+        for secret in (password, sentinel_pw):
+            check(secret not in stored, "no secret stored: %r" % stored)
+        check("***" in stored, "the secrets are starred out: %r" % stored)
+        r = fl("status", "--json", "-u", url, "--user", user, lock, env=env)
+        check(r.returncode == 0 and password not in r.stdout and
+              sentinel_pw not in r.stdout, "status shows none: %r" % r.stdout)
+        open(go, "w").close()
+        check(finish(holder)[0] == 0, "the holder ends")
+        check(finish(waiter)[0] == 0, "the waiter ends")
+        check(finish(cut)[0] == 0, "the third waiter ends")
+        check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+    finally:
+        redis("ACL", "DELUSER", user)
+
+
+def list_names(*args):
+    r = fl("list", *args, timeout=60)
+    check(r.returncode == 0, "list: %d %r" % (r.returncode, r.stderr))
+    lines = r.stdout.splitlines()
+    if not lines:
+        return [], r.stdout
+    check(lines[0].split()[:3] == ["NAME", "KIND", "HOLDERS"],
+          "a header: %r" % lines[0])
+    return [line.split()[0] for line in lines[1:]], r.stdout
+
+
+def test_list_finds_exactly_the_live_locks():
+    base = name("list")
+    # Thousands of unrelated keys, some of every type, some with names and
+    # values close to ours.
+    pipe = ["SET %s:junk:%d value-%d" % (base, i, i) for i in range(3000)]
+    pipe += ["HSET %s:hash:%d f v" % (base, i) for i in range(100)]
+    pipe += ["ZADD %s:zset:%d 1 m" % (base, i) for i in range(100)]
+    pipe += ["SET %s:almost 0123456789abcdef0123456789abcdeg.10.10" % base,
+             "SET %s:big %s" % (base, "a" * 5000),
+             "INCR %s:onlyfence:fence" % base]
+    out = subprocess.run(["redis-cli", "-s", SOCKET], input="\n".join(pipe),
+                         capture_output=True, text=True, timeout=60)
+    check(out.returncode == 0, "junk written")
+    held = base + ":held"
+    queued = base + ":queued"
+    sem = base + ":sem"
+    rw = base + ":rw"
+    freed = base + ":freed"
+    tokens = {}
+    for lock, opts in ((held, []), (queued, []), (sem, ["--permits", "2"]),
+                       (rw, ["-s"]), (freed, ["--fencing"])):
+        r = fl("acquire", "--ttl", "60", *opts, lock)
+        check(r.returncode == 0, "acquire %s: %r" % (lock, r.stderr))
+        tokens[lock] = r.stdout.strip()
+    r = fl("release", freed, tokens[freed])
+    check(r.returncode == 0, "release: %r" % r.stderr)
+    waiter = start("run", queued, "--", "true")
+    wait_until(lambda: queue_len(queued) == 1, "the waiter")
+    try:
+        names, text = list_names(base + ":*")
+        check(names == sorted([held, queued, rw, sem]),
+              "exactly the live locks: %r" % text)
+        lines = {line.split()[0]: line.split() for line in
+                 text.splitlines()[1:]}
+        check(lines[queued][1:4] == ["mutex", "1", "1"] and
+              lines[sem][1:4] == ["semaphore", "1", "0"] and
+              lines[rw][1:4] == ["rwlock", "1", "0"],
+              "kind, holders and waiters: %r" % text)
+        check("pid " in lines[held][-4:][0] + " " + " ".join(lines[held]),
+              "who holds it: %r" % lines[held])
+        r = fl("list", "--json", base + ":*")
+        objs = [json.loads(line) for line in r.stdout.splitlines()]
+        check(r.returncode == 0 and [o["name"] for o in objs] ==
+              sorted([held, queued, rw, sem]), "--json: %r" % r.stdout)
+        names, _ = list_names(base + ":q*")
+        check(names == [queued], "the pattern selects: %r" % names)
+    finally:
+        for lock in (held, queued):
+            fl("release", lock, tokens[lock])
+        fl("release", "--permits", "2", sem, tokens[sem])
+        fl("release", "-s", rw, tokens[rw])
+        finish(waiter)
+        redis("EVAL", "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do "
+              "redis.call('DEL', k) end", "0", base + ":*")
+    names, text = list_names(base + ":*")
+    check(names == [], "nothing once released: %r" % text)
+
+
+def test_break_hands_over_to_the_next_waiter():
+    lock = name("break")
+    go = tmpfile("go")
+    # A short lease renewed every third of a second: the loss is noticed
+    # at the next renewal.
+    holder = start("run", "--ttl", "1", lock, "--", "sh", "-c",
+                   'while [ ! -e "$0" ]; do sleep 0.02; done', go)
+    wait_until(lambda: redis("EXISTS", lock) == "1", "the holder")
+    waiter = start("run", lock, "--", "echo", "next-got-it")
+    wait_until(lambda: queue_len(lock) == 1, "the waiter")
+    r = fl("break", lock, stdin=subprocess.DEVNULL)
+    check(r.returncode == 64 and "--yes" in r.stderr,
+          "no terminal, no --yes: refused: %d %r" % (r.returncode, r.stderr))
+    check(redis("GET", lock).split(".")[0] != "" and queue_len(lock) == 1,
+          "nothing changed")
+    r = fl("break", "--yes", lock)
+    check(r.returncode == 0 and "broke 1 hold" in r.stdout,
+          "broken: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+    check("pid %d" % holder.pid in r.stderr, "who held it: %r" % r.stderr)
+    check("now held by pid %d" % waiter.pid in r.stdout,
+          "handed to the waiter: %r" % r.stdout)
+    rc, out, err = finish(waiter)
+    check(rc == 0 and "next-got-it" in out, "the waiter ran: %r" % err)
+    rc, _, err = finish(holder)
+    check(rc == 75 and "lease lost" in err,
+          "the broken holder exits 75: %d %r" % (rc, err))
+    r = fl("break", "--yes", lock)
+    check(r.returncode == 1 and "not held" in r.stderr,
+          "a free lock: 1: %d %r" % (r.returncode, r.stderr))
+    # A semaphore: every holder, or the one --token names.
+    r1 = fl("acquire", "--permits", "2", "--ttl", "60", lock + ":sem")
+    r2 = fl("acquire", "--permits", "2", "--ttl", "60", lock + ":sem")
+    t1, t2 = r1.stdout.strip(), r2.stdout.strip()
+    r = fl("break", "--yes", "--token", t1, lock + ":sem")
+    check(r.returncode == 0 and "broke 1 hold" in r.stdout,
+          "--token: %r %r" % (r.stdout, r.stderr))
+    r = fl("release", "--permits", "2", lock + ":sem", t1)
+    check(r.returncode == 1, "the broken hold is gone")
+    r = fl("break", "-y", lock + ":sem")
+    check(r.returncode == 0 and "now free" in r.stdout, "the rest: %r" %
+          r.stdout)
+    check(fl("release", "--permits", "2", lock + ":sem", t2).returncode == 1,
+          "that one too")
+    check(keys_of(lock) == [] and keys_of(lock + ":sem") == [],
+          "nothing left: %s" % keys_of(lock))
+
+
+def test_break_asks_on_a_terminal():
+    lock = name("breakask")
+    r = fl("acquire", "--ttl", "60", lock)
+    check(r.returncode == 0, "acquired: %r" % r.stderr)
+    token = r.stdout.strip()
+    for answer, rc_expected, held in ((b"n\n", 1, True), (b"y\n", 0, False)):
+        master, proc = run_on_pty(["break", lock])
+        try:
+            data = read_pty(master, proc, lambda d: b"[y/N]" in d, 20)
+            check(b"[y/N]" in data and token.encode() in data,
+                  "asks, naming the holder: %r" % data)
+            os.write(master, answer)
+            data += read_pty(master, proc, lambda d: False, 10)
+            rc = proc.wait(timeout=10)
+        finally:
+            os.close(master)
+        check(rc == rc_expected, "answer %r: exit %d, %r" % (answer, rc, data))
+        check((redis("GET", lock) == token) == held,
+              "answer %r: held %s" % (answer, held))
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+
+
+PROM_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+PROM_LABEL_VALUE = r'"(?:[^"\\\n]|\\\\|\\"|\\n)*"'
+PROM_SAMPLE = re.compile(
+    r"^(%s)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*=%s)(?:,[a-zA-Z_][a-zA-Z0-9_]*=%s)*"
+    r")\})? ([-+]?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|Inf|NaN))$" %
+    (PROM_NAME, PROM_LABEL_VALUE, PROM_LABEL_VALUE))
+
+
+def prom_unescape(v):
+    return re.sub(r'\\(["\\n])',
+                  lambda m: "\n" if m.group(1) == "n" else m.group(1), v)
+
+
+def parse_prometheus(text):
+    """A strict reader of the text exposition format: returns
+    {family: {"type", "help", "samples": [(labels, value)]}} or fails."""
+    check(text.endswith("\n"), "ends with a newline")
+    families, current, seen_samples = {}, None, set()
+    for line in text.split("\n")[:-1]:
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            kind, fam, rest = line[2:6], *line[7:].split(" ", 1)
+            check(re.fullmatch(PROM_NAME, fam), "family name %r" % fam)
+            f = families.setdefault(fam, {"samples": []})
+            check(kind.lower() not in f, "one %s per family: %r" % (kind, line))
+            check(fam not in seen_samples, "%s after samples: %r" %
+                  (kind, line))
+            if kind == "TYPE":
+                check(rest in ("counter", "gauge", "histogram", "summary",
+                               "untyped"), "type %r" % rest)
+                if rest == "counter":
+                    check(fam.endswith("_total"), "a counter ends in _total")
+            f[kind.lower()] = rest
+            if current != fam:
+                check(not f["samples"], "families are contiguous: %r" % fam)
+            current = fam
+            continue
+        check(not line.startswith("#") and line.strip() == line and line,
+              "no stray line: %r" % line)
+        m = PROM_SAMPLE.match(line)
+        check(m, "a well-formed sample: %r" % line)
+        fam = m.group(1)
+        check(fam == current and "type" in families[fam],
+              "a sample of the family just typed: %r" % line)
+        seen_samples.add(fam)
+        labels = {}
+        if m.group(2):
+            for k, v in re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)=(%s)' %
+                                   PROM_LABEL_VALUE, m.group(2)):
+                check(k not in labels, "a label once: %r" % line)
+                labels[k] = prom_unescape(v[1:-1])
+        key = (fam, tuple(sorted(labels.items())))
+        check(key not in [(fam, tuple(sorted(l.items())))
+                          for l, _ in families[fam]["samples"]],
+              "no duplicate series: %r" % line)
+        families[fam]["samples"].append((labels, float(m.group(3))))
+    return families
+
+
+def test_metrics_parse_as_prometheus():
+    base = name("prom")
+    odd = base + ':quote"back\\slash'
+    queued = base + ":queued"
+    r1 = fl("acquire", "--ttl", "60", "--fencing", odd)
+    r2 = fl("acquire", queued)
+    check(r1.returncode == 0 and r2.returncode == 0, "acquired")
+    waiter = start("run", queued, "--", "true")
+    wait_until(lambda: queue_len(queued) == 1, "the waiter")
+    try:
+        for args in (["metrics", base + ":*"],
+                     ["status", "--format", "prometheus", base + ":*"]):
+            r = fl(*args)
+            check(r.returncode == 0, "%s: %r" % (args, r.stderr))
+            fams = parse_prometheus(r.stdout)
+
+            def value(fam, lock):
+                got = [v for l, v in fams[fam]["samples"]
+                       if l.get("name") == lock]
+                return got[0] if got else None
+            check(value("fairlock_held", odd) == 1 and
+                  value("fairlock_held", queued) == 1, "held")
+            check(value("fairlock_waiters", queued) == 1 and
+                  value("fairlock_waiters", odd) == 0, "waiters")
+            check(0 < value("fairlock_lease_remaining_seconds", odd) <= 60 and
+                  value("fairlock_lease_remaining_seconds", queued) ==
+                  float("inf"), "lease")
+            check(value("fairlock_grants_total", odd) >= 1 and
+                  value("fairlock_grants_total", queued) is None, "grants")
+            check(value("fairlock_holder_age_seconds", odd) >= 0 and
+                  value("fairlock_oldest_waiter_age_seconds", queued) >= 0,
+                  "ages")
+            check(fams["fairlock_locks"]["samples"][0][1] == 2, "two locks")
+    finally:
+        fl("release", odd, r1.stdout.strip())
+        fl("release", queued, r2.stdout.strip())
+        finish(waiter)
+    r = fl("metrics", base + ":*")
+    check(r.returncode == 0 and
+          parse_prometheus(r.stdout)["fairlock_locks"]["samples"][0][1] == 0,
+          "none left: %r" % r.stdout)
+    # The checker is strict: it refuses what the format does not allow.
+    for bad in ('x{name="a} 1\n', "# TYPE x gauge\nx 1\n# TYPE x gauge\n",
+                "# TYPE x_total counter\nx_total 1\n# TYPE y gauge\ny 1\n"
+                "x_total 2\n", "# TYPE x gauge\nx one\n"):
+        try:
+            parse_prometheus(bad)
+        except Failure:
+            continue
+        raise Failure("the checker accepted %r" % bad)
+
+
+def test_status_watch_on_terminal():
+    lock = name("watch")
+    h = Holder(lock)
+    master, proc = run_on_pty(["status", "--watch", "--interval", "0.2",
+                               lock])
+    try:
+        data = read_pty(master, proc,
+                        lambda d: d.count(b"fairlock status --watch") >= 3,
+                        20)
+        proc.send_signal(signal.SIGINT)
+        check(proc.wait(timeout=10) == 0, "ends on SIGINT with 0")
+    finally:
+        os.close(master)
+        h.release()
+    text = data.decode("utf-8", "replace")
+    check(text.count("fairlock status --watch") >= 3 and "\x1b[H" in text,
+          "redrawn in place: %r" % text[:300])
+    check("held by:  pid %d" % h.proc.pid in text, "with the holder")
+    r = fl("status", "--watch", lock)
+    check(r.returncode == 64 and "terminal" in r.stderr,
+          "not a terminal: refused: %r" % r.stderr)
 
 TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
 

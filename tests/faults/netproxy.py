@@ -20,6 +20,15 @@ chunk they move, so a change takes effect at the next chunk.
                   their server side, while the client side stays open and
                   silent: the client's peer is gone and it is not told
 
+Between a TLS client and a TLS server (tls=True) the proxy cannot read the
+commands, so it tells a script call by its size: a chunk that starts with
+a TLS application-data record at least TLS_SCRIPT_MIN bytes long.  The
+library sends one command per record; what it sends through the proxy is
+EVALSHA (224 bytes and more in RESP: the SHA-1, the keys and the token)
+and BLPOP (84 bytes for the scenario's names), the rest goes to the data
+server directly.  Half a record, as in a partial reset, is never decrypted,
+so the server never runs it.
+
 Counters of what was injected are in .stats.
 """
 
@@ -32,6 +41,18 @@ import time
 
 SCRIPT_MARKERS = (b"$7\r\nEVALSHA\r\n", b"$4\r\nEVAL\r\n",
                   b"$7\r\nevalsha\r\n", b"$4\r\neval\r\n")
+TLS_APPLICATION_DATA = 0x17
+# Record body length: the command plus at most 29 bytes of TLS framing
+# (TLS 1.2 GCM; 17 in TLS 1.3), well apart from BLPOP and EVALSHA.
+TLS_SCRIPT_MIN = 160
+
+
+def is_script_call(data, tls):
+    """Whether a chunk from the client carries a script call."""
+    if not tls:
+        return any(m in data for m in SCRIPT_MARKERS)
+    return (len(data) >= 5 and data[0] == TLS_APPLICATION_DATA and
+            int.from_bytes(data[3:5], "big") >= TLS_SCRIPT_MIN)
 
 
 class _Conn:
@@ -67,8 +88,9 @@ class _Conn:
 
 
 class Proxy:
-    def __init__(self, upstream_host, upstream_port, seed=0):
+    def __init__(self, upstream_host, upstream_port, seed=0, tls=False):
         self.upstream = (upstream_host, upstream_port)
+        self.tls = tls
         self.rng = random.Random(seed)
         self.latency_ms = 0
         self.hold_until = 0.0
@@ -193,7 +215,7 @@ class Proxy:
                 return
             if conn.half_open:
                 continue
-            if (any(m in data for m in SCRIPT_MARKERS) and
+            if (is_script_call(data, self.tls) and
                     (self.reset_after or self.reset_partial) and
                     self.rng.random() < self.reset_prob):
                 if self.reset_partial and (not self.reset_after or

@@ -152,15 +152,30 @@ def candidate_ports(rng, count=20):
     return [rng.randrange(10000, 32000) for _ in range(count)]
 
 
+def make_tls(directory):
+    """A throwaway CA and a server certificate for 127.0.0.1 in directory,
+    made by the fixtures' own functions (tests/fixture-lib.sh, openssl);
+    returns the CA's file."""
+    lib = os.path.join(os.path.dirname(HERE), "fixture-lib.sh")
+    subprocess.run(["sh", "-c", '. "$0"; make_ca "$1" ca && '
+                    'make_cert "$1" server ca IP:127.0.0.1 2',
+                    lib, directory], check=True)
+    return os.path.join(directory, "ca.crt")
+
+
 class RedisServer:
     """One redis-server of a scenario, on a unix socket and a loopback
     port.  DEBUG is enabled (DEBUG SLEEP is one of the stalls)."""
 
-    def __init__(self, run, label, persist=False, extra=()):
+    def __init__(self, run, label, persist=False, extra=(), tls=False):
         self.run = run
         self.label = label
         self.dir = os.path.join(run.dir, label)
         os.makedirs(self.dir, exist_ok=True)
+        # With tls, .port speaks only TLS (certificates from make_tls, the
+        # CA in .ca_file); the unix socket stays plain for the driver.
+        self.tls = tls
+        self.ca_file = make_tls(self.dir) if tls else None
         self.sock = os.path.join(self.dir, "redis.sock")
         self.persist = persist
         self.extra = list(extra)
@@ -177,7 +192,17 @@ class RedisServer:
         return "redis://127.0.0.1:%d" % self.port
 
     def _spawn(self, port):
-        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+        tcp = ["--port", str(port)]
+        if self.tls:
+            tcp = ["--port", "0", "--tls-port", str(port),
+                   "--tls-cert-file", os.path.join(self.dir, "server.crt"),
+                   "--tls-key-file", os.path.join(self.dir, "server.key"),
+                   "--tls-ca-cert-file", self.ca_file,
+                   # No client certificate: TLS 1.3 sends it in records
+                   # that look like application data, which the proxy
+                   # would take for a script call (netproxy.py).
+                   "--tls-auth-clients", "no"]
+        args = ["redis-server"] + tcp + ["--bind", "127.0.0.1",
                 "--unixsocket", self.sock, "--unixsocketperm", "700",
                 "--dir", self.dir, "--save", "",
                 "--appendonly", "yes" if self.persist else "no",
@@ -1304,17 +1329,21 @@ def s6b_restart_volatile(run):
     restart_scenario(run, False)
 
 
-def s7_network(run):
+def s7_network(run, tls=False):
     """Network faults through a TCP proxy: latency, held replies, resets in
     the middle of script calls, half-open connections.  Acquires whose
-    outcome is unknown are resolved."""
-    L = RedisServer(run, "lock")
+    outcome is unknown are resolved.  With tls, the clients speak TLS to
+    the server through the proxy, which forwards the encrypted bytes."""
+    L = RedisServer(run, "lock", tls=tls)
     L.start()
     proxy = netproxy.Proxy("127.0.0.1", L.port,
-                           seed=run.rng.randrange(1 << 30))
+                           seed=run.rng.randrange(1 << 30), tls=tls)
     run.proxy = proxy
     pport = proxy.start(candidate_ports(run.rng))
     url = "redis://127.0.0.1:%d" % pport
+    if tls:
+        # The certificate names 127.0.0.1, which the proxy's address is.
+        url = "rediss://127.0.0.1:%d?ssl_ca_certs=%s" % (pport, L.ca_file)
     name, io = "f7", 1000
     run.watch(L, name)
     dur = 16 * run.scale
@@ -1379,6 +1408,10 @@ def s7_network(run):
                and fig["unknown_outcomes"] > 0)
     res.note("proxy: %s" % st)
     res.note("errors %d, timeouts %d" % (fig["errors"], fig["timeouts"]))
+
+
+def s7t_network_tls(run):
+    s7_network(run, tls=True)
 
 
 def s8_mixed(run):
@@ -1725,6 +1758,8 @@ SCENARIOS = [
     Scenario("6b", "restart-volatile", "restart, no persistence",
              s6b_restart_volatile, 15),
     Scenario("7", "network", "network faults (proxy)", s7_network, 22),
+    Scenario("7t", "network-tls", "network faults (proxy, TLS)",
+             s7t_network_tls, 22),
     Scenario("8", "mixed", "mixed FIFO/non-FIFO", s8_mixed, 12),
     Scenario("9", "flood", "flood 10k waiters", s9_flood, 40),
     Scenario("10", "sem-kill-holders", "semaphore, SIGKILL holders",
