@@ -47,6 +47,9 @@
 #ifndef TOL
 #define TOL 0           /* the last client's */
 #endif
+#ifndef TRYL
+#define TRYL 0          /* 1: the last client only tries (blocking = 0) */
+#endif
 #ifndef NCRASH
 #define NCRASH 1
 #endif
@@ -85,6 +88,7 @@
 #define LEASE_OF(t) (TOKCLIENT(t) == 0 -> LEASE0 : LEASE)
 #define SHARED(t) (!WRITER(TOKCLIENT(t)))
 #define TO_OF(c) ((c) == NC - 1 -> TOL : TO0)
+#define TRY_OF(c) ((c) == NC - 1 && TRYL)
 
 byte now = 1;
 
@@ -120,7 +124,7 @@ hidden byte f_i, f_c, f_n;
 hidden byte f_w;
 /* Always 0: each names its property in pan's "assertion violated" line. */
 hidden byte P1_cap, P1_fence, P2_bound, P3_fifo, P4_served, P5_clean,
-            P6_noghost, P4_takeover, P4_deadhead;
+            P6_noghost, P4_takeover, P4_deadhead, P1_server;
 
 #define ENQ(t) \
     f_c = TOKCLIENT(t); \

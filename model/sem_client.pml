@@ -54,7 +54,12 @@ attempt:
     choose_lost();
     d_step {
         sent = now; tkt = ticket;
-        sem_acquire_lua(tok, LEASE_OF(tok));
+        sem_acquire_lua(tok, LEASE_OF(tok), TRY_OF(c));
+        if
+        :: TRY_OF(c) && !r_granted ->
+            waiting[c] = 0; fifo_ok[c] = 0 /* the script left no entry */
+        :: else
+        fi;
         if
         :: !lost ->
             granted = r_granted;
@@ -71,6 +76,12 @@ attempt:
     fi;
     if
     :: granted -> goto take
+    :: !granted && TRY_OF(c) ->
+        /* try_once: request_forget, FAIRLOCK_TIMEOUT; the script left no
+         * entry */
+        d_step { resolved[tok] = 1; waiting[c] = 0; fifo_ok[c] = 0 };
+        printf("MSC: t%d c%d tok%d try_once not granted\n", now, c, tok);
+        goto done
     :: else
     fi;
     /* acquire_loop: next = 1 (eviction budget) never happens, nor

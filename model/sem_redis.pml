@@ -239,6 +239,36 @@ inline writer_holds() {
     fi
 }
 
+/* sem_common.lua's invariants, after every grant_heads (every script
+ * that changes holders but sem_extend, which changes no count): holders
+ * are all live (evicted first), at most N of a semaphore, each with its
+ * own permit recorded as "#P"; a writer of a readers-writer lock alone. */
+inline server_invariant() {
+    h_cnt = 0; h_wr = 0; h_t = 1;
+    do
+    :: h_t < NTOK ->
+        if
+        :: hd_end[h_t] != 0 ->
+            assert(P1_server || hd_end[h_t] > now);
+            h_cnt++;
+            if :: !SHARED(h_t) -> h_wr = 1 :: else fi;
+#ifndef RW
+            assert(P1_server || (hd_pm[h_t] >= 1 && hd_pm[h_t] <= NPERM &&
+                                 pm_tok[hd_pm[h_t]] == h_t))
+#endif
+        :: else
+        fi;
+        h_t++
+    :: else -> break
+    od;
+    assert(P1_server || h_cnt == hd_n);
+#ifdef RW
+    assert(P1_server || !h_wr || h_cnt == 1)
+#else
+    assert(P1_server || h_cnt <= NPERM)
+#endif
+}
+
 /* fits(n, shared, count, writer) for the head's token h_t */
 #ifdef RW
 #define FITS(t) (SHARED(t) -> !h_wr : h_cnt == 0)
@@ -307,7 +337,8 @@ inline grant_heads() {
         :: else /* branch: stale, or `dropping`: removed */
         fi;
         if :: h_skip -> h_j++ :: else -> zrem(h_j) fi /* ZREM head */
-    od
+    od;
+    server_invariant()
 }
 
 /* settle(now, keep) */
@@ -368,8 +399,8 @@ inline first_end() {
     r_pttl = (h_k == NOEXP -> 0 : h_k - now)
 }
 
-/* ---- sem_acquire.lua (ARGV: token, ticket, kind, try_once = 0) --------- */
-inline sem_acquire_lua(tok, lease) {
+/* ---- sem_acquire.lua (ARGV: token, ticket, kind, try_once) ------------ */
+inline sem_acquire_lua(tok, lease, try) {
     r_granted = 0; r_rank = 0; r_pttl = 0; r_lease = 0; r_fence = 0;
     r_pm = 0; r_ticket = tkt;
     /* check_kind(expected, true): every client agrees */
@@ -421,6 +452,14 @@ inline sem_acquire_lua(tok, lease) {
             find_member(tkt, tok);
             assert(found); /* a fresh entry is never stale */
             r_rank = h_i;
+            if
+            :: try ->
+                /* branch: try_once: leave the queue, which may unblock
+                 * those behind */
+                zrem(h_i);
+                g_caller = 0; g_lease = 0; g_drop = 0; grant_heads()
+            :: else
+            fi;
             settle(3 * LIVE);
             first_end()
         fi
