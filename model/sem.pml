@@ -122,9 +122,17 @@ byte pmfence[NPERM + 1];   /* highest fence taken with each permit */
 #endif
 hidden byte f_i, f_c, f_n;
 hidden byte f_w;
-/* Always 0: each names its property in pan's "assertion violated" line. */
+/* Always 0: each names its property in pan's "assertion violated" line.
+ * -DNO_SERVER_INV turns the scripts' own invariants off (P1_server), to
+ * see what a client sees of a mutant that breaks them first. */
+#ifdef NO_SERVER_INV
+#define SERVER_INV_OFF 1
+#else
+#define SERVER_INV_OFF 0
+#endif
 hidden byte P1_cap, P1_fence, P2_bound, P3_fifo, P4_served, P5_clean,
-            P6_noghost, P4_takeover, P4_deadhead, P1_server;
+            P6_noghost, P4_takeover, P4_deadhead;
+hidden byte P1_server = SERVER_INV_OFF;
 
 #define ENQ(t) \
     f_c = TOKCLIENT(t); \
