@@ -381,7 +381,12 @@ inline settle(keep) {
         fi
         SETTLE_KEY(kind_on, kind_exp);
         SETTLE_KEY(hd_n > 0, hd_exp);
+#ifndef SM_NOTTL
         SETTLE_KEY(q_n > 0, q_exp);
+#endif
+        /* (mutant SM_NOTTL: NAME:waiters keeps the no-TTL of its ZADD, so
+         * the entry of a waiter that died behind a holder that died stays
+         * for ever) */
         SETTLE_KEY(seq_on, seq_exp)
     fi
 }
@@ -502,10 +507,15 @@ inline sem_release_lua(tok, mypm) {
 inline sem_cancel_lua(tok) {
     /* check_kind(ARGV[3], false): the same kind */
     find_member(tkt, tok);
+#ifndef SM_GHOST
     if
     :: !found -> find_member_by_token(tok) /* branch: find_member_page */
     :: else
     fi;
+#endif
+    /* (mutant SM_GHOST: as B3 of the mutex, an entry is found by its
+     * ticket only, so the entry of a request whose first reply was lost
+     * stays behind its cancel) */
     if :: found -> zrem(h_i) :: else fi;
     wake_del(tok);
     evict_expired();
