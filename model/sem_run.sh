@@ -3,7 +3,8 @@
 # readers-writer lock model (sem.pml), beyond what CI runs; the figures of
 # a run are in docs/protocol.md ("The semaphore and readers-writer lock").
 # One pan at a time, each bounded by MODEL_MEMLIM MB (default 3500; the
-# hash-compaction runs by HC_MEMLIM, default 8000: 6.4 GB used).
+# two big runs by BIG_MEMLIM, default 8000: 6.4 GB used).  About 35
+# minutes on two cores shared with other work.
 #
 #   sem_faults2  "semaphore 2", 3 clients, 2 crashes, 1 pause, 2 lost
 #                replies: exhaustive
@@ -13,10 +14,10 @@
 #   sem_four_hc  "semaphore 2", 4 clients, 1 crash, 1 pause, 1 lost reply
 #                (client 0's lease 5, client 3 gives up after 5 ticks): too
 #                big for an exhaustive search in 7 GB (it stopped at 112
-#                million states), so hash compaction (pan -DHC4),
-#                cut after HC_SECONDS (default 1200)
-#   rw_four_hc   the same for the readers-writer lock: writers 0 and 2,
-#                readers 1 and 3
+#                million states), so hash compaction (pan -DHC4)
+#   rw_four_bit  the same for the readers-writer lock, writers 0 and 2,
+#                readers 1 and 3: hash compaction too ran out of 8 GB (at
+#                183 million states), so bitstate (2^33 bits, 1 GB)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 work=${1:-${TMPDIR:-/tmp}/fairlock-sem-model}
@@ -35,24 +36,28 @@ for run in "sem_faults2 -DNCRASH=2 -DNLOST=2 -DTOL=5" \
     sh "$here/check.sh" "$cc" "$work/$name" pass sem.pml "$@" || status=1
 done
 
-# hc NAME SPIN_FLAG...: a hash-compaction search (pan -DHC4), cut after
-# HC_SECONDS (default 1200)
-hc() {
-    name=$1
-    shift
-    echo "== $name: $*, hash compaction"
+# big NAME "CC_FLAGS" "PAN_FLAGS" SPIN_FLAG...: a search too big for an
+# exhaustive one (hash compaction or bitstate), cut after BIG_SECONDS
+# (default 1500)
+big() {
+    name=$1 ccflags=$2 panflags=$3
+    shift 3
+    echo "== $name: $* / cc $ccflags / pan $panflags"
     dir=$work/$name
     rm -rf "$dir" && mkdir -p "$dir" && cd "$dir" || exit 1
     cp "$here"/*.pml .
     echo "$*" >flags
     echo sem.pml >top
     spin -a "$@" sem.pml >spin.out || exit 1
-    "$cc" -O2 -w -DSAFETY -DHC4 -DMEMLIM="${HC_MEMLIM:-8000}" -o pan pan.c || exit 1
+    # shellcheck disable=SC2086  # flag lists
+    "$cc" -O2 -w -DSAFETY $ccflags -DMEMLIM="${BIG_MEMLIM:-8000}" -o pan pan.c ||
+        exit 1
     start=$(date +%s)
-    timeout "${HC_SECONDS:-1200}" ./pan -m200000 -w27 >pan.out 2>&1
+    # shellcheck disable=SC2086
+    timeout "${BIG_SECONDS:-1500}" ./pan -m200000 $panflags >pan.out 2>&1
     end=$(date +%s)
     echo "   $((end - start)) s"
-    grep -E "violated|State-vector|states, stored|hash conflicts|total actual|error:|MEMLIM|out of memory" pan.out
+    grep -E "violated|State-vector|states, stored|hash conflicts|hash factor|total actual|error:|MEMLIM|out of memory" pan.out
     if grep -q violated pan.out; then
         sh "$here/trail.sh" .
         status=1
@@ -63,6 +68,6 @@ hc() {
     fi
 }
 
-hc sem_four_hc -DNC=4 -DTOL=5 -DLEASE0=5
-hc rw_four_hc -DRW -DNC=4 -DWRITERS=5 -DTOL=5 -DLEASE0=5
+big sem_four_hc -DHC4 -w27 -DNC=4 -DTOL=5 -DLEASE0=5
+big rw_four_bit -DBITSTATE -w33 -DRW -DNC=4 -DWRITERS=5 -DTOL=5 -DLEASE0=5
 exit $status
