@@ -18,7 +18,7 @@
 
 /* ---- configuration (-D on the spin command line) ----------------------- */
 #ifndef NC
-#define NC 3            /* clients */
+#define NC 3            /* clients, at most 4 (the properties name 0..3) */
 #endif
 #ifndef PERMITS
 #define PERMITS 2       /* N of "semaphore N" */
@@ -105,7 +105,7 @@ bool cs[NC];            /* inside the critical section */
 byte vu[NC];            /* fairlock_valid_until_ms() */
 byte perm[NC];          /* fairlock_permit() */
 bool waiting[NC];       /* in its acquire */
-bool fifo_ok[NC];       /* never paused beyond its window, lost no reply */
+bool fifo_ok[NC];       /* live for FIFO: see fault() in sem_client.pml */
 byte enq[NC];           /* order of its first enqueue in this request */
 byte enq_ctr;
 bool resolved[NTOK];    /* the client is done with the token */
