@@ -11,12 +11,12 @@
  * the new SHA-1 here.  sem_status and sem_holds change nothing, and the
  * model needs no read-only query (the properties read the state itself);
  * they are recorded so that a change that makes them write is reviewed.
- *   mirrors sem_acquire a8b94295ce8061a4b0da2bd04715adc1380724fb
- *   mirrors sem_release 4e5266cab30f178647406f4bca22fc81be034feb
- *   mirrors sem_cancel  e1f8ea9e5ce3e0bb6a05a37d9bff360d75c7ebbb
- *   mirrors sem_extend  ee3e0b5298192d22f8512c97c61b760c11c0963f
- *   mirrors sem_status  78409ed65f2abb0163ae1ee84c764611bdc1c130
- *   mirrors sem_holds   103e76e45154e870051efe27a6f2783d9efd745e
+ *   mirrors sem_acquire 3b55c4d646fd50f9dff54526d72a96ceabd2f1d4
+ *   mirrors sem_release e860836083870f2d79b35c75ddeb7145c888380f
+ *   mirrors sem_cancel  3d72825e15d11930b31e8b8891d81d68877269d5
+ *   mirrors sem_extend  9d0cb2028c61f150612f919dead6a51df3bb61c7
+ *   mirrors sem_status  05faebeeac80449a68a411a2fb1ff85c7f4ab1fb
+ *   mirrors sem_holds   e09e1dae6f414b9a6ca4dd523e6da9597fb16035
  *
  * Abstractions beyond the mutex model's (docs/protocol.md, "The model"):
  * NAME:holders and NAME:grants are one record per token (end, permit,
@@ -25,7 +25,12 @@
  * both the same expiry, so they exist together and expire together.  The
  * kind tag is one value (every client agrees; a mismatch is an error reply
  * that changes nothing).  Every token carries .f, so NAME:fencing counts
- * every grant.  MAX_EVICTIONS and the ZSCAN page never bind. */
+ * every grant.  MAX_EVICTIONS and the ZSCAN page never bind.  Not
+ * modelled: NAME:who (identity records, which no decision reads) and the
+ * tombstone NAME:gone:TOKEN that sem_cancel leaves for a request whose
+ * reply never came (it only refuses a late copy of that request; the
+ * mutex model checks it, under -DLATE, and test_lease tests it for the
+ * semaphore). */
 
 /* ---- the keys (sem_common.lua's KEYS) ---------------------------------- */
 bool kind_on;            /* KEYS[1] NAME:kind */
