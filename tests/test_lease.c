@@ -1314,10 +1314,12 @@ static redisReply *late_copy(redisContext *c, const char *name, int kind,
                                      : fifo ? &fairlock__script_acquire
                                             : &fairlock__script_acquire_nonfifo;
     const char *argv[3 + FAIRLOCK__KEY_COUNT + 4];
+    char numkeys[16];
+    snprintf(numkeys, sizeof numkeys, "%d", (int)FAIRLOCK__KEY_COUNT);
     int n = 0;
     argv[n++] = "EVAL";
     argv[n++] = script->body;
-    argv[n++] = "7";
+    argv[n++] = numkeys;
     for (int i = 0; i < FAIRLOCK__KEY_COUNT; i++)
         argv[n++] = keys.names[i];
     argv[n++] = token;
