@@ -943,6 +943,36 @@ static void idle_connection_dropped(void) {
  * What it refuses
  * ------------------------------------------------------------------------- */
 
+/* Identity and statistics, as with the blocking calls: the holder's
+ * record names this process, and the handle counts its acquisition. */
+static void identity_and_stats(void) {
+    char *name = name_copy("async_identity");
+    redisContext *c = test_redis();
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.identity = 1;
+    opts.identity_label = "async-test";
+    fairlock *lock = test_lock_opts(&opts);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    fairlock_status *st = NULL;
+    CHECK_RC(lock, fairlock_status_get(lock, 10, &st), FAIRLOCK_OK);
+    const fairlock_identity *id = fairlock_status_holder_identity(st, 0);
+    CHECK(id != NULL);
+    CHECK_INT(id->pid, ==, getpid());
+    CHECK_STR(id->label, "async-test");
+    fairlock_status_free(st);
+    fairlock_stats stats;
+    CHECK_RC(lock, fairlock_stats_get(lock, &stats), FAIRLOCK_OK);
+    CHECK_INT(stats.acquisitions, ==, 1);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    fairlock_free(lock);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    redisFree(c);
+    free(name);
+}
+
 static void borrowed_context_refused(void) {
     redisContext *c = test_redis();
     fairlock_options opts;
@@ -977,6 +1007,7 @@ int main(int argc, char **argv) {
     RUN_TEST(timeout_fencing_replicas);
     RUN_TEST(flushed_scripts_and_refused_connection);
     RUN_TEST(renewal_against_a_stalled_server);
+    RUN_TEST(identity_and_stats);
     RUN_TEST(borrowed_context_refused);
     return check_done();
 }
