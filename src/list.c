@@ -209,7 +209,8 @@ int fairlock_list(fairlock *lock, const char *pattern, fairlock_list_fn fn,
     if (rc == FAIRLOCK_OK) {
         /* A name is seen through several keys (and a SCAN may return a
          * key twice): one call each, in byte order. */
-        qsort(st.items, st.count, sizeof *st.items, by_name);
+        if (st.count > 1) /* qsort's array may not be NULL, even empty */
+            qsort(st.items, st.count, sizeof *st.items, by_name);
         for (size_t i = 0; i < st.count; i++) {
             if (i > 0 && by_name(&st.items[i - 1], &st.items[i]) == 0)
                 continue;
