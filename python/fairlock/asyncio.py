@@ -90,7 +90,7 @@ class _Engine:
         self.fd = -1
         self.events = 0
         self.timer: Optional[asyncio.TimerHandle] = None
-        self.op: Optional[asyncio.Future] = None
+        self.op: Optional["asyncio.Future[Any]"] = None
         self.mutex: Optional[asyncio.Lock] = None
         _ENGINES.add(self)
 
@@ -192,7 +192,7 @@ class _Engine:
             self.mutex.release()
 
     def start(self, loop: asyncio.AbstractEventLoop, start: Any,
-              *args: Any) -> Optional[asyncio.Future]:
+              *args: Any) -> Optional["asyncio.Future[Any]"]:
         """Starts an operation (the mutex is ours); its future, or None
         when start() said there was nothing to do."""
         op = loop.create_future()
@@ -236,8 +236,8 @@ class _Engine:
         self.end()
         return value
 
-    def _unwind(self, loop: asyncio.AbstractEventLoop, op: asyncio.Future,
-                give_up: bool) -> asyncio.Future:
+    def _unwind(self, loop: asyncio.AbstractEventLoop, op: "asyncio.Future[Any]",
+                give_up: bool) -> "asyncio.Future[None]":
         """After an interruption: lets the operation in progress end (it
         is cancelled first with give_up), then, with give_up, releases a
         grant the handle got meanwhile or whose fate is unknown; then the
@@ -246,14 +246,14 @@ class _Engine:
         returns is done when all is over."""
         over = loop.create_future()
 
-        def all_over(fut: Optional[asyncio.Future] = None) -> None:
+        def all_over(fut: Optional["asyncio.Future[Any]"] = None) -> None:
             if fut is not None and not fut.cancelled():
                 fut.exception()  # retrieved: nobody else will
             self.end()
             if not over.done():
                 over.set_result(None)
 
-        def op_over(fut: asyncio.Future) -> None:
+        def op_over(fut: "asyncio.Future[Any]") -> None:
             if not fut.cancelled():
                 fut.exception()
             if give_up and self.handle.state() in (_HELD, _PENDING):
@@ -322,25 +322,29 @@ class _AsyncLockBase:
         fails or this object already holds the lock.  Cancelled, it leaves
         the queue (and gives back a grant that raced the cancellation)
         before the CancelledError goes on."""
-        return await self._engine.run(self._engine.handle.start_acquire,
-                                      timeout, blocking, give_up=True)
+        return bool(await self._engine.run(
+            self._engine.handle.start_acquire, timeout, blocking,
+            give_up=True))
 
     async def release(self) -> bool:
         """Release the lock and hand it to the next waiter.  True, or
         False when this object did not hold it.  Raises LockError when
         Redis fails (call it again to retry).  A release whose task is
         cancelled goes on to its end."""
-        return await self._engine.run(self._engine.handle.start_release,
-                                      nothing=False)
+        return bool(await self._engine.run(
+            self._engine.handle.start_release, nothing=False))
 
     async def extend(self, ttl: Seconds) -> bool:
         """Set the remaining lease of the held lock to ttl seconds from now
         (math.inf: no expiry).  Raises LockError (code FAIRLOCK_NOTOWNED)
         when the lock is not held by this object any more."""
-        return await self._engine.run(self._engine.handle.start_extend, ttl)
+        return bool(await self._engine.run(
+            self._engine.handle.start_extend, ttl))
 
     async def _status(self) -> Tuple[bool, bool]:
-        return await self._engine.run(self._engine.handle.start_status)
+        locked, owned = await self._engine.run(
+            self._engine.handle.start_status)
+        return bool(locked), bool(owned)
 
     async def owned(self) -> bool:
         """Ask Redis whether this object holds the lock."""
@@ -495,6 +499,7 @@ class _RWSide(_AsyncLockBase):
     """One side (shared or exclusive) of a RedisRWLockFifo."""
 
     __slots__ = ("_shared",)
+    _shared: bool
 
     def __repr__(self) -> str:
         side = "read" if self._shared else "write"
@@ -547,7 +552,8 @@ class RedisRWLockFifo:
 
     @property
     def name(self) -> Union[str, bytes]:
-        return self._read.name
+        name: Union[str, bytes] = self._read.name
+        return name
 
     @property
     def client(self) -> object:
