@@ -12,7 +12,9 @@ handle's k-th step, for k = 0, 1, 2, ... until the operation ends before
 step k.
 """
 import asyncio
+import gc
 import math
+import resource
 import threading
 import unittest
 
@@ -163,6 +165,18 @@ class Methods(Base):
         self.redis.delete(f"{name}:fence")
         self.assertClean(name)
 
+    async def test_dropped_object_releases(self):
+        """An object dropped while it holds the lock releases it, as a
+        blocking one does: its socket is first taken off the loop."""
+        name = support.unique("aio-drop")
+        lock = self.lock(name, timeout=60)
+        await lock.acquire()
+        self.assertEqual(self.redis.exists(name), 1)
+        del lock
+        gc.collect()
+        self.assertClean(name)
+        await asyncio.sleep(0.01)  # the loop runs on without it
+
     async def test_bad_arguments(self):
         with self.assertRaises(TypeError):
             self.lock(5)
@@ -230,6 +244,16 @@ class Order(Base):
         """1,000 tasks on one loop, 10 per name on 100 names, each taking
         its lock 3 times: never two inside at once, every entry counted,
         no thread started, and no key left."""
+        # One connection per lock object: 1,000 of them at once, on the
+        # server and in this process.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < 1500 and hard >= 1500:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (1500, hard))
+        maxclients = int(self.redis.config_get("maxclients")["maxclients"])
+        if maxclients < 1100 or max(soft, hard) < 1500:
+            self.skipTest(f"the server takes {maxclients} clients and this "
+                          f"process {max(soft, hard)} files: 1,000 "
+                          "connections need more")
         names = [support.unique(f"aio-many{i}") for i in range(100)]
         inside = dict.fromkeys(names, 0)
         entries = dict.fromkeys(names, 0)
