@@ -608,6 +608,9 @@ FAIRLOCK_EXPORT int fairlock_version_number(void);
  * fairlock_async_process() and the watcher callback. */
 #define FAIRLOCK_EV_READ 1
 #define FAIRLOCK_EV_WRITE 2
+/* Only to the watcher, once, from fairlock_free(): the handle is going
+ * away (fd -1, timeout -1); stop watching and forget it. */
+#define FAIRLOCK_EV_FREED 4
 
 /* Completion of a started operation: code is what the blocking call of the
  * same name would have returned (fairlock_errmsg(lock) has the detail).
@@ -627,8 +630,10 @@ typedef void (*fairlock_status_fn)(fairlock *lock, int code,
  * socket is closed, so that a loop can stop watching it in time (libuv
  * and libevent need that).  It is also told when a start function or
  * fairlock_async_cancel() changes anything, not only from
- * fairlock_async_process().  It must not call into the handle; it is not
- * called from fairlock_free().
+ * fairlock_async_process().  Last, fairlock_free() calls it with
+ * FAIRLOCK_EV_FREED (see above), before it closes the socket; an adapter
+ * frees what it keeps for the handle then.  It must not call into the
+ * handle.
  * Thread safety: called on the thread that drives the handle. */
 typedef void (*fairlock_watch_fn)(fairlock *lock, int fd, int events,
                                   int64_t timeout_ms, void *arg);

@@ -281,10 +281,8 @@ static int acquire_loop(fairlock *lock, int64_t timeout_ms, int try_once,
     }
 }
 
-int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
-                        int64_t check_interval_ms) {
-    if (lock == NULL)
-        return FAIRLOCK_INVALID;
+int fairlock__acquire_plan(fairlock *lock, int64_t timeout_ms, int blocking,
+                           int64_t check_interval_ms, fairlock__plan *plan) {
     if (!lock->usable)
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "the handle was not created successfully");
@@ -321,20 +319,19 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "auto_renew needs a finite lease: set ttl_ms "
                               "or a timeout");
-    lease = lease == FAIRLOCK_FOREVER ? 0 : lease;
+    plan->timeout_ms = timeout_ms;
+    plan->check_ms = check_interval_ms;
+    plan->lease_ms = lease == FAIRLOCK_FOREVER ? 0 : lease;
+    plan->live_ms = lock->foreign_live_ms < FAIRLOCK_MIN_LIVENESS_MS
+                        ? FAIRLOCK_MIN_LIVENESS_MS
+                        : lock->foreign_live_ms;
+    plan->try_once = !blocking || timeout_ms == 0;
+    return FAIRLOCK_OK;
+}
 
-    int64_t live = lock->foreign_live_ms < FAIRLOCK_MIN_LIVENESS_MS
-                       ? FAIRLOCK_MIN_LIVENESS_MS
-                       : lock->foreign_live_ms;
-
-    if ((rc = fairlock__ready(lock)) != FAIRLOCK_OK)
-        return rc;
-    if (lock->request == FAIRLOCK__REQUEST_PENDING) {
-        int undone;
-        if ((rc = fairlock__request_resolve(lock, &undone)) != FAIRLOCK_OK)
-            return rc;
-    }
-    if (fairlock__token_new(lock->token, lease, live, lock->opts.fencing) != 0)
+int fairlock__acquire_request(fairlock *lock, const fairlock__plan *plan) {
+    if (fairlock__token_new(lock->token, plan->lease_ms, plan->live_ms,
+                            lock->opts.fencing) != 0)
         return fairlock__fail(lock, FAIRLOCK_REDIS,
                               "getrandom failed; no token could be made");
     /* A reader says so in its token, so that whichever script grants it
@@ -350,15 +347,36 @@ int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
     lock->ticket = 0;
     lock->fence = 0;
     lock->request_pid = getpid();
-    lock->lease_ms = lease;
+    lock->lease_ms = plan->lease_ms;
     fairlock__keys_set_wake(&lock->keys, lock->token);
+    return FAIRLOCK_OK;
+}
 
-    int try_once = !blocking || timeout_ms == 0;
+int fairlock_acquire_ex(fairlock *lock, int64_t timeout_ms, int blocking,
+                        int64_t check_interval_ms) {
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    fairlock__plan plan;
+    int rc = fairlock__acquire_plan(lock, timeout_ms, blocking,
+                                    check_interval_ms, &plan);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    if ((rc = fairlock__async_idle(lock)) != FAIRLOCK_OK ||
+        (rc = fairlock__ready(lock)) != FAIRLOCK_OK)
+        return rc;
+    if (lock->request == FAIRLOCK__REQUEST_PENDING) {
+        int undone;
+        if ((rc = fairlock__request_resolve(lock, &undone)) != FAIRLOCK_OK)
+            return rc;
+    }
+    if ((rc = fairlock__acquire_request(lock, &plan)) != FAIRLOCK_OK)
+        return rc;
     /* A slot in migration is waited out until the acquire's deadline. */
-    lock->conn.deadline_ms = timeout_ms == FAIRLOCK_FOREVER
+    lock->conn.deadline_ms = plan.timeout_ms == FAIRLOCK_FOREVER
                                  ? INT64_MAX
-                                 : fairlock__now_ms() + timeout_ms;
-    rc = acquire_loop(lock, timeout_ms, try_once, check_interval_ms, live);
+                                 : fairlock__now_ms() + plan.timeout_ms;
+    rc = acquire_loop(lock, plan.timeout_ms, plan.try_once, plan.check_ms,
+                      plan.live_ms);
     lock->conn.deadline_ms = 0;
     return rc;
 }

@@ -1,59 +1,1134 @@
 /* async.c -- the non-blocking API: operations started on a handle and
- * completed through a callback, on the caller's event loop. */
+ * completed through a callback, on the caller's event loop.
+ *
+ * The same protocol as the blocking calls (protocol.c builds every command
+ * and reads every reply) on the same engine (engine.c), but instead of a
+ * poll() loop per call, each reply advances a state machine by one step
+ * and the caller's loop waits.  One command is on the wire at a time: the
+ * connection is the handle's own, and every step needs the previous
+ * reply.  Waiting for the lock is a BLPOP on the server, as in the
+ * blocking acquire, so a waiting handle costs its loop nothing; the only
+ * client-side timers are each command's deadline and, with auto_renew,
+ * the next renewal, which goes on the same connection (it is idle while
+ * the lock is held) instead of a thread.
+ *
+ * Callbacks are never called from a start function: an operation that
+ * ends at once (say, its connection failed to start) is finished with a
+ * timer due now, so the callback runs from fairlock_async_process(), where
+ * the caller expects it.  A callback may free the handle: the free then
+ * waits until the callback returns (`depth`, `freeing`), as hiredis does
+ * for its async contexts. */
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
 #include "internal.h"
+
+/* Pause between renewals that got no answer, as the renewal thread's. */
+#define RENEW_RETRY_MS 100
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+typedef enum { OP_NONE, OP_ACQUIRE, OP_RELEASE, OP_EXTEND, OP_STATUS } op_kind;
+
+/* What the command on the wire is for. */
+typedef enum {
+    W_NONE,
+    W_ATTEMPT,  /* acquire.lua or acquire_nonfifo.lua */
+    W_BLPOP,    /* the wait on the wake list */
+    W_CONFIRM,  /* extend.lua to the full lease after a grant */
+    W_REPLICAS, /* WAIT after a grant */
+    W_CANCEL,   /* a page of cancel.lua */
+    W_RELEASE,  /* release.lua */
+    W_EXTEND,   /* extend.lua for fairlock_extend_start() */
+    W_STATUS,   /* status.lua */
+    W_RENEW     /* extend.lua from the renewal timer */
+} wire_kind;
+
+/* Why cancel.lua runs: to clear a request before a new one, or to end
+ * the operation after a failure (abandon), or to release a request whose
+ * outcome was unknown. */
+typedef enum { CLEAN_BEFORE, CLEAN_ABANDON, CLEAN_RELEASE } clean_kind;
+
+struct fairlock__async {
+    op_kind op;
+    fairlock_done_fn done;
+    fairlock_status_fn status_done;
+    void *arg;
+    int begin; /* the operation waits for the wire to be free to start */
+
+    /* The command on the wire. */
+    wire_kind wire;
+    fairlock__cmd cmd;
+    int by_eval; /* sent as EVAL with the body (after NOSCRIPT) */
+    int64_t sent_ms;
+
+    /* Acquire. */
+    fairlock__plan plan;
+    int64_t deadline_ms; /* INT64_MAX: none */
+    int cancelled;
+    fairlock__attempt attempt;
+    int64_t confirm_from; /* when the confirmation was sent */
+    int64_t grant_from;   /* from when the lease counts */
+    int64_t valid_until;
+
+    /* cancel.lua pages. */
+    clean_kind clean;
+    char cursor[FAIRLOCK__CURSOR_SIZE];
+    int undone;
+    fairlock__error saved; /* the error to report after cleaning */
+
+    /* Release, extend, status. */
+    int was_lost;
+    fairlock__error lost;
+    int64_t ext_lease_ms;
+    size_t max_waiters;
+
+    /* The end: reported from process(). */
+    int finished;
+    int result;
+    fairlock_status *status;
+
+    /* Renewal timer (auto_renew), while held. */
+    int64_t renew_at; /* INT64_MAX: none */
+
+    /* The watcher and what it was last told. */
+    fairlock_watch_fn watch;
+    void *watch_arg;
+    int told_fd, told_events;
+    int64_t told_due;
+
+    int depth;   /* process() or a callback runs on the handle */
+    int freeing; /* fairlock_free() was called meanwhile */
+};
+
+/* ---------------------------------------------------------------------------
+ * What to watch
+ * ------------------------------------------------------------------------- */
+
+static fairlock__engine *engine_of(const fairlock *lock) {
+    fairlock__engine *eng = lock->conn.eng;
+    return eng != NULL && lock->conn.pid == getpid() ? eng : NULL;
+}
+
+static int engine_live(const fairlock *lock) {
+    fairlock__engine *eng = engine_of(lock);
+    return eng != NULL &&
+           fairlock__engine_get_state(eng) != FAIRLOCK__ENGINE_FAILED;
+}
+
+static int64_t due_at(const fairlock *lock) {
+    const fairlock__async *a = lock->async;
+    if (a->finished || a->begin)
+        return 0;
+    if (a->wire != W_NONE)
+        return engine_live(lock) ? fairlock__engine_deadline(engine_of(lock))
+                                 : 0;
+    if (a->renew_at != INT64_MAX && lock->request == FAIRLOCK__REQUEST_HELD)
+        return a->renew_at;
+    return -1;
+}
+
+static int watched_fd(const fairlock *lock) {
+    return engine_live(lock) ? fairlock__engine_fd(engine_of(lock)) : -1;
+}
+
+static int watched_events(const fairlock *lock) {
+    if (lock->async == NULL || lock->async->wire == W_NONE ||
+        !engine_live(lock))
+        return 0;
+    short ev = fairlock__engine_events(engine_of(lock));
+    return ((ev & POLLIN) ? FAIRLOCK_EV_READ : 0) |
+           ((ev & POLLOUT) ? FAIRLOCK_EV_WRITE : 0);
+}
+
+static int64_t relative(int64_t due) {
+    if (due < 0)
+        return -1;
+    int64_t left = due - fairlock__now_ms();
+    return left < 0 ? 0 : left;
+}
+
+/* Tells the watcher what changed.  Not while a callback or process() runs
+ * on the handle: process() tells it once on its way out. */
+static void tell(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    if (a == NULL || a->watch == NULL || a->depth > 0 || a->freeing)
+        return;
+    int fd = watched_fd(lock), events = watched_events(lock);
+    int64_t due = due_at(lock);
+    if (fd == a->told_fd && events == a->told_events && due == a->told_due)
+        return;
+    a->told_fd = fd;
+    a->told_events = events;
+    a->told_due = due;
+    a->watch(lock, fd, events, relative(due), a->watch_arg);
+}
+
+/* Closes the connection, after telling the watcher to stop watching its
+ * socket (a loop must not watch a closed fd). */
+static void drop_conn(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    if (a->watch != NULL && a->told_fd >= 0 && !a->freeing) {
+        a->told_fd = -1;
+        a->told_events = 0;
+        a->watch(lock, -1, 0, relative(a->told_due), a->watch_arg);
+    }
+    fairlock__conn_close(&lock->conn);
+}
+
+/* ---------------------------------------------------------------------------
+ * Sending
+ * ------------------------------------------------------------------------- */
+
+/* Queues a->cmd as `what`, connecting first when needed.  A failure shows
+ * as the engine FAILED (or missing) with the command on the wire, which
+ * the next step reads as its outcome. */
+static void send_cmd(fairlock *lock, wire_kind what) {
+    fairlock__async *a = lock->async;
+    a->wire = what;
+    a->sent_ms = fairlock__now_ms();
+    if (!engine_live(lock)) {
+        if (lock->conn.eng != NULL)
+            drop_conn(lock);
+        if (fairlock__conn_start(&lock->conn, &lock->err) != FAIRLOCK_OK)
+            return;
+    }
+    fairlock__engine *eng = lock->conn.eng;
+    const char *argv[FAIRLOCK__EVAL_ARGS];
+    size_t lens[FAIRLOCK__EVAL_ARGS];
+    char nkeys[8];
+    int argc;
+    const fairlock__cmd *c = &a->cmd;
+    if (c->script != NULL) {
+        argc = fairlock__format_evalsha(argv, lens, nkeys, &lock->keys,
+                                        c->script, c->argc, c->argv);
+        if (a->by_eval) {
+            argv[0] = "EVAL", lens[0] = 4;
+            argv[1] = c->script->body, lens[1] = strlen(c->script->body);
+        }
+    } else {
+        argc = c->argc;
+        memcpy(argv, c->argv, sizeof c->argv[0] * (size_t)argc);
+        memcpy(lens, c->lens, sizeof c->lens[0] * (size_t)argc);
+    }
+    if (fairlock__engine_queue(eng, argc, argv, lens) != 0)
+        return;
+    /* Connecting counts against the first command's time, as in the
+     * blocking calls (where it has a timeout of its own as long). */
+    int64_t deadline = a->sent_ms + lock->conn.io_timeout_ms +
+                       (c->block_ms > 0 ? c->block_ms : 0);
+    if (fairlock__engine_get_state(eng) != FAIRLOCK__ENGINE_READY)
+        deadline += lock->conn.io_timeout_ms;
+    fairlock__engine_set_deadline(eng, deadline);
+    /* The socket is nearly always writable: save the loop a turn. */
+    if (fairlock__engine_get_state(eng) == FAIRLOCK__ENGINE_READY)
+        fairlock__engine_handle(eng, POLLOUT);
+}
+
+static void send_script(fairlock *lock, wire_kind what) {
+    lock->async->by_eval = 0;
+    send_cmd(lock, what);
+}
+
+/* ---------------------------------------------------------------------------
+ * Ending an operation
+ * ------------------------------------------------------------------------- */
+
+static void finish(fairlock *lock, int code) {
+    fairlock__async *a = lock->async;
+    a->finished = 1;
+    a->result = code;
+    if (code == FAIRLOCK_OK)
+        fairlock__ok(lock);
+    else
+        lock->err.code = code;
+}
+
+/* Runs cancel.lua for the current token, from the first page. */
+static void start_clean(fairlock *lock, clean_kind why) {
+    fairlock__async *a = lock->async;
+    a->clean = why;
+    a->undone = 0;
+    snprintf(a->cursor, sizeof a->cursor, "0");
+    fairlock__request_pending(lock);
+    fairlock__build_cancel(&a->cmd, &lock->keys, lock->token,
+                           lock->opts.fifo ? lock->ticket : FAIRLOCK__NO_TICKET,
+                           lock->foreign_live_ms, a->cursor);
+    send_script(lock, W_CANCEL);
+}
+
+/* Gives up the acquire with `code` (the handle's error says why): our
+ * queue entry, or a grant made meanwhile, is removed first.  A connection
+ * that failed is made again for that once; if that fails too, the request
+ * stays pending for the next call or fairlock_free(), as in the blocking
+ * API. */
+static void abandon(fairlock *lock, int code) {
+    fairlock__async *a = lock->async;
+    lock->err.code = code;
+    a->saved = lock->err;
+    if (lock->token[0] == '\0') {
+        finish(lock, code);
+        return;
+    }
+    start_clean(lock, CLEAN_ABANDON);
+}
+
+/* ---------------------------------------------------------------------------
+ * Acquire
+ * ------------------------------------------------------------------------- */
+
+static void send_attempt(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    /* Until the reply is read, the server may have queued or granted us. */
+    fairlock__request_pending(lock);
+    lock->last_sent_ms = fairlock__now_ms();
+    if (lock->opts.fifo)
+        fairlock__build_acquire(&a->cmd, &lock->keys, lock->token, lock->ticket,
+                                lock->foreign_live_ms, a->plan.try_once);
+    else
+        fairlock__build_acquire_nonfifo(
+            &a->cmd, &lock->keys, lock->token,
+            a->plan.try_once ? 0 : 2 * a->plan.check_ms + 100,
+            lock->foreign_live_ms);
+    send_script(lock, W_ATTEMPT);
+}
+
+static void begin_request(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    if (a->cancelled) {
+        fairlock__fail(lock, FAIRLOCK_INTERRUPTED, "cancelled");
+        finish(lock, FAIRLOCK_INTERRUPTED);
+        return;
+    }
+    int rc = fairlock__acquire_request(lock, &a->plan);
+    if (rc != FAIRLOCK_OK) {
+        finish(lock, rc);
+        return;
+    }
+    a->deadline_ms = a->plan.timeout_ms == FAIRLOCK_FOREVER
+                         ? INT64_MAX
+                         : fairlock__now_ms() + a->plan.timeout_ms;
+    send_attempt(lock);
+}
+
+/* The grant is confirmed (and replicated when asked): record it. */
+static void granted(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    fairlock__lease_publish(lock->lease, FAIRLOCK_STATE_HELD, a->valid_until);
+    /* No renewal thread: the timer below renews on this connection. */
+    fairlock__lease_start(lock->lease, lock->token, lock->lease_ms,
+                          a->grant_from, 0);
+    a->renew_at = lock->opts.auto_renew && lock->lease_ms > 0
+                      ? a->grant_from + lock->lease_ms / 3
+                      : INT64_MAX;
+    finish(lock, FAIRLOCK_OK);
+}
+
+static void confirmed(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    if (a->cancelled) {
+        fairlock__fail(lock, FAIRLOCK_INTERRUPTED, "cancelled");
+        abandon(lock, FAIRLOCK_INTERRUPTED);
+        return;
+    }
+    if (lock->opts.wait_replicas > 0) {
+        fairlock__build_wait_replicas(&a->cmd, lock->opts.wait_replicas,
+                                      lock->opts.wait_replicas_timeout_ms);
+        send_cmd(lock, W_REPLICAS);
+        return;
+    }
+    granted(lock);
+}
+
+/* As take_grant() in acquire.c: a hand-off capped at the liveness window,
+ * or a grant whose bound has aged (it counts from our last request), is
+ * extended to the full lease before it is reported. */
+static void take_grant(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    const fairlock__attempt *at = &a->attempt;
+    lock->request = FAIRLOCK__REQUEST_HELD;
+    lock->rank = -1;
+    if (at->ticket > 0)
+        lock->ticket = at->ticket;
+    lock->fence = at->fence;
+    lock->permit = at->permit;
+    a->grant_from = lock->last_sent_ms;
+    a->valid_until = fairlock__validity(a->grant_from, at->lease_ms);
+    int64_t px = at->lease_ms;
+    int64_t left = a->valid_until - fairlock__now_ms();
+    if (px != lock->lease_ms || (px > 0 && left < px * 2 / 3)) {
+        a->confirm_from = fairlock__now_ms();
+        fairlock__build_extend(&a->cmd, &lock->keys, lock->token,
+                               lock->lease_ms);
+        send_script(lock, W_CONFIRM);
+        return;
+    }
+    confirmed(lock);
+}
+
+/* After a wait: time out, or try again. */
+static void waited(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    if (fairlock__now_ms() >= a->deadline_ms) {
+        fairlock__fail(lock, FAIRLOCK_TIMEOUT,
+                       "not granted within %" PRId64 " ms", a->plan.timeout_ms);
+        abandon(lock, FAIRLOCK_TIMEOUT);
+        return;
+    }
+    send_attempt(lock);
+}
+
+/* The attempt did not grant: try again, give up, or wait (acquire_loop()
+ * in acquire.c, step for step). */
+static void not_granted(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    const fairlock__attempt *at = &a->attempt;
+    int64_t now = fairlock__now_ms();
+    if (at->next_call == FAIRLOCK__NEXT_NOW &&
+        (a->plan.try_once || now < a->deadline_ms)) {
+        send_attempt(lock);
+        return;
+    }
+    if (a->plan.try_once) {
+        fairlock__request_forget(lock);
+        fairlock__fail(lock, FAIRLOCK_TIMEOUT,
+                       "the lock is taken (%" PRId64
+                       " waiter(s) ahead) and the call does not wait",
+                       at->rank);
+        finish(lock, FAIRLOCK_TIMEOUT);
+        return;
+    }
+    int64_t heartbeat_ms = a->plan.live_ms / 3 > 0 ? a->plan.live_ms / 3 : 1;
+    int64_t poll_ms = lock->opts.fifo ? heartbeat_ms : a->plan.check_ms;
+    if (!lock->opts.fifo || at->rank <= 1 ||
+        at->next_call == FAIRLOCK__NEXT_POLL)
+        poll_ms = min64(poll_ms, a->plan.check_ms);
+    if (at->pttl_ms > 0)
+        poll_ms = min64(poll_ms, at->pttl_ms + 1);
+    int64_t until = a->deadline_ms == INT64_MAX
+                        ? now + poll_ms
+                        : min64(a->deadline_ms, now + poll_ms);
+    int64_t slice = until - now;
+    if (slice < 1) {
+        waited(lock);
+        return;
+    }
+    fairlock__build_wait_push(&a->cmd, &lock->keys, lock->opts.fifo, slice);
+    send_cmd(lock, W_BLPOP);
+}
+
+/* ---------------------------------------------------------------------------
+ * Replies
+ * ------------------------------------------------------------------------- */
+
+/* A script's reply: 0 to go on with it, 1 when it was sent again with its
+ * body (NOSCRIPT), -1 when it failed (the handle's error says why; the
+ * code is in lock->err.code). */
+static int script_reply(fairlock *lock, wire_kind what,
+                        const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    if (reply->type != REDIS_REPLY_ERROR)
+        return 0;
+    if (!a->by_eval && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        a->by_eval = 1;
+        send_cmd(lock, what);
+        return 1;
+    }
+    fairlock__script_failed(&lock->err, fairlock__conn_kind(&lock->conn),
+                            &lock->keys, a->cmd.script,
+                            a->by_eval ? "EVAL" : "EVALSHA", reply->str);
+    return -1;
+}
+
+static void on_attempt(fairlock *lock, const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    int rc = fairlock__read_attempt(&lock->err, reply, &a->attempt);
+    if (rc != FAIRLOCK_OK) {
+        abandon(lock, rc);
+        return;
+    }
+    lock->request = FAIRLOCK__REQUEST_WAITING;
+    if (a->attempt.ticket > 0)
+        lock->ticket = a->attempt.ticket;
+    lock->rank = a->attempt.granted || !lock->opts.fifo ? -1 : a->attempt.rank;
+    if (a->cancelled) {
+        fairlock__fail(lock, FAIRLOCK_INTERRUPTED, "cancelled");
+        abandon(lock, FAIRLOCK_INTERRUPTED);
+    } else if (a->attempt.granted) {
+        take_grant(lock);
+    } else {
+        not_granted(lock);
+    }
+}
+
+static void on_blpop(fairlock *lock, const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    int woken;
+    fairlock__attempt handoff;
+    int rc = fairlock__read_wait_push(&lock->err,
+                                      fairlock__conn_kind(&lock->conn),
+                                      lock->opts.fifo, reply, &woken, &handoff);
+    if (rc != FAIRLOCK_OK) {
+        abandon(lock, rc);
+        return;
+    }
+    if (a->cancelled) {
+        /* A hand-off just popped is undone by cancel.lua. */
+        fairlock__fail(lock, FAIRLOCK_INTERRUPTED, "cancelled");
+        abandon(lock, FAIRLOCK_INTERRUPTED);
+        return;
+    }
+    if (woken == FAIRLOCK__WAKE_PUSHED && lock->opts.fifo) {
+        a->attempt = handoff;
+        take_grant(lock);
+        return;
+    }
+    waited(lock);
+}
+
+static void on_confirm(fairlock *lock, const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    if (fairlock__decode_flag(reply) != 1) {
+        /* The capped hand-off ran out before we took it: wait again. */
+        lock->request = FAIRLOCK__REQUEST_WAITING;
+        lock->fence = 0;
+        waited(lock);
+        return;
+    }
+    a->grant_from = a->confirm_from;
+    a->valid_until = fairlock__validity(a->grant_from, lock->lease_ms);
+    confirmed(lock);
+}
+
+static void on_replicas(fairlock *lock, const redisReply *reply) {
+    long long acked;
+    int rc = fairlock__read_wait_replicas(
+        &lock->err, fairlock__conn_kind(&lock->conn), reply, &acked);
+    if (rc == FAIRLOCK_OK && acked < lock->opts.wait_replicas)
+        rc = fairlock__fail(lock, FAIRLOCK_NOTREPLICATED,
+                            "only %lld of %d replicas acknowledged the "
+                            "grant within %" PRId64 " ms; released it",
+                            acked, lock->opts.wait_replicas,
+                            lock->opts.wait_replicas_timeout_ms);
+    if (rc != FAIRLOCK_OK) {
+        abandon(lock, rc);
+        return;
+    }
+    if (lock->async->cancelled) {
+        fairlock__fail(lock, FAIRLOCK_INTERRUPTED, "cancelled");
+        abandon(lock, FAIRLOCK_INTERRUPTED);
+        return;
+    }
+    granted(lock);
+}
+
+/* The end of the cancel.lua pages, or their failure (rc). */
+static void cleaned(fairlock *lock, int rc) {
+    fairlock__async *a = lock->async;
+    switch (a->clean) {
+    case CLEAN_BEFORE:
+        if (rc != FAIRLOCK_OK)
+            finish(lock, rc);
+        else
+            begin_request(lock);
+        return;
+    case CLEAN_ABANDON:
+        /* The failure that made us clean up is what the caller hears. */
+        lock->err = a->saved;
+        finish(lock, a->saved.code);
+        return;
+    case CLEAN_RELEASE:
+        if (rc != FAIRLOCK_OK)
+            finish(lock, rc);
+        else if (!a->undone)
+            finish(lock,
+                   fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                                  "the lock is not held by this handle (an "
+                                  "earlier release may have succeeded)"));
+        else
+            finish(lock, FAIRLOCK_OK);
+        return;
+    }
+}
+
+static void on_cancel(fairlock *lock, const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    int undone = 0;
+    int rc = fairlock__read_cancel(&lock->err, reply, a->cursor, &undone);
+    if (rc != FAIRLOCK_OK) {
+        cleaned(lock, rc);
+        return;
+    }
+    a->undone = a->undone || undone;
+    if (strcmp(a->cursor, "0") == 0) {
+        fairlock__request_forget(lock);
+        cleaned(lock, FAIRLOCK_OK);
+        return;
+    }
+    fairlock__build_cancel(&a->cmd, &lock->keys, lock->token,
+                           lock->opts.fifo ? lock->ticket : FAIRLOCK__NO_TICKET,
+                           lock->foreign_live_ms, a->cursor);
+    send_script(lock, W_CANCEL);
+}
+
+static void on_release(fairlock *lock, const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    int released = fairlock__decode_flag(reply) == 1;
+    fairlock__request_forget(lock);
+    if (a->was_lost) {
+        lock->err = a->lost;
+        finish(lock, FAIRLOCK_NOTOWNED);
+    } else if (!released) {
+        finish(lock, fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                                    "lease lost: it ran out before the "
+                                    "release, and the lock was free or "
+                                    "someone else's"));
+    } else {
+        finish(lock, FAIRLOCK_OK);
+    }
+}
+
+/* The outcome of an extend of ours (the user's or the timer's): 1 it
+ * extended our lock, 0 the lock is not ours, -1 unknown. */
+static int extend_done(fairlock *lock, int outcome) {
+    return fairlock__lease_extend_end(lock->lease, outcome);
+}
+
+static void on_extend(fairlock *lock, const redisReply *reply, int rc) {
+    fairlock__async *a = lock->async;
+    int owned = rc == FAIRLOCK_OK && fairlock__decode_flag(reply) == 1;
+    int held = extend_done(lock, rc != FAIRLOCK_OK ? -1 : owned);
+    if (rc != FAIRLOCK_OK) {
+        finish(lock, rc);
+        return;
+    }
+    if (!held) {
+        fairlock__error lost;
+        fairlock__lease_stop(lock->lease, &lost);
+        fairlock__request_forget(lock);
+        a->renew_at = INT64_MAX;
+        finish(lock, fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                                    "lease lost: the lock is free or someone "
+                                    "else's"));
+        return;
+    }
+    lock->lease_ms = a->ext_lease_ms;
+    if (a->renew_at != INT64_MAX)
+        a->renew_at = a->sent_ms + lock->lease_ms / 3;
+    finish(lock, FAIRLOCK_OK);
+}
+
+/* The renewal's outcome: on to the next one, a retry soon, or lost. */
+static void on_renew(fairlock *lock, const redisReply *reply, int rc) {
+    fairlock__async *a = lock->async;
+    int outcome = rc != FAIRLOCK_OK ? -1 : fairlock__decode_flag(reply) == 1;
+    int held = extend_done(lock, outcome);
+    if (lock->request != FAIRLOCK__REQUEST_HELD || a->renew_at == INT64_MAX)
+        return; /* released or forgotten meanwhile */
+    int64_t now = fairlock__now_ms();
+    if (outcome == 1 && held) {
+        a->renew_at = a->sent_ms + lock->lease_ms / 3;
+        return;
+    }
+    int64_t bound = fairlock__lease_valid_until(lock->lease);
+    if (outcome < 0 && now < bound) {
+        int64_t left = bound - now;
+        a->renew_at = now + min64(RENEW_RETRY_MS, left / 4);
+        return;
+    }
+    a->renew_at = INT64_MAX;
+    fairlock__lease_publish(lock->lease, FAIRLOCK_STATE_LOST, 0);
+    if (lock->opts.on_lost != NULL)
+        lock->opts.on_lost(lock, lock->opts.on_lost_arg);
+}
+
+/* The command on the wire ended: reply, or NULL when the connection failed
+ * (the handle's error says how). */
+static void on_reply(fairlock *lock, wire_kind what, const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    int rc = FAIRLOCK_OK;
+    if (reply == NULL) {
+        rc = FAIRLOCK_REDIS;
+    } else if (a->cmd.script != NULL && what != W_BLPOP && what != W_REPLICAS) {
+        int s = script_reply(lock, what, reply);
+        if (s > 0)
+            return;
+        if (s < 0)
+            rc = lock->err.code;
+    }
+    switch (what) {
+    case W_NONE:
+        return;
+    case W_RENEW:
+        on_renew(lock, reply, rc);
+        return;
+    case W_EXTEND:
+        on_extend(lock, reply, rc);
+        return;
+    default:
+        break;
+    }
+    if (rc != FAIRLOCK_OK) {
+        switch (what) {
+        case W_CANCEL:
+            cleaned(lock, rc);
+            return;
+        case W_RELEASE:
+            /* Outcome unknown: the token is kept, a release retries. */
+            fairlock__request_pending(lock);
+            finish(lock, rc);
+            return;
+        case W_STATUS:
+            finish(lock, rc);
+            return;
+        default:
+            abandon(lock, rc);
+            return;
+        }
+    }
+    switch (what) {
+    case W_ATTEMPT:
+        on_attempt(lock, reply);
+        return;
+    case W_BLPOP:
+        on_blpop(lock, reply);
+        return;
+    case W_CONFIRM:
+        on_confirm(lock, reply);
+        return;
+    case W_REPLICAS:
+        on_replicas(lock, reply);
+        return;
+    case W_CANCEL:
+        on_cancel(lock, reply);
+        return;
+    case W_RELEASE:
+        on_release(lock, reply);
+        return;
+    case W_STATUS:
+        rc = fairlock__read_status(&lock->err, &lock->keys, reply, &a->status);
+        finish(lock, rc);
+        return;
+    case W_NONE:
+    case W_RENEW:
+    case W_EXTEND:
+        return;
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Starting operations
+ * ------------------------------------------------------------------------- */
+
+static int unsupported(fairlock *lock) {
+    if (lock->conn.borrowed)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "the non-blocking API does not support a "
+                              "borrowed redisContext yet: give a url");
+    switch (lock->url.kind) {
+    case FAIRLOCK__URL_TCP:
+    case FAIRLOCK__URL_UNIX:
+        return FAIRLOCK_OK;
+    case FAIRLOCK__URL_SENTINEL:
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "the non-blocking API does not support "
+                              "redis+sentinel:// yet");
+    case FAIRLOCK__URL_CLUSTER:
+        break;
+    }
+    return fairlock__fail(lock, FAIRLOCK_INVALID,
+                          "the non-blocking API does not support "
+                          "redis+cluster:// yet");
+}
+
+/* Checks that an operation may start and makes the async state. */
+static int may_start(fairlock *lock) {
+    if (!lock->usable)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "the handle was not created successfully");
+    int rc = unsupported(lock);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    fairlock__async *a = lock->async;
+    if (a == NULL) {
+        a = calloc(1, sizeof *a);
+        if (a == NULL)
+            return fairlock__fail(lock, FAIRLOCK_NOMEM, "out of memory");
+        a->told_fd = -1;
+        a->told_due = -1;
+        a->renew_at = INT64_MAX;
+        lock->async = a;
+    }
+    if (a->freeing)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "the handle is being freed");
+    if (a->op != OP_NONE)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "an operation is already in progress on this "
+                              "handle");
+    /* A forked child must not use its parent's connection; a confirmation
+     * deferred by the blocking API must be read before anything else. */
+    if (lock->conn.eng != NULL && lock->conn.pid != getpid()) {
+        lock->conn.deferred_fn = NULL;
+        fairlock__conn_close(&lock->conn);
+    }
+    if (lock->conn.deferred_fn != NULL)
+        fairlock__conn_settle(&lock->conn);
+    return FAIRLOCK_OK;
+}
+
+static void reset_op(fairlock__async *a, op_kind op, fairlock_done_fn done,
+                     fairlock_status_fn status_done, void *arg) {
+    a->op = op;
+    a->done = done;
+    a->status_done = status_done;
+    a->arg = arg;
+    a->cancelled = 0;
+    a->finished = 0;
+    a->result = FAIRLOCK_OK;
+    a->status = NULL;
+    a->was_lost = 0;
+}
+
+/* The first step of the operation, once the wire is free. */
+static void begin_op(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    a->begin = 0;
+    switch (a->op) {
+    case OP_ACQUIRE:
+        if (lock->request == FAIRLOCK__REQUEST_PENDING ||
+            lock->request == FAIRLOCK__REQUEST_WAITING)
+            start_clean(lock, CLEAN_BEFORE);
+        else
+            begin_request(lock);
+        return;
+    case OP_RELEASE:
+        /* No renewal is sent from here on (the timer is stopped, and
+         * the wire was free): none can reach the server after the
+         * release. */
+        a->renew_at = INT64_MAX;
+        a->was_lost = fairlock__lease_stop(lock->lease, &a->lost);
+        if (lock->request == FAIRLOCK__REQUEST_PENDING) {
+            start_clean(lock, CLEAN_RELEASE);
+            return;
+        }
+        fairlock__request_pending(lock);
+        fairlock__build_release(&a->cmd, &lock->keys, lock->token,
+                                lock->foreign_live_ms);
+        send_script(lock, W_RELEASE);
+        return;
+    case OP_EXTEND:
+        if (lock->request != FAIRLOCK__REQUEST_HELD) {
+            finish(lock, fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                                        "the lock is not held by this "
+                                        "handle"));
+            return;
+        }
+        fairlock__lease_extend_begin(lock->lease, a->ext_lease_ms,
+                                     fairlock__now_ms());
+        fairlock__build_extend(&a->cmd, &lock->keys, lock->token,
+                               a->ext_lease_ms);
+        send_script(lock, W_EXTEND);
+        return;
+    case OP_STATUS:
+        fairlock__build_status(&a->cmd, &lock->keys, a->max_waiters);
+        send_script(lock, W_STATUS);
+        return;
+    case OP_NONE:
+        return;
+    }
+}
+
+static int start_op(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    if (a->wire == W_NONE)
+        begin_op(lock);
+    else
+        a->begin = 1; /* a renewal is on the wire */
+    tell(lock);
+    return FAIRLOCK_OK;
+}
 
 int fairlock_acquire_start(fairlock *lock, int64_t timeout_ms,
                            fairlock_done_fn done, void *arg) {
-    (void)timeout_ms, (void)done, (void)arg;
-    return lock == NULL
-               ? FAIRLOCK_INVALID
-               : fairlock__fail(lock, FAIRLOCK_INVALID, "not implemented yet");
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (done == NULL)
+        return fairlock__fail(lock, FAIRLOCK_INVALID, "done is NULL");
+    fairlock__plan plan;
+    int rc = may_start(lock);
+    if (rc == FAIRLOCK_OK)
+        rc = fairlock__acquire_plan(lock, timeout_ms, timeout_ms == 0 ? 0 : -1,
+                                    FAIRLOCK_DEFAULT, &plan);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    fairlock__async *a = lock->async;
+    reset_op(a, OP_ACQUIRE, done, NULL, arg);
+    a->plan = plan;
+    return start_op(lock);
 }
+
 int fairlock_release_start(fairlock *lock, fairlock_done_fn done, void *arg) {
-    (void)done, (void)arg;
-    return lock == NULL
-               ? FAIRLOCK_INVALID
-               : fairlock__fail(lock, FAIRLOCK_INVALID, "not implemented yet");
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (done == NULL)
+        return fairlock__fail(lock, FAIRLOCK_INVALID, "done is NULL");
+    int rc = may_start(lock);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    if (lock->request != FAIRLOCK__REQUEST_HELD &&
+        lock->request != FAIRLOCK__REQUEST_PENDING)
+        return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                              "the lock is not held by this handle");
+    reset_op(lock->async, OP_RELEASE, done, NULL, arg);
+    return start_op(lock);
 }
+
 int fairlock_extend_start(fairlock *lock, int64_t ttl_ms, fairlock_done_fn done,
                           void *arg) {
-    (void)ttl_ms, (void)done, (void)arg;
-    return lock == NULL
-               ? FAIRLOCK_INVALID
-               : fairlock__fail(lock, FAIRLOCK_INVALID, "not implemented yet");
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (done == NULL)
+        return fairlock__fail(lock, FAIRLOCK_INVALID, "done is NULL");
+    int rc = may_start(lock);
+    if (rc == FAIRLOCK_OK)
+        rc = fairlock__check_duration(lock, "ttl_ms", ttl_ms, 1, 1, 0);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    if (lock->request != FAIRLOCK__REQUEST_HELD)
+        return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
+                              "the lock is not held by this handle");
+    if (lock->opts.auto_renew && ttl_ms == FAIRLOCK_FOREVER)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "auto_renew needs a finite lease");
+    reset_op(lock->async, OP_EXTEND, done, NULL, arg);
+    lock->async->ext_lease_ms = ttl_ms == FAIRLOCK_FOREVER ? 0 : ttl_ms;
+    return start_op(lock);
 }
+
 int fairlock_status_start(fairlock *lock, size_t max_waiters,
                           fairlock_status_fn done, void *arg) {
-    (void)max_waiters, (void)done, (void)arg;
-    return lock == NULL
-               ? FAIRLOCK_INVALID
-               : fairlock__fail(lock, FAIRLOCK_INVALID, "not implemented yet");
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (done == NULL)
+        return fairlock__fail(lock, FAIRLOCK_INVALID, "done is NULL");
+    int rc = may_start(lock);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    reset_op(lock->async, OP_STATUS, NULL, done, arg);
+    lock->async->max_waiters = max_waiters;
+    return start_op(lock);
 }
+
 int fairlock_async_cancel(fairlock *lock) {
-    return lock == NULL
-               ? FAIRLOCK_INVALID
-               : fairlock__fail(lock, FAIRLOCK_INVALID, "not implemented yet");
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    fairlock__async *a = lock->async;
+    if (a == NULL || a->op != OP_ACQUIRE || a->finished)
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "no acquire is in progress");
+    if (a->cancelled)
+        return FAIRLOCK_OK;
+    a->cancelled = 1;
+    if (a->wire == W_BLPOP) {
+        /* The wait would hold the connection for up to a heartbeat: cut
+         * it.  Whatever it popped, cancel.lua undoes. */
+        a->wire = W_NONE;
+        drop_conn(lock);
+        fairlock__fail(lock, FAIRLOCK_INTERRUPTED, "cancelled");
+        abandon(lock, FAIRLOCK_INTERRUPTED);
+    }
+    /* Otherwise the reply on its way decides (begin_request,
+     * on_attempt, confirmed, on_replicas look at `cancelled`); a
+     * cleanup in progress ends with its own result. */
+    tell(lock);
+    return FAIRLOCK_OK;
 }
+
+/* ---------------------------------------------------------------------------
+ * Driving
+ * ------------------------------------------------------------------------- */
+
 int fairlock_async_busy(const fairlock *lock) {
-    (void)lock;
-    return 0;
+    return lock != NULL && lock->async != NULL && lock->async->op != OP_NONE;
 }
+
 int fairlock_async_fd(const fairlock *lock) {
-    (void)lock;
-    return -1;
+    return lock == NULL || lock->async == NULL ? -1 : watched_fd(lock);
 }
+
 int fairlock_async_events(const fairlock *lock) {
-    (void)lock;
-    return 0;
+    return lock == NULL || lock->async == NULL ? 0 : watched_events(lock);
 }
+
 int64_t fairlock_async_timeout(const fairlock *lock) {
-    (void)lock;
-    return -1;
+    return lock == NULL || lock->async == NULL ? -1 : relative(due_at(lock));
 }
+
+int fairlock__async_idle(fairlock *lock) {
+    if (fairlock_async_busy(lock))
+        return fairlock__fail(lock, FAIRLOCK_INVALID,
+                              "a non-blocking operation is in progress on "
+                              "this handle");
+    return FAIRLOCK_OK;
+}
+
+/* Calls the callback of the finished operation.  The handle is free for
+ * the next operation before it runs, so the callback may start one. */
+static void deliver(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    op_kind op = a->op;
+    fairlock_done_fn done = a->done;
+    fairlock_status_fn status_done = a->status_done;
+    void *arg = a->arg;
+    int code = a->result;
+    fairlock_status *status = a->status;
+    a->finished = 0;
+    a->status = NULL;
+    a->op = OP_NONE;
+    if (op == OP_STATUS)
+        status_done(lock, code, code == FAIRLOCK_OK ? status : NULL, arg);
+    else if (op != OP_NONE)
+        done(lock, code, arg);
+}
+
+/* Runs the handle until it waits for the socket or a timer, or is to be
+ * freed. */
+static void run(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    while (!a->freeing) {
+        if (a->wire != W_NONE) {
+            fairlock__engine *eng = engine_of(lock);
+            wire_kind what = a->wire;
+            if (eng == NULL ||
+                fairlock__engine_get_state(eng) == FAIRLOCK__ENGINE_FAILED) {
+                if (eng != NULL)
+                    lock->err = *fairlock__engine_error(eng);
+                a->wire = W_NONE;
+                drop_conn(lock);
+                on_reply(lock, what, NULL);
+                continue;
+            }
+            redisReply *reply = fairlock__engine_reply(eng);
+            if (reply != NULL) {
+                a->wire = W_NONE;
+                on_reply(lock, what, reply);
+                freeReplyObject(reply);
+                continue;
+            }
+            if (fairlock__engine_get_state(eng) == FAIRLOCK__ENGINE_FAILED)
+                continue;
+            if (fairlock__now_ms() >= fairlock__engine_deadline(eng)) {
+                fairlock__engine_expire(eng);
+                continue;
+            }
+            return;
+        }
+        if (a->finished) {
+            deliver(lock);
+            continue;
+        }
+        if (a->begin) {
+            begin_op(lock);
+            continue;
+        }
+        if (a->renew_at != INT64_MAX &&
+            lock->request == FAIRLOCK__REQUEST_HELD &&
+            fairlock__now_ms() >= a->renew_at && a->op == OP_NONE) {
+            fairlock__lease_extend_begin(lock->lease, lock->lease_ms,
+                                         fairlock__now_ms());
+            fairlock__build_extend(&a->cmd, &lock->keys, lock->token,
+                                   lock->lease_ms);
+            send_script(lock, W_RENEW);
+            continue;
+        }
+        return;
+    }
+}
+
 void fairlock_async_process(fairlock *lock, int events) {
-    (void)lock, (void)events;
+    (void)events;
+    if (lock == NULL || lock->async == NULL)
+        return;
+    fairlock__async *a = lock->async;
+    fairlock__engine *eng = engine_of(lock);
+    if (a->wire != W_NONE && engine_live(lock)) {
+        /* What the socket is ready for, asked of the kernel rather than
+         * taken from the caller: a spurious or stale event (a loop that
+         * reports both directions, an event for a socket since replaced)
+         * must not read as a connect that completed. */
+        struct pollfd pfd = {fairlock__engine_fd(eng),
+                             fairlock__engine_events(eng), 0};
+        if (pfd.events != 0 && poll(&pfd, 1, 0) > 0)
+            fairlock__engine_handle(eng, pfd.revents);
+    }
+    a->depth++;
+    run(lock);
+    a->depth--;
+    if (a->freeing) {
+        if (a->depth == 0)
+            fairlock_free(lock);
+        return;
+    }
+    if (a->depth == 0)
+        tell(lock);
 }
+
 void fairlock_async_set_watcher(fairlock *lock, fairlock_watch_fn watch,
                                 void *arg) {
-    (void)lock, (void)watch, (void)arg;
+    if (lock == NULL)
+        return;
+    if (lock->async == NULL) {
+        if (watch == NULL)
+            return;
+        fairlock__async *a = calloc(1, sizeof *a);
+        if (a == NULL)
+            return;
+        a->told_fd = -1;
+        a->told_due = -1;
+        a->renew_at = INT64_MAX;
+        lock->async = a;
+    }
+    fairlock__async *a = lock->async;
+    a->watch = watch;
+    a->watch_arg = arg;
+    /* Told at once, whatever it was told before. */
+    a->told_fd = -2;
+    tell(lock);
+}
+
+int fairlock__async_free(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    if (a == NULL)
+        return 0;
+    if (a->depth > 0) {
+        a->freeing = 1;
+        return 1;
+    }
+    if (a->watch != NULL) {
+        fairlock_watch_fn watch = a->watch;
+        a->watch = NULL;
+        watch(lock, -1, FAIRLOCK_EV_FREED, -1, a->watch_arg);
+    }
+    if (a->wire == W_RENEW || a->wire == W_EXTEND)
+        fairlock__lease_extend_end(lock->lease, -1);
+    /* A command on the wire has an unknown outcome: the connection goes
+     * (which also ends a BLPOP), and fairlock_free() resolves the request
+     * with cancel.lua on a new one. */
+    if (a->wire != W_NONE) {
+        fairlock__conn_close(&lock->conn);
+        if (lock->request != FAIRLOCK__REQUEST_IDLE)
+            fairlock__request_pending(lock);
+    } else if (lock->request == FAIRLOCK__REQUEST_WAITING) {
+        fairlock__request_pending(lock);
+    }
+    fairlock_status_free(a->status);
+    free(a);
+    lock->async = NULL;
+    return 0;
 }

@@ -89,9 +89,9 @@ static int setup_command(fairlock__engine *eng, const fairlock__conn *conn,
 /* Opens a connection within the I/O timeout and authenticates: a sentinel
  * with the sentinel credentials, a data node with the URL's, and then
  * selects the database.  Returns NULL with err set. */
-static fairlock__engine *open_node(const fairlock__conn *conn, const char *host,
-                                   int port, int sentinel,
-                                   fairlock__error *err) {
+static fairlock__engine *start_node(const fairlock__conn *conn,
+                                    const char *host, int port, int sentinel,
+                                    int64_t deadline, fairlock__error *err) {
     const fairlock__url *url = conn->url;
     fairlock__engine_target target;
     memset(&target, 0, sizeof target);
@@ -103,13 +103,21 @@ static fairlock__engine *open_node(const fairlock__conn *conn, const char *host,
     target.db = sentinel ? 0 : url->db;
     target.kind = sentinel ? FAIRLOCK__URL_SENTINEL : url->kind;
     target.tls = &url->tls;
-    int64_t deadline = fairlock__now_ms() + conn->io_timeout_ms;
     fairlock__engine *eng = fairlock__engine_start(&target, deadline);
-    if (eng == NULL) {
+    if (eng == NULL)
         fairlock__error_set(err, FAIRLOCK_NOMEM,
                             "cannot allocate a Redis connection");
+    return eng;
+}
+
+static fairlock__engine *open_node(const fairlock__conn *conn, const char *host,
+                                   int port, int sentinel,
+                                   fairlock__error *err) {
+    int64_t deadline = fairlock__now_ms() + conn->io_timeout_ms;
+    fairlock__engine *eng = start_node(conn, host, port, sentinel, deadline,
+                                       err);
+    if (eng == NULL)
         return NULL;
-    }
     if (fairlock__engine_wait_ready(eng, deadline) != 0) {
         *err = *fairlock__engine_error(eng);
         fairlock__engine_free(eng);
@@ -238,6 +246,21 @@ static int connect_owned(fairlock__conn *conn, fairlock__error *err) {
         conn->eng = open_cluster_node(conn, err);
         break;
     }
+    conn->pid = getpid();
+    return conn->eng != NULL ? FAIRLOCK_OK : err->code;
+}
+
+int fairlock__conn_start(fairlock__conn *conn, fairlock__error *err) {
+    const fairlock__url *url = conn->url;
+    if (conn->borrowed ||
+        (url->kind != FAIRLOCK__URL_TCP && url->kind != FAIRLOCK__URL_UNIX))
+        return fairlock__error_set(err, FAIRLOCK_INVALID,
+                                   "only a server of its own is connected to "
+                                   "without blocking");
+    drop_owned(conn);
+    conn->eng = start_node(
+        conn, url->kind == FAIRLOCK__URL_TCP ? url->host : NULL, url->port, 0,
+        fairlock__now_ms() + conn->io_timeout_ms, err);
     conn->pid = getpid();
     return conn->eng != NULL ? FAIRLOCK_OK : err->code;
 }
@@ -371,14 +394,14 @@ static refusal refused(fairlock__url_kind kind, const redisReply *r) {
     return REFUSED_NOT;
 }
 
-static fairlock__url_kind conn_kind(const fairlock__conn *conn) {
+fairlock__url_kind fairlock__conn_kind(const fairlock__conn *conn) {
     return conn->borrowed ? FAIRLOCK__URL_TCP : conn->url->kind;
 }
 
 int fairlock__conn_error_reply(const fairlock__conn *conn, fairlock__error *err,
                                const char *what, const redisReply *reply) {
     return fairlock__error_reply(
-        err, conn_kind(conn), what,
+        err, fairlock__conn_kind(conn), what,
         reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
 }
 
@@ -408,7 +431,7 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
      * fails on I/O is never resent, because its outcome is unknown: the
      * caller resolves that. */
     enum { FIRST_PAUSE_MS = 10, MAX_PAUSE_MS = 200, FREE_REDIRECTS = 2 };
-    fairlock__url_kind kind = conn_kind(conn);
+    fairlock__url_kind kind = fairlock__conn_kind(conn);
     int64_t first = fairlock__now_ms();
     int64_t until = first + conn->io_timeout_ms + (block_ms > 0 ? block_ms : 0);
     if (conn->deadline_ms > until)
@@ -511,14 +534,15 @@ redisReply *fairlock__conn_command(fairlock__conn *conn, fairlock__error *err,
     return reply;
 }
 
-enum { MAX_SCRIPT_ARGS = 8, MAX_EVAL_ARGS = 3 + FAIRLOCK__KEY_COUNT + 8 };
+enum {
+    MAX_SCRIPT_ARGS = FAIRLOCK__CMD_ARGS,
+    MAX_EVAL_ARGS = FAIRLOCK__EVAL_ARGS
+};
 
-/* EVALSHA sha1 nkeys KEYS... ARGV... into cmd/lens (MAX_EVAL_ARGS);
- * returns the count.  nkeys is the caller's buffer of 8. */
-static int format_evalsha(const char **cmd, size_t *lens, char *nkeys,
-                          const fairlock__keys *keys,
-                          const fairlock__script *script, int argc,
-                          const char **argv) {
+int fairlock__format_evalsha(const char **cmd, size_t *lens, char *nkeys,
+                             const fairlock__keys *keys,
+                             const fairlock__script *script, int argc,
+                             const char *const *argv) {
     int n = 0;
     snprintf(nkeys, 8, "%d", FAIRLOCK__KEY_COUNT);
     cmd[n] = "EVALSHA", lens[n++] = 7;
@@ -532,7 +556,7 @@ static int format_evalsha(const char **cmd, size_t *lens, char *nkeys,
 }
 
 int fairlock__conn_can_defer(const fairlock__conn *conn) {
-    fairlock__url_kind kind = conn_kind(conn);
+    fairlock__url_kind kind = fairlock__conn_kind(conn);
     return !conn->borrowed && fairlock__conn_alive(conn) &&
            conn->pid == getpid() && conn->deferred_fn == NULL &&
            (kind == FAIRLOCK__URL_TCP || kind == FAIRLOCK__URL_UNIX);
@@ -553,14 +577,15 @@ void fairlock__conn_settle(fairlock__conn *conn) {
 int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
                               const fairlock__keys *keys,
                               const fairlock__script *script, int argc,
-                              const char **argv, fairlock__reply_fn fn,
+                              const char *const *argv, fairlock__reply_fn fn,
                               void *arg) {
     if (argc > MAX_SCRIPT_ARGS || !fairlock__conn_can_defer(conn))
         return FAIRLOCK_INVALID;
     const char *cmd[MAX_EVAL_ARGS];
     size_t lens[MAX_EVAL_ARGS];
     char nkeys[8];
-    int n = format_evalsha(cmd, lens, nkeys, keys, script, argc, argv);
+    int n = fairlock__format_evalsha(cmd, lens, nkeys, keys, script, argc,
+                                     argv);
     /* The body itself: a NOSCRIPT (a flushed script cache, a server
      * restarted behind a proxy) would have nobody to send it again. */
     cmd[0] = "EVAL", lens[0] = 4;
@@ -581,14 +606,15 @@ int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
 int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
                         const fairlock__keys *keys,
                         const fairlock__script *script, int argc,
-                        const char **argv, redisReply **out) {
+                        const char *const *argv, redisReply **out) {
     const char *cmd[MAX_EVAL_ARGS];
     size_t lens[MAX_EVAL_ARGS];
     char nkeys[8];
     if (argc > MAX_SCRIPT_ARGS)
         return fairlock__error_set(err, FAIRLOCK_INVALID,
                                    "too many script arguments");
-    int n = format_evalsha(cmd, lens, nkeys, keys, script, argc, argv);
+    int n = fairlock__format_evalsha(cmd, lens, nkeys, keys, script, argc,
+                                     argv);
 
     redisReply *reply = fairlock__conn_command(conn, err, n, cmd, lens, 0);
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
@@ -603,14 +629,14 @@ int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
     if (reply == NULL)
         return FAIRLOCK_REDIS;
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (refused(conn_kind(conn), reply) != REFUSED_NOT) {
+        if (refused(fairlock__conn_kind(conn), reply) != REFUSED_NOT) {
             /* Retried until the deadline: conn_command said why in err. */
             char why[FAIRLOCK__ERRMSG_SIZE];
             snprintf(why, sizeof why, "%s", err->msg);
             fairlock__error_set(err, FAIRLOCK_REDIS, "script %s failed: %s",
                                 script->name, why);
         } else {
-            fairlock__error_script(err, conn_kind(conn), script->name,
+            fairlock__error_script(err, fairlock__conn_kind(conn), script->name,
                                    keys->names[0], keys->lens[0], cmd[0],
                                    reply->str);
         }

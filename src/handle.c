@@ -317,6 +317,9 @@ static int create(const fairlock_options *opts, fairlock **out) {
 void fairlock_free(fairlock *lock) {
     if (lock == NULL)
         return;
+    /* Inside a callback of the non-blocking API: freed when it returns. */
+    if (fairlock__async_free(lock))
+        return;
     fairlock__renewer_free(lock->renewer);
     lock->renewer = NULL;
     /* A forked child that frees its copy of the handle must not release the
@@ -380,6 +383,9 @@ int64_t fairlock_rank(const fairlock *lock) {
 int fairlock_detach(fairlock *lock) {
     if (lock == NULL)
         return FAIRLOCK_INVALID;
+    int rc = fairlock__async_idle(lock);
+    if (rc != FAIRLOCK_OK)
+        return rc;
     if (lock->request != FAIRLOCK__REQUEST_HELD)
         return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
                               "the lock is not held by this handle");

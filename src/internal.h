@@ -190,10 +190,29 @@ typedef struct fairlock__conn {
     void *deferred_arg;
 } fairlock__conn;
 
+/* Starts connecting an owned connection to a single server (TCP or unix
+ * socket, TLS or not) without waiting: the engine's state shows how far it
+ * got.  Replaces the connection there was.  Returns FAIRLOCK_OK,
+ * FAIRLOCK_INVALID (another kind of URL, or a borrowed context) or
+ * FAIRLOCK_NOMEM with err set. */
+int fairlock__conn_start(fairlock__conn *conn, fairlock__error *err);
+
+/* Room for EVALSHA sha1 nkeys KEYS... ARGV...  */
+#define FAIRLOCK__EVAL_ARGS (3 + FAIRLOCK__KEY_COUNT + FAIRLOCK__CMD_ARGS)
+/* Writes that command into cmd/lens (FAIRLOCK__EVAL_ARGS) and returns its
+ * count; nkeys is the caller's buffer of 8.  EVAL and the body instead
+ * are cmd[0] = "EVAL", cmd[1] = script->body. */
+int fairlock__format_evalsha(const char **cmd, size_t *lens, char *nkeys,
+                             const fairlock__keys *keys,
+                             const fairlock__script *script, int argc,
+                             const char *const *argv);
+
 /* Connects lazily (owned) or checks the borrowed context.  Returns
  * FAIRLOCK_OK, FAIRLOCK_REDIS or FAIRLOCK_NOMEM. */
 int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err);
 void fairlock__conn_close(fairlock__conn *conn);
+/* How the connection was made (a borrowed one counts as TCP). */
+fairlock__url_kind fairlock__conn_kind(const fairlock__conn *conn);
 /* Whether the connection is there and has not failed. */
 int fairlock__conn_alive(const fairlock__conn *conn);
 
@@ -235,7 +254,7 @@ void fairlock__conn_settle(fairlock__conn *conn);
 int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
                               const fairlock__keys *keys,
                               const fairlock__script *script, int argc,
-                              const char **argv, fairlock__reply_fn fn,
+                              const char *const *argv, fairlock__reply_fn fn,
                               void *arg);
 
 /* Runs a script with the lock's keys via EVALSHA, falling back to EVAL on
@@ -244,7 +263,7 @@ int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
 int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,
                         const fairlock__keys *keys,
                         const fairlock__script *script, int argc,
-                        const char **argv, redisReply **out);
+                        const char *const *argv, redisReply **out);
 
 /* ---- Lease and request state (lease.c). ---- */
 
@@ -330,6 +349,40 @@ int fairlock__request_resolve(fairlock *lock, int *undone);
  * reported; returns code. */
 int fairlock__request_abandon(fairlock *lock, int code);
 
+/* ---- Acquire (acquire.c), shared by the blocking and non-blocking API. */
+
+/* An acquire's terms, resolved from the call and the handle. */
+typedef struct fairlock__plan {
+    int64_t timeout_ms; /* FAIRLOCK_FOREVER or >= 0 */
+    int64_t check_ms;
+    int64_t lease_ms; /* 0: no expiry */
+    int64_t live_ms;  /* the liveness window our token advertises */
+    int try_once;
+} fairlock__plan;
+
+/* Checks the arguments (no I/O).  FAIRLOCK_OK, or a code with the
+ * handle's error set. */
+int fairlock__acquire_plan(fairlock *lock, int64_t timeout_ms, int blocking,
+                           int64_t check_interval_ms, fairlock__plan *plan);
+/* A new request: a fresh token and its wake list.  FAIRLOCK_OK or a code
+ * with the handle's error set. */
+int fairlock__acquire_request(fairlock *lock, const fairlock__plan *plan);
+
+/* ---- The non-blocking API (async.c). ---- */
+
+typedef struct fairlock__async fairlock__async;
+
+/* FAIRLOCK_OK when no non-blocking operation is in progress, else
+ * FAIRLOCK_INVALID with the handle's error set: the blocking calls refuse
+ * to run then. */
+int fairlock__async_idle(fairlock *lock);
+/* Called first by fairlock_free(): abandons the operation in progress
+ * (without its callback), tells the watcher, closes the connection if a
+ * command is on it, and frees the async state.  Returns 1 when the free
+ * is to wait until the callback running on the handle returns (it is then
+ * done from there), 0 to go on freeing. */
+int fairlock__async_free(fairlock *lock);
+
 /* ---- Renewal thread (renew.c). ---- */
 
 typedef struct fairlock__renewer fairlock__renewer;
@@ -370,6 +423,8 @@ struct fairlock {
 
     fairlock__lease *lease;     /* the grant's, shared with the renewer */
     fairlock__renewer *renewer; /* NULL until auto_renew first needs it */
+
+    fairlock__async *async; /* NULL until the non-blocking API is used */
 
     fairlock__error err;
 };

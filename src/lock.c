@@ -14,6 +14,8 @@ static int run_release(fairlock *lock, const char *token, int *released) {
 int fairlock_release(fairlock *lock) {
     if (lock == NULL)
         return FAIRLOCK_INVALID;
+    if (fairlock__async_idle(lock) != FAIRLOCK_OK)
+        return FAIRLOCK_INVALID;
     if (lock->request != FAIRLOCK__REQUEST_HELD &&
         lock->request != FAIRLOCK__REQUEST_PENDING)
         return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
@@ -54,6 +56,8 @@ int fairlock_release(fairlock *lock) {
 int fairlock_release_token(fairlock *lock, const char *token) {
     if (lock == NULL)
         return FAIRLOCK_INVALID;
+    if (fairlock__async_idle(lock) != FAIRLOCK_OK)
+        return FAIRLOCK_INVALID;
     if (token == NULL || *token == '\0')
         return fairlock__fail(lock, FAIRLOCK_INVALID, "the token is empty");
     int rc = fairlock__ready(lock);
@@ -70,6 +74,8 @@ int fairlock_release_token(fairlock *lock, const char *token) {
 
 int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
     if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (fairlock__async_idle(lock) != FAIRLOCK_OK)
         return FAIRLOCK_INVALID;
     int rc = fairlock__check_duration(lock, "ttl_ms", ttl_ms, 1, 1, 0);
     if (rc != FAIRLOCK_OK)
@@ -114,6 +120,8 @@ int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
 int fairlock_owned(fairlock *lock, int *owned) {
     if (lock == NULL)
         return FAIRLOCK_INVALID;
+    if (fairlock__async_idle(lock) != FAIRLOCK_OK)
+        return FAIRLOCK_INVALID;
     if (owned == NULL)
         return fairlock__fail(lock, FAIRLOCK_INVALID, "owned is NULL");
     *owned = 0;
@@ -129,6 +137,8 @@ int fairlock_owned(fairlock *lock, int *owned) {
 int fairlock_locked(fairlock *lock, int *locked) {
     if (lock == NULL)
         return FAIRLOCK_INVALID;
+    if (fairlock__async_idle(lock) != FAIRLOCK_OK)
+        return FAIRLOCK_INVALID;
     if (locked == NULL)
         return fairlock__fail(lock, FAIRLOCK_INVALID, "locked is NULL");
     *locked = 0;
@@ -142,6 +152,8 @@ int fairlock_locked(fairlock *lock, int *locked) {
 int fairlock_status_get(fairlock *lock, size_t max_waiters,
                         fairlock_status **out) {
     if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (fairlock__async_idle(lock) != FAIRLOCK_OK)
         return FAIRLOCK_INVALID;
     if (out == NULL)
         return fairlock__fail(lock, FAIRLOCK_INVALID, "out is NULL");
@@ -167,6 +179,8 @@ const fairlock_holder *fairlock_status_holder(const fairlock_status *status,
 int fairlock_with(fairlock *lock, fairlock_body_fn body, void *arg,
                   int *body_result) {
     if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (fairlock__async_idle(lock) != FAIRLOCK_OK)
         return FAIRLOCK_INVALID;
     if (body == NULL)
         return fairlock__fail(lock, FAIRLOCK_INVALID, "body is NULL");

@@ -36,17 +36,6 @@ static const char *infix_of(const fairlock__keys *keys) {
     return is_mutex(keys) ? wake_infix : grant_infix;
 }
 
-/* Room for any int64_t in decimal. */
-typedef struct number {
-    char s[24];
-} number;
-
-static number num(int64_t v) {
-    number n;
-    snprintf(n.s, sizeof n.s, "%" PRId64, v);
-    return n;
-}
-
 /* ---------------------------------------------------------------------------
  * Keys and tokens
  * ------------------------------------------------------------------------- */
@@ -168,11 +157,9 @@ static void describe_tag(const char *tag, size_t len, char *out, size_t size) {
 /* The new kinds' scripts refuse a name recorded as another kind (or N)
  * with "fairlock-kind: [TAG]" (sem_common.lua's check_kind); that is the
  * caller's mistake, not Redis failing, so it gets its own code and a
- * message naming both sides. */
-static int eval(fairlock__conn *conn, fairlock__error *err,
-                const fairlock__keys *keys, const fairlock__script *script,
-                int argc, const char **argv, redisReply **out) {
-    int rc = fairlock__conn_eval(conn, err, keys, script, argc, argv, out);
+ * message naming both sides.  rc is the script's FAIRLOCK_REDIS. */
+static int kind_mismatch(fairlock__error *err, const fairlock__keys *keys,
+                         int rc) {
     if (rc != FAIRLOCK_REDIS || is_mutex(keys))
         return rc;
     const char *open = strstr(err->msg, "fairlock-kind: [");
@@ -193,34 +180,223 @@ static int eval(fairlock__conn *conn, fairlock__error *err,
         name_len, name, recorded, wanted);
 }
 
-/* Runs an acquire script and decodes its reply. */
-static int attempt(fairlock__conn *conn, fairlock__error *err,
-                   const fairlock__keys *keys, const fairlock__script *script,
-                   int argc, const char **argv, fairlock__attempt *out) {
-    redisReply *reply;
-    int rc = eval(conn, err, keys, script, argc, argv, &reply);
-    if (rc != FAIRLOCK_OK)
-        return rc;
+int fairlock__script_failed(fairlock__error *err, int kind,
+                            const fairlock__keys *keys,
+                            const fairlock__script *script, const char *sent,
+                            const char *reply) {
+    fairlock__error_script(err, kind, script->name, keys->names[0],
+                           keys->lens[0], sent, reply);
+    return kind_mismatch(err, keys, FAIRLOCK_REDIS);
+}
+
+static int eval(fairlock__conn *conn, fairlock__error *err,
+                const fairlock__keys *keys, const fairlock__cmd *cmd,
+                redisReply **out) {
+    int rc = fairlock__conn_eval(conn, err, keys, cmd->script, cmd->argc,
+                                 cmd->argv, out);
+    return kind_mismatch(err, keys, rc);
+}
+
+/* ---------------------------------------------------------------------------
+ * Building the commands
+ * ------------------------------------------------------------------------- */
+
+/* The cmd->nums[i] slot set to v, for an argument. */
+static const char *num_arg(fairlock__cmd *cmd, int i, int64_t v) {
+    snprintf(cmd->nums[i], sizeof cmd->nums[i], "%" PRId64, v);
+    return cmd->nums[i];
+}
+
+static void script_cmd(fairlock__cmd *cmd, const fairlock__script *script,
+                       int argc) {
+    cmd->script = script;
+    cmd->argc = argc;
+    cmd->block_ms = 0;
+    for (int i = 0; i < argc; i++)
+        cmd->lens[i] = strlen(cmd->argv[i]);
+}
+
+void fairlock__build_acquire(fairlock__cmd *cmd, const fairlock__keys *keys,
+                             const char *token, int64_t ticket,
+                             int64_t foreign_live_ms, int try_once) {
+    cmd->argv[0] = token;
+    cmd->argv[1] = num_arg(cmd, 0, ticket);
+    cmd->argv[3] = try_once ? "1" : "0";
+    if (!is_mutex(keys)) {
+        cmd->argv[2] = keys->tag;
+        script_cmd(cmd, &fairlock__script_sem_acquire, 4);
+        return;
+    }
+    cmd->argv[2] = num_arg(cmd, 1, foreign_live_ms);
+    script_cmd(cmd, &fairlock__script_acquire, 4);
+}
+
+void fairlock__build_acquire_nonfifo(fairlock__cmd *cmd,
+                                     const fairlock__keys *keys,
+                                     const char *token, int64_t wait_ms,
+                                     int64_t foreign_live_ms) {
+    (void)keys;
+    cmd->argv[0] = token;
+    cmd->argv[1] = num_arg(cmd, 0, wait_ms);
+    cmd->argv[2] = num_arg(cmd, 1, foreign_live_ms);
+    script_cmd(cmd, &fairlock__script_acquire_nonfifo, 3);
+}
+
+void fairlock__build_release(fairlock__cmd *cmd, const fairlock__keys *keys,
+                             const char *token, int64_t foreign_live_ms) {
+    cmd->argv[0] = token;
+    cmd->argv[1] = is_mutex(keys) ? num_arg(cmd, 0, foreign_live_ms)
+                                  : keys->tag;
+    script_cmd(cmd,
+               is_mutex(keys) ? &fairlock__script_release
+                              : &fairlock__script_sem_release,
+               2);
+}
+
+void fairlock__build_cancel(fairlock__cmd *cmd, const fairlock__keys *keys,
+                            const char *token, int64_t ticket,
+                            int64_t foreign_live_ms, const char *cursor) {
+    cmd->argv[0] = token;
+    cmd->argv[1] = num_arg(cmd, 0, ticket);
+    cmd->argv[2] = is_mutex(keys) ? num_arg(cmd, 1, foreign_live_ms)
+                                  : keys->tag;
+    cmd->argv[3] = cursor;
+    script_cmd(cmd,
+               is_mutex(keys) ? &fairlock__script_cancel
+                              : &fairlock__script_sem_cancel,
+               4);
+}
+
+void fairlock__build_extend(fairlock__cmd *cmd, const fairlock__keys *keys,
+                            const char *token, int64_t lease_ms) {
+    cmd->argv[0] = token;
+    cmd->argv[1] = num_arg(cmd, 0, lease_ms);
+    script_cmd(cmd,
+               is_mutex(keys) ? &fairlock__script_extend
+                              : &fairlock__script_sem_extend,
+               2);
+}
+
+void fairlock__build_status(fairlock__cmd *cmd, const fairlock__keys *keys,
+                            size_t max_waiters) {
+    cmd->argv[0] = num_arg(
+        cmd, 0, max_waiters > 1000000 ? 1000000 : (int64_t)max_waiters);
+    script_cmd(cmd,
+               is_mutex(keys) ? &fairlock__script_status
+                              : &fairlock__script_sem_status,
+               1);
+}
+
+void fairlock__build_wait_push(fairlock__cmd *cmd, const fairlock__keys *keys,
+                               int fifo, int64_t slice_ms) {
+    snprintf(cmd->nums[0], sizeof cmd->nums[0], "%" PRId64 ".%03" PRId64,
+             slice_ms / 1000, slice_ms % 1000);
+    cmd->script = NULL;
+    cmd->argc = 3;
+    cmd->block_ms = slice_ms;
+    cmd->argv[0] = "BLPOP", cmd->lens[0] = 5;
+    cmd->argv[1] = fifo ? keys->wake : keys->names[FAIRLOCK__KEY_NFWAKE];
+    cmd->lens[1] = fifo ? keys->wake_len : keys->lens[FAIRLOCK__KEY_NFWAKE];
+    cmd->argv[2] = cmd->nums[0], cmd->lens[2] = strlen(cmd->nums[0]);
+}
+
+void fairlock__build_wait_replicas(fairlock__cmd *cmd, int replicas,
+                                   int64_t timeout_ms) {
+    cmd->script = NULL;
+    cmd->argc = 3;
+    cmd->block_ms = timeout_ms + 1;
+    cmd->argv[0] = "WAIT", cmd->lens[0] = 4;
+    cmd->argv[1] = num_arg(cmd, 0, replicas);
+    cmd->lens[1] = strlen(cmd->argv[1]);
+    cmd->argv[2] = num_arg(cmd, 1, timeout_ms);
+    cmd->lens[2] = strlen(cmd->argv[2]);
+}
+
+/* ---------------------------------------------------------------------------
+ * Reading the replies
+ * ------------------------------------------------------------------------- */
+
+int fairlock__read_attempt(fairlock__error *err, const redisReply *reply,
+                           fairlock__attempt *out) {
     char why[128];
-    rc = fairlock__decode_attempt(reply, out, why, sizeof why);
-    freeReplyObject(reply);
-    if (rc != 0)
+    if (fairlock__decode_attempt(reply, out, why, sizeof why) != 0)
         return fairlock__error_set(err, FAIRLOCK_REDIS, "%s", why);
     return FAIRLOCK_OK;
+}
+
+int fairlock__read_cancel(fairlock__error *err, const redisReply *reply,
+                          char *cursor, int *undone) {
+    char why[128];
+    if (fairlock__decode_cancel(reply, undone, cursor, FAIRLOCK__CURSOR_SIZE,
+                                why, sizeof why) != 0)
+        return fairlock__error_set(err, FAIRLOCK_REDIS, "%s", why);
+    return FAIRLOCK_OK;
+}
+
+int fairlock__read_status(fairlock__error *err, const fairlock__keys *keys,
+                          const redisReply *reply, fairlock_status **out) {
+    char why[128];
+    int rc = is_mutex(keys)
+                 ? fairlock__decode_status(reply, out, why, sizeof why)
+                 : fairlock__decode_sem_status(reply, out, why, sizeof why);
+    if (rc == FAIRLOCK_OK && (*out)->kind < 0)
+        (*out)->kind = keys->kind;
+    if (rc != FAIRLOCK_OK)
+        return fairlock__error_set(
+            err, rc, "%s", rc == FAIRLOCK_NOMEM ? "out of memory" : why);
+    return FAIRLOCK_OK;
+}
+
+int fairlock__read_wait_push(fairlock__error *err, int kind, int fifo,
+                             const redisReply *reply, int *woken,
+                             fairlock__attempt *handoff) {
+    const char *msg = NULL;
+    size_t len = 0;
+    *woken = fairlock__decode_wake(reply, &msg, &len);
+    if (*woken == FAIRLOCK__WAKE_BAD)
+        return fairlock__error_reply(
+            err, kind, "BLPOP",
+            reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    if (*woken == FAIRLOCK__WAKE_PUSHED && fifo &&
+        fairlock__decode_handoff(msg, len, handoff) != 0)
+        return fairlock__error_set(err, FAIRLOCK_REDIS,
+                                   "malformed hand-off message");
+    return FAIRLOCK_OK;
+}
+
+int fairlock__read_wait_replicas(fairlock__error *err, int kind,
+                                 const redisReply *reply, long long *acked) {
+    *acked = fairlock__decode_wait(reply);
+    if (reply->type == REDIS_REPLY_ERROR)
+        fairlock__error_reply(err, kind, "WAIT", reply->str);
+    return *acked < 0 ? FAIRLOCK_REDIS : FAIRLOCK_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * The blocking calls: build, run on the connection, read
+ * ------------------------------------------------------------------------- */
+
+/* Runs an acquire script and decodes its reply. */
+static int attempt(fairlock__conn *conn, fairlock__error *err,
+                   const fairlock__keys *keys, const fairlock__cmd *cmd,
+                   fairlock__attempt *out) {
+    redisReply *reply;
+    int rc = eval(conn, err, keys, cmd, &reply);
+    if (rc != FAIRLOCK_OK)
+        return rc;
+    rc = fairlock__read_attempt(err, reply, out);
+    freeReplyObject(reply);
+    return rc;
 }
 
 int fairlock__call_acquire(fairlock__conn *conn, fairlock__error *err,
                            const fairlock__keys *keys, const char *token,
                            int64_t ticket, int64_t foreign_live_ms,
                            int try_once, fairlock__attempt *out) {
-    number t = num(ticket), live = num(foreign_live_ms);
-    if (!is_mutex(keys)) {
-        const char *sargv[4] = {token, t.s, keys->tag, try_once ? "1" : "0"};
-        return attempt(conn, err, keys, &fairlock__script_sem_acquire, 4, sargv,
-                       out);
-    }
-    const char *argv[4] = {token, t.s, live.s, try_once ? "1" : "0"};
-    return attempt(conn, err, keys, &fairlock__script_acquire, 4, argv, out);
+    fairlock__cmd cmd;
+    fairlock__build_acquire(&cmd, keys, token, ticket, foreign_live_ms,
+                            try_once);
+    return attempt(conn, err, keys, &cmd, out);
 }
 
 int fairlock__call_acquire_nonfifo(fairlock__conn *conn, fairlock__error *err,
@@ -228,18 +404,18 @@ int fairlock__call_acquire_nonfifo(fairlock__conn *conn, fairlock__error *err,
                                    const char *token, int64_t wait_ms,
                                    int64_t foreign_live_ms,
                                    fairlock__attempt *out) {
-    number wait = num(wait_ms), live = num(foreign_live_ms);
-    const char *argv[3] = {token, wait.s, live.s};
-    return attempt(conn, err, keys, &fairlock__script_acquire_nonfifo, 3, argv,
-                   out);
+    fairlock__cmd cmd;
+    fairlock__build_acquire_nonfifo(&cmd, keys, token, wait_ms,
+                                    foreign_live_ms);
+    return attempt(conn, err, keys, &cmd, out);
 }
 
 /* Runs a script whose reply is 1 or 0. */
 static int eval_flag(fairlock__conn *conn, fairlock__error *err,
-                     const fairlock__keys *keys, const fairlock__script *script,
-                     int argc, const char **argv, int *flag) {
+                     const fairlock__keys *keys, const fairlock__cmd *cmd,
+                     int *flag) {
     redisReply *reply;
-    int rc = eval(conn, err, keys, script, argc, argv, &reply);
+    int rc = eval(conn, err, keys, cmd, &reply);
     if (rc != FAIRLOCK_OK)
         return rc;
     *flag = fairlock__decode_flag(reply) == 1;
@@ -250,47 +426,33 @@ static int eval_flag(fairlock__conn *conn, fairlock__error *err,
 int fairlock__call_release(fairlock__conn *conn, fairlock__error *err,
                            const fairlock__keys *keys, const char *token,
                            int64_t foreign_live_ms, int *released) {
-    number live = num(foreign_live_ms);
-    const char *argv[2] = {token, is_mutex(keys) ? live.s : keys->tag};
-    return eval_flag(conn, err, keys,
-                     is_mutex(keys) ? &fairlock__script_release
-                                    : &fairlock__script_sem_release,
-                     2, argv, released);
+    fairlock__cmd cmd;
+    fairlock__build_release(&cmd, keys, token, foreign_live_ms);
+    return eval_flag(conn, err, keys, &cmd, released);
 }
 
 int fairlock__call_cancel(fairlock__conn *conn, fairlock__error *err,
                           const fairlock__keys *keys, const char *token,
                           int64_t ticket, int64_t foreign_live_ms, char *cursor,
                           int *undone) {
-    number t = num(ticket), live = num(foreign_live_ms);
-    const char *argv[4] = {token, t.s, is_mutex(keys) ? live.s : keys->tag,
-                           cursor};
+    fairlock__cmd cmd;
+    fairlock__build_cancel(&cmd, keys, token, ticket, foreign_live_ms, cursor);
     redisReply *reply;
-    int rc = eval(conn, err, keys,
-                  is_mutex(keys) ? &fairlock__script_cancel
-                                 : &fairlock__script_sem_cancel,
-                  4, argv, &reply);
+    int rc = eval(conn, err, keys, &cmd, &reply);
     if (rc != FAIRLOCK_OK)
         return rc;
-    char why[128];
     /* The cursor argument is not read again: decoding may overwrite it. */
-    rc = fairlock__decode_cancel(reply, undone, cursor, FAIRLOCK__CURSOR_SIZE,
-                                 why, sizeof why);
+    rc = fairlock__read_cancel(err, reply, cursor, undone);
     freeReplyObject(reply);
-    if (rc != 0)
-        return fairlock__error_set(err, FAIRLOCK_REDIS, "%s", why);
-    return FAIRLOCK_OK;
+    return rc;
 }
 
 int fairlock__call_extend(fairlock__conn *conn, fairlock__error *err,
                           const fairlock__keys *keys, const char *token,
                           int64_t lease_ms, int *owned) {
-    number px = num(lease_ms);
-    const char *argv[2] = {token, px.s};
-    return eval_flag(conn, err, keys,
-                     is_mutex(keys) ? &fairlock__script_extend
-                                    : &fairlock__script_sem_extend,
-                     2, argv, owned);
+    fairlock__cmd cmd;
+    fairlock__build_extend(&cmd, keys, token, lease_ms);
+    return eval_flag(conn, err, keys, &cmd, owned);
 }
 
 int fairlock__call_extend_later(fairlock__conn *conn, fairlock__error *err,
@@ -298,38 +460,24 @@ int fairlock__call_extend_later(fairlock__conn *conn, fairlock__error *err,
                                 int64_t lease_ms,
                                 void (*fn)(void *arg, const redisReply *reply),
                                 void *arg) {
-    number px = num(lease_ms);
-    const char *argv[2] = {token, px.s};
-    return fairlock__conn_defer_eval(conn, err, keys,
-                                     is_mutex(keys)
-                                         ? &fairlock__script_extend
-                                         : &fairlock__script_sem_extend,
-                                     2, argv, fn, arg);
+    fairlock__cmd cmd;
+    fairlock__build_extend(&cmd, keys, token, lease_ms);
+    return fairlock__conn_defer_eval(conn, err, keys, cmd.script, cmd.argc,
+                                     cmd.argv, fn, arg);
 }
 
 int fairlock__call_status(fairlock__conn *conn, fairlock__error *err,
                           const fairlock__keys *keys, size_t max_waiters,
                           fairlock_status **out) {
-    number limit = num(max_waiters > 1000000 ? 1000000 : (int64_t)max_waiters);
-    const char *argv[1] = {limit.s};
+    fairlock__cmd cmd;
+    fairlock__build_status(&cmd, keys, max_waiters);
     redisReply *reply;
-    int rc = eval(conn, err, keys,
-                  is_mutex(keys) ? &fairlock__script_status
-                                 : &fairlock__script_sem_status,
-                  1, argv, &reply);
+    int rc = eval(conn, err, keys, &cmd, &reply);
     if (rc != FAIRLOCK_OK)
         return rc;
-    char why[128];
-    rc = is_mutex(keys)
-             ? fairlock__decode_status(reply, out, why, sizeof why)
-             : fairlock__decode_sem_status(reply, out, why, sizeof why);
-    if (rc == FAIRLOCK_OK && (*out)->kind < 0)
-        (*out)->kind = keys->kind;
+    rc = fairlock__read_status(err, keys, reply, out);
     freeReplyObject(reply);
-    if (rc != FAIRLOCK_OK)
-        return fairlock__error_set(
-            err, rc, "%s", rc == FAIRLOCK_NOMEM ? "out of memory" : why);
-    return FAIRLOCK_OK;
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------
@@ -340,27 +488,14 @@ int fairlock__call_wait_push(fairlock__conn *conn, fairlock__error *err,
                              const fairlock__keys *keys, int fifo,
                              int64_t slice_ms, int *woken,
                              fairlock__attempt *handoff) {
-    const char *key = fifo ? keys->wake : keys->names[FAIRLOCK__KEY_NFWAKE];
-    size_t key_len = fifo ? keys->wake_len : keys->lens[FAIRLOCK__KEY_NFWAKE];
-    char seconds[32];
-    snprintf(seconds, sizeof seconds, "%" PRId64 ".%03" PRId64, slice_ms / 1000,
-             slice_ms % 1000);
-    const char *argv[3] = {"BLPOP", key, seconds};
-    size_t lens[3] = {5, key_len, strlen(seconds)};
-    redisReply *reply = fairlock__conn_command(conn, err, 3, argv, lens,
-                                               slice_ms);
+    fairlock__cmd cmd;
+    fairlock__build_wait_push(&cmd, keys, fifo, slice_ms);
+    redisReply *reply = fairlock__conn_command(conn, err, cmd.argc, cmd.argv,
+                                               cmd.lens, cmd.block_ms);
     if (reply == NULL)
         return FAIRLOCK_REDIS;
-    const char *msg = NULL;
-    size_t len = 0;
-    int rc = FAIRLOCK_OK;
-    *woken = fairlock__decode_wake(reply, &msg, &len);
-    if (*woken == FAIRLOCK__WAKE_BAD)
-        rc = fairlock__conn_error_reply(conn, err, "BLPOP", reply);
-    else if (*woken == FAIRLOCK__WAKE_PUSHED && fifo &&
-             fairlock__decode_handoff(msg, len, handoff) != 0)
-        rc = fairlock__error_set(err, FAIRLOCK_REDIS,
-                                 "malformed hand-off message");
+    int rc = fairlock__read_wait_push(err, fairlock__conn_kind(conn), fifo,
+                                      reply, woken, handoff);
     freeReplyObject(reply);
     return rc;
 }
@@ -368,18 +503,16 @@ int fairlock__call_wait_push(fairlock__conn *conn, fairlock__error *err,
 int fairlock__call_wait_replicas(fairlock__conn *conn, fairlock__error *err,
                                  int replicas, int64_t timeout_ms,
                                  long long *acked) {
-    number n = num(replicas), timeout = num(timeout_ms);
-    const char *argv[3] = {"WAIT", n.s, timeout.s};
-    size_t lens[3] = {4, strlen(n.s), strlen(timeout.s)};
-    redisReply *reply = fairlock__conn_command(conn, err, 3, argv, lens,
-                                               timeout_ms + 1);
+    fairlock__cmd cmd;
+    fairlock__build_wait_replicas(&cmd, replicas, timeout_ms);
+    redisReply *reply = fairlock__conn_command(conn, err, cmd.argc, cmd.argv,
+                                               cmd.lens, cmd.block_ms);
     if (reply == NULL)
         return FAIRLOCK_REDIS;
-    *acked = fairlock__decode_wait(reply);
-    if (reply->type == REDIS_REPLY_ERROR)
-        fairlock__conn_error_reply(conn, err, "WAIT", reply);
+    int rc = fairlock__read_wait_replicas(err, fairlock__conn_kind(conn), reply,
+                                          acked);
     freeReplyObject(reply);
-    return *acked < 0 ? FAIRLOCK_REDIS : FAIRLOCK_OK;
+    return rc;
 }
 
 /* GET or EXISTS on the lock key. */
@@ -404,9 +537,10 @@ int fairlock__call_holder_is(fairlock__conn *conn, fairlock__error *err,
                              const fairlock__keys *keys, const char *token,
                              int *owned) {
     if (!is_mutex(keys)) {
-        const char *argv[1] = {token};
-        return eval_flag(conn, err, keys, &fairlock__script_sem_holds, 1, argv,
-                         owned);
+        fairlock__cmd cmd;
+        cmd.argv[0] = token;
+        script_cmd(&cmd, &fairlock__script_sem_holds, 1);
+        return eval_flag(conn, err, keys, &cmd, owned);
     }
     redisReply *reply;
     int rc = query_lock_key(conn, err, keys, "GET", &reply);
@@ -421,9 +555,10 @@ int fairlock__call_holder_is(fairlock__conn *conn, fairlock__error *err,
 int fairlock__call_locked(fairlock__conn *conn, fairlock__error *err,
                           const fairlock__keys *keys, int *locked) {
     if (!is_mutex(keys)) {
-        const char *argv[1] = {""};
-        return eval_flag(conn, err, keys, &fairlock__script_sem_holds, 1, argv,
-                         locked);
+        fairlock__cmd cmd;
+        cmd.argv[0] = "";
+        script_cmd(&cmd, &fairlock__script_sem_holds, 1);
+        return eval_flag(conn, err, keys, &cmd, locked);
     }
     redisReply *reply;
     int rc = query_lock_key(conn, err, keys, "EXISTS", &reply);

@@ -149,6 +149,70 @@ int fairlock__decode_wake(const redisReply *reply, const char **msg,
 /* The replica count of a WAIT reply, or -1. */
 long long fairlock__decode_wait(const redisReply *reply);
 
+/* ---- Commands built and replies read (protocol.c), for callers that do
+ * their own I/O: the blocking calls below and the non-blocking API. ---- */
+
+/* Most ARGV a script takes. */
+#define FAIRLOCK__CMD_ARGS 8
+
+/* A script to run with the lock's keys (script set: argv are its ARGV) or
+ * a plain command (script NULL: argv is the whole command).  The
+ * arguments point into the keys, the token and the cursor given, and into
+ * nums: build it where it stays, do not copy it. */
+typedef struct fairlock__cmd {
+    const struct fairlock__script *script;
+    int argc;
+    const char *argv[FAIRLOCK__CMD_ARGS];
+    size_t lens[FAIRLOCK__CMD_ARGS];
+    int64_t block_ms; /* how long the server may hold the reply back */
+    char nums[2][32];
+} fairlock__cmd;
+
+void fairlock__build_acquire(fairlock__cmd *cmd, const fairlock__keys *keys,
+                             const char *token, int64_t ticket,
+                             int64_t foreign_live_ms, int try_once);
+void fairlock__build_acquire_nonfifo(fairlock__cmd *cmd,
+                                     const fairlock__keys *keys,
+                                     const char *token, int64_t wait_ms,
+                                     int64_t foreign_live_ms);
+void fairlock__build_release(fairlock__cmd *cmd, const fairlock__keys *keys,
+                             const char *token, int64_t foreign_live_ms);
+void fairlock__build_cancel(fairlock__cmd *cmd, const fairlock__keys *keys,
+                            const char *token, int64_t ticket,
+                            int64_t foreign_live_ms, const char *cursor);
+void fairlock__build_extend(fairlock__cmd *cmd, const fairlock__keys *keys,
+                            const char *token, int64_t lease_ms);
+void fairlock__build_status(fairlock__cmd *cmd, const fairlock__keys *keys,
+                            size_t max_waiters);
+void fairlock__build_wait_push(fairlock__cmd *cmd, const fairlock__keys *keys,
+                               int fifo, int64_t slice_ms);
+void fairlock__build_wait_replicas(fairlock__cmd *cmd, int replicas,
+                                   int64_t timeout_ms);
+
+/* Records the error reply of a script sent as `sent` (EVALSHA or EVAL),
+ * diagnosed for a connection of url kind `kind` (a fairlock__url_kind):
+ * FAIRLOCK_MISMATCH for a name in use as another kind, else
+ * FAIRLOCK_REDIS. */
+int fairlock__script_failed(fairlock__error *err, int kind,
+                            const fairlock__keys *keys,
+                            const struct fairlock__script *script,
+                            const char *sent, const char *reply);
+/* Decoders of a (non-error) script reply into what the calls below
+ * return; FAIRLOCK_OK, or a code with err set. */
+int fairlock__read_attempt(fairlock__error *err, const redisReply *reply,
+                           fairlock__attempt *out);
+/* cursor: FAIRLOCK__CURSOR_SIZE bytes, overwritten. */
+int fairlock__read_cancel(fairlock__error *err, const redisReply *reply,
+                          char *cursor, int *undone);
+int fairlock__read_status(fairlock__error *err, const fairlock__keys *keys,
+                          const redisReply *reply, fairlock_status **out);
+/* The reply of BLPOP (any, error replies too). */
+int fairlock__read_wait_push(fairlock__error *err, int kind, int fifo,
+                             const redisReply *reply, int *woken,
+                             fairlock__attempt *handoff);
+int fairlock__read_wait_replicas(fairlock__error *err, int kind,
+                                 const redisReply *reply, long long *acked);
+
 /* ---- Script calls (protocol.c). ----
  *
  * Each runs its script with the lock's keys on conn and decodes the reply;

@@ -1,0 +1,689 @@
+/* test_async.c -- the non-blocking API driven by a plain poll() loop:
+ * thousands of acquisitions from one thread, FIFO order with blocking
+ * clients in other processes, cancel and free at every stage, renewal on
+ * the loop, a stalled server and a dropped connection. */
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "support.h"
+
+/* A generous bound for what takes milliseconds on an idle machine. */
+#define DEADLINE_MS 60000
+#define LONG_TIMEOUT_MS 60000
+
+/* ---------------------------------------------------------------------------
+ * The loop
+ * ------------------------------------------------------------------------- */
+
+/* One poll() over every handle's socket, with the nearest timer as its
+ * timeout, then fairlock_async_process() for each handle whose socket is
+ * ready or whose timer is due. */
+static void turn(fairlock **locks, int n) {
+    struct pollfd *pfd = calloc((size_t)n, sizeof *pfd);
+    CHECK(pfd != NULL);
+    int64_t wait = 100;
+    for (int i = 0; i < n; i++) {
+        pfd[i].fd = -1;
+        if (locks[i] == NULL)
+            continue;
+        int ev = fairlock_async_events(locks[i]);
+        int fd = fairlock_async_fd(locks[i]);
+        if (fd >= 0 && ev != 0) {
+            pfd[i].fd = fd;
+            pfd[i].events = (short)((ev & FAIRLOCK_EV_READ ? POLLIN : 0) |
+                                    (ev & FAIRLOCK_EV_WRITE ? POLLOUT : 0));
+        }
+        int64_t t = fairlock_async_timeout(locks[i]);
+        if (t >= 0 && t < wait)
+            wait = t;
+    }
+    int rc = poll(pfd, (nfds_t)n, (int)wait);
+    CHECK(rc >= 0);
+    for (int i = 0; i < n; i++) {
+        if (locks[i] == NULL)
+            continue;
+        int ev = ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+                      ? FAIRLOCK_EV_READ
+                      : 0) |
+                 ((pfd[i].revents & POLLOUT) ? FAIRLOCK_EV_WRITE : 0);
+        if (ev != 0 || fairlock_async_timeout(locks[i]) == 0)
+            fairlock_async_process(locks[i], ev);
+    }
+    free(pfd);
+}
+
+/* Turns until *flag is non-zero; fails the test after DEADLINE_MS. */
+static void run_until(fairlock **locks, int n, const int *flag) {
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (!*flag) {
+        CHECK(test_now_ns() < end);
+        turn(locks, n);
+    }
+}
+
+/* What a callback saw. */
+typedef struct seen {
+    int calls;
+    int code;
+} seen;
+
+static void record(fairlock *lock, int code, void *arg) {
+    (void)lock;
+    seen *s = arg;
+    s->calls++;
+    s->code = code;
+}
+
+/* Runs one operation on one handle to its end and returns its code. */
+static int acquire_now(fairlock *lock, int64_t timeout_ms) {
+    seen s = {0, -1};
+    CHECK_RC(lock, fairlock_acquire_start(lock, timeout_ms, record, &s),
+             FAIRLOCK_OK);
+    run_until(&lock, 1, &s.calls);
+    CHECK_INT(s.calls, ==, 1);
+    return s.code;
+}
+
+static int release_now(fairlock *lock) {
+    seen s = {0, -1};
+    CHECK_RC(lock, fairlock_release_start(lock, record, &s), FAIRLOCK_OK);
+    run_until(&lock, 1, &s.calls);
+    CHECK_INT(s.calls, ==, 1);
+    return s.code;
+}
+
+static char *name_copy(const char *prefix) {
+    char *name = strdup(test_name(prefix));
+    CHECK(name != NULL);
+    return name;
+}
+
+/* ---------------------------------------------------------------------------
+ * One handle
+ * ------------------------------------------------------------------------- */
+
+static void status_seen(fairlock *lock, int code, fairlock_status *st,
+                        void *arg) {
+    (void)lock;
+    seen *s = arg;
+    s->calls++;
+    s->code = code;
+    if (code == FAIRLOCK_OK) {
+        CHECK(st != NULL && st->holder != NULL);
+        CHECK_STR(st->holder, fairlock_token(lock));
+    }
+    fairlock_status_free(st);
+}
+
+static void one_cycle(void) {
+    char *name = name_copy("async_cycle");
+    redisContext *c = test_redis();
+    fairlock *lock = test_lock(name, LONG_TIMEOUT_MS);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+    char holder[FAIRLOCK_TOKEN_MAX];
+    CHECK(test_get_string(c, name, holder, sizeof holder));
+    CHECK_STR(holder, fairlock_token(lock));
+    CHECK(!fairlock_async_busy(lock));
+    /* While held, the loop has nothing to watch. */
+    CHECK_INT(fairlock_async_events(lock), ==, 0);
+    CHECK_INT(fairlock_async_timeout(lock), ==, -1);
+
+    /* A second acquire on a held handle is refused at once. */
+    seen s = {0, -1};
+    CHECK_RC(lock, fairlock_acquire_start(lock, 0, record, &s), FAIRLOCK_BUSY);
+
+    /* Extend and status. */
+    CHECK_RC(lock, fairlock_extend_start(lock, 90000, record, &s), FAIRLOCK_OK);
+    /* One operation at a time. */
+    CHECK_RC(lock, fairlock_release_start(lock, record, &s), FAIRLOCK_INVALID);
+    /* And no blocking call meanwhile. */
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_INVALID);
+    run_until(&lock, 1, &s.calls);
+    CHECK_RC(lock, s.code, FAIRLOCK_OK);
+    CHECK_INT(test_int(c, "PTTL %s", name), >, 60000);
+    s.calls = 0;
+    CHECK_RC(lock, fairlock_status_start(lock, 10, status_seen, &s),
+             FAIRLOCK_OK);
+    run_until(&lock, 1, &s.calls);
+    CHECK_RC(lock, s.code, FAIRLOCK_OK);
+
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    CHECK_RC(lock, fairlock_release_start(lock, record, &s), FAIRLOCK_NOTOWNED);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+
+    /* A try on a taken lock, then the blocking API on the same handle. */
+    fairlock *other = test_lock(name, LONG_TIMEOUT_MS);
+    CHECK_RC(other, fairlock_acquire(other), FAIRLOCK_OK);
+    CHECK_RC(lock, acquire_now(lock, 0), FAIRLOCK_TIMEOUT);
+    CHECK_RC(other, fairlock_release(other), FAIRLOCK_OK);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    fairlock_free(other);
+    fairlock_free(lock);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    redisFree(c);
+    free(name);
+}
+
+/* ---------------------------------------------------------------------------
+ * Many handles, one thread
+ * ------------------------------------------------------------------------- */
+
+#define MANY_HANDLES 500
+#define MANY_NAMES 100
+#define MANY_ROUNDS 4
+
+typedef struct worker {
+    fairlock *lock;
+    int name;
+    int rounds;
+    int failed;
+} worker;
+
+static int many_holders[MANY_NAMES];
+static int many_overlaps, many_grants, many_done;
+
+static void many_released(fairlock *lock, int code, void *arg);
+
+static void many_acquired(fairlock *lock, int code, void *arg) {
+    worker *w = arg;
+    if (code != FAIRLOCK_OK) {
+        fprintf(stderr, "acquire: %s: %s\n", fairlock_code_name(code),
+                fairlock_errmsg(lock));
+        w->failed = 1;
+        many_done++;
+        return;
+    }
+    if (++many_holders[w->name] > 1)
+        many_overlaps++;
+    many_grants++;
+    many_holders[w->name]--;
+    CHECK_RC(lock, fairlock_release_start(lock, many_released, w), FAIRLOCK_OK);
+}
+
+static void many_released(fairlock *lock, int code, void *arg) {
+    worker *w = arg;
+    if (code != FAIRLOCK_OK) {
+        fprintf(stderr, "release: %s: %s\n", fairlock_code_name(code),
+                fairlock_errmsg(lock));
+        w->failed = 1;
+    }
+    if (++w->rounds == MANY_ROUNDS || code != FAIRLOCK_OK) {
+        many_done++;
+        return;
+    }
+    CHECK_RC(lock,
+             fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, many_acquired, w),
+             FAIRLOCK_OK);
+}
+
+static void many_handles_one_thread(void) {
+    char *base = name_copy("async_many");
+    static worker workers[MANY_HANDLES];
+    static fairlock *locks[MANY_HANDLES];
+    char name[160];
+    for (int i = 0; i < MANY_HANDLES; i++) {
+        worker *w = &workers[i];
+        w->name = i % MANY_NAMES;
+        snprintf(name, sizeof name, "%s:%d", base, w->name);
+        w->lock = locks[i] = test_lock(name, LONG_TIMEOUT_MS);
+    }
+    many_done = 0;
+    for (int i = 0; i < MANY_HANDLES; i++)
+        CHECK_RC(locks[i],
+                 fairlock_acquire_start(locks[i], FAIRLOCK_DEFAULT,
+                                        many_acquired, &workers[i]),
+                 FAIRLOCK_OK);
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (many_done < MANY_HANDLES) {
+        CHECK(test_now_ns() < end);
+        turn(locks, MANY_HANDLES);
+    }
+    CHECK_INT(many_overlaps, ==, 0);
+    CHECK_INT(many_grants, ==, MANY_HANDLES * MANY_ROUNDS);
+    for (int i = 0; i < MANY_HANDLES; i++) {
+        CHECK(!workers[i].failed);
+        fairlock_free(locks[i]);
+    }
+    redisContext *c = test_redis();
+    for (int i = 0; i < MANY_NAMES; i++) {
+        snprintf(name, sizeof name, "%s:%d", base, i);
+        CHECK_INT(test_keys_of(c, name), ==, 0);
+    }
+    redisFree(c);
+    free(base);
+}
+
+/* ---------------------------------------------------------------------------
+ * FIFO with blocking clients in other processes
+ * ------------------------------------------------------------------------- */
+
+#define FIFO_WAITERS 8
+
+typedef struct fifo_shared {
+    int next;                /* grant counter */
+    int order[FIFO_WAITERS]; /* waiter i got grant order[i] */
+    int child_ready[FIFO_WAITERS];
+} fifo_shared;
+
+typedef struct fifo_async {
+    fifo_shared *sh;
+    int index;
+    int done;
+} fifo_async;
+
+static void fifo_released(fairlock *lock, int code, void *arg) {
+    fifo_async *f = arg;
+    CHECK_RC(lock, code, FAIRLOCK_OK);
+    f->done = 1;
+}
+
+static void fifo_acquired(fairlock *lock, int code, void *arg) {
+    fifo_async *f = arg;
+    CHECK_RC(lock, code, FAIRLOCK_OK);
+    f->sh->order[f->index] = __atomic_fetch_add(&f->sh->next, 1,
+                                                __ATOMIC_SEQ_CST);
+    CHECK_RC(lock, fairlock_release_start(lock, fifo_released, f), FAIRLOCK_OK);
+}
+
+/* Waiters alternate: even ones are blocking clients in child processes,
+ * odd ones handles on the parent's loop; each queues after the one before
+ * it is in the queue, and all must be served in that order. */
+static void fifo_with_blocking_clients(void) {
+    char *name = name_copy("async_fifo");
+    redisContext *c = test_redis();
+    fifo_shared *sh = test_shared(sizeof *sh);
+    fairlock *holder = test_lock(name, LONG_TIMEOUT_MS);
+    CHECK_RC(holder, fairlock_acquire(holder), FAIRLOCK_OK);
+    pid_t pids[FIFO_WAITERS] = {0};
+    fairlock *locks[FIFO_WAITERS] = {0};
+    fifo_async fa[FIFO_WAITERS];
+    memset(fa, 0, sizeof fa);
+    for (int i = 0; i < FIFO_WAITERS; i++) {
+        if (i % 2 == 0) {
+            pid_t pid = test_fork();
+            if (pid == 0) {
+                fairlock *lock = test_lock(name, LONG_TIMEOUT_MS);
+                CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+                sh->order[i] = __atomic_fetch_add(&sh->next, 1,
+                                                  __ATOMIC_SEQ_CST);
+                CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+                fairlock_free(lock);
+                _exit(0);
+            }
+            pids[i] = pid;
+        } else {
+            locks[i] = test_lock(name, LONG_TIMEOUT_MS);
+            fa[i].sh = sh;
+            fa[i].index = i;
+            CHECK_RC(locks[i],
+                     fairlock_acquire_start(locks[i], FAIRLOCK_DEFAULT,
+                                            fifo_acquired, &fa[i]),
+                     FAIRLOCK_OK);
+        }
+        /* Drive the loop until this waiter is in the queue. */
+        int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+        while (test_int(c, "ZCARD %s:queue", name) < i + 1) {
+            CHECK(test_now_ns() < end);
+            turn(locks, FIFO_WAITERS);
+        }
+    }
+    CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    for (;;) {
+        int all = 1;
+        for (int i = 1; i < FIFO_WAITERS; i += 2)
+            all = all && fa[i].done;
+        if (all && __atomic_load_n(&sh->next, __ATOMIC_SEQ_CST) == FIFO_WAITERS)
+            break;
+        CHECK(test_now_ns() < end);
+        turn(locks, FIFO_WAITERS);
+    }
+    for (int i = 0; i < FIFO_WAITERS; i++) {
+        if (pids[i] != 0)
+            CHECK_INT(test_wait_child_within(pids[i], 0, DEADLINE_MS), ==, 0);
+        CHECK_INT(sh->order[i], ==, i);
+        fairlock_free(locks[i]);
+    }
+    fairlock_free(holder);
+    CHECK_INT(test_wait_no_keys(c, name, DEADLINE_MS), ==, 0);
+    redisFree(c);
+    free(name);
+}
+
+/* ---------------------------------------------------------------------------
+ * Cancel and free at every stage
+ * ------------------------------------------------------------------------- */
+
+/* Stages of an acquire at which it is cancelled or freed. */
+enum {
+    AT_START,   /* just started: the first attempt is on the wire */
+    AT_QUEUED,  /* waiting in the queue (a BLPOP on the server) */
+    AT_PUSHED,  /* the lock was handed over, the push not yet read */
+    AT_GRANTED, /* a free lock, granted, the reply not yet read */
+    AT_STAGES
+};
+
+static const char *const stage_names[AT_STAGES] = {"start", "queued", "pushed",
+                                                   "granted"};
+
+/* Brings `lock` to `stage` (with `holder` holding the lock first for the
+ * middle stages). */
+static void bring_to(int stage, const char *name, redisContext *c,
+                     fairlock *lock, fairlock *holder, seen *s) {
+    if (stage == AT_GRANTED) {
+        /* Connected already, so that the attempt is written at once. */
+        CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+        CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    }
+    if (stage == AT_QUEUED || stage == AT_PUSHED)
+        CHECK_RC(holder, fairlock_acquire(holder), FAIRLOCK_OK);
+    CHECK_RC(lock, fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, record, s),
+             FAIRLOCK_OK);
+    if (stage == AT_QUEUED || stage == AT_PUSHED) {
+        int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+        while (test_int(c, "ZCARD %s:queue", name) < 1) {
+            CHECK(test_now_ns() < end);
+            turn(&lock, 1);
+        }
+        /* Once queued, it reaches its BLPOP without a turn of ours but
+         * the one that read the attempt's reply. */
+        turn(&lock, 1);
+    }
+    if (stage == AT_PUSHED) {
+        CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
+        /* The hand-off is made: our token holds the key. */
+        char token[FAIRLOCK_TOKEN_MAX];
+        CHECK(test_get_string(c, name, token, sizeof token));
+        CHECK_STR(token, fairlock_token(lock));
+    }
+    if (stage == AT_GRANTED) {
+        /* The server ran the attempt (the key is ours), the reply waits
+         * unread in our socket. */
+        int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+        while (test_int(c, "EXISTS %s", name) == 0) {
+            CHECK(test_now_ns() < end);
+            test_sleep_ms(1);
+        }
+    }
+    CHECK_INT(s->calls, ==, 0);
+}
+
+static void cancel_at_every_stage(void) {
+    redisContext *c = test_redis();
+    for (int stage = 0; stage < AT_STAGES; stage++) {
+        fprintf(stderr, "   cancel at %s\n", stage_names[stage]);
+        char *name = name_copy("async_cancel");
+        fairlock *holder = test_lock(name, LONG_TIMEOUT_MS);
+        fairlock *lock = test_lock(name, LONG_TIMEOUT_MS);
+        seen s = {0, -1};
+        bring_to(stage, name, c, lock, holder, &s);
+        CHECK_RC(lock, fairlock_async_cancel(lock), FAIRLOCK_OK);
+        CHECK_RC(lock, fairlock_async_cancel(lock), FAIRLOCK_OK);
+        CHECK_INT(s.calls, ==, 0); /* never from within cancel */
+        run_until(&lock, 1, &s.calls);
+        CHECK_INT(s.calls, ==, 1);
+        CHECK_RC(lock, s.code, FAIRLOCK_INTERRUPTED);
+        CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_IDLE);
+        /* Nothing of ours is left: the queue entry or the grant is gone. */
+        if (stage == AT_QUEUED)
+            CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
+        CHECK_INT(test_keys_of(c, name), ==, 0);
+        /* No operation: nothing to cancel. */
+        CHECK_RC(lock, fairlock_async_cancel(lock), FAIRLOCK_INVALID);
+        /* The handle is usable afterwards. */
+        CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+        CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+        fairlock_free(lock);
+        fairlock_free(holder);
+        CHECK_INT(test_keys_of(c, name), ==, 0);
+        free(name);
+    }
+    redisFree(c);
+}
+
+static int watcher_freed;
+
+static void watch_counter(fairlock *lock, int fd, int events,
+                          int64_t timeout_ms, void *arg) {
+    (void)lock, (void)fd, (void)timeout_ms, (void)arg;
+    if (events & FAIRLOCK_EV_FREED)
+        watcher_freed++;
+}
+
+static void free_at_every_stage(void) {
+    redisContext *c = test_redis();
+    for (int stage = 0; stage < AT_STAGES; stage++) {
+        fprintf(stderr, "   free at %s\n", stage_names[stage]);
+        char *name = name_copy("async_free");
+        fairlock *holder = test_lock(name, LONG_TIMEOUT_MS);
+        fairlock *lock = test_lock(name, LONG_TIMEOUT_MS);
+        fairlock_async_set_watcher(lock, watch_counter, NULL);
+        seen s = {0, -1};
+        bring_to(stage, name, c, lock, holder, &s);
+        watcher_freed = 0;
+        fairlock_free(lock);
+        CHECK_INT(s.calls, ==, 0); /* no callback after (or in) free */
+        CHECK_INT(watcher_freed, ==, 1);
+        if (stage == AT_QUEUED)
+            CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
+        CHECK_INT(test_keys_of(c, name), ==, 0);
+        fairlock_free(holder);
+        free(name);
+    }
+    redisFree(c);
+}
+
+/* Frees the handle from its own callback, with the lock held. */
+static void free_in_callback(fairlock *lock, int code, void *arg) {
+    seen *s = arg;
+    s->calls++;
+    s->code = code;
+    fairlock_free(lock);
+}
+
+static void free_from_a_callback(void) {
+    char *name = name_copy("async_free_cb");
+    redisContext *c = test_redis();
+    fairlock *lock = test_lock(name, LONG_TIMEOUT_MS);
+    fairlock_async_set_watcher(lock, watch_counter, NULL);
+    watcher_freed = 0;
+    seen s = {0, -1};
+    CHECK_RC(
+        lock,
+        fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, free_in_callback, &s),
+        FAIRLOCK_OK);
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (!s.calls) {
+        CHECK(test_now_ns() < end);
+        turn(&lock, 1);
+    }
+    CHECK_RC(NULL, s.code, FAIRLOCK_OK);
+    CHECK_INT(watcher_freed, ==, 1);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    redisFree(c);
+    free(name);
+}
+
+/* ---------------------------------------------------------------------------
+ * Renewal on the loop
+ * ------------------------------------------------------------------------- */
+
+static int lost_calls;
+
+static void on_lost(fairlock *lock, void *arg) {
+    (void)lock, (void)arg;
+    lost_calls++;
+}
+
+static void renewal_is_a_timer(void) {
+    char *name = name_copy("async_renew");
+    redisContext *c = test_redis();
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.ttl_ms = 300;
+    opts.auto_renew = 1;
+    opts.on_lost = on_lost;
+    fairlock *lock = test_lock_opts(&opts);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    /* While held, the handle has a timer: the next renewal. */
+    CHECK_INT(fairlock_async_timeout(lock), >=, 0);
+    /* Count renewals on the server instead of timing them: the key
+     * outlives several leases only if they happen. */
+    int64_t end = test_now_ns() + 1500 * (int64_t)1000000;
+    while (test_now_ns() < end)
+        turn(&lock, 1);
+    char holder[FAIRLOCK_TOKEN_MAX];
+    CHECK(test_get_string(c, name, holder, sizeof holder));
+    CHECK_STR(holder, fairlock_token(lock));
+    CHECK_INT(lost_calls, ==, 0);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+    /* The key taken from under it: the next renewal finds it lost. */
+    test_int(c, "DEL %s", name);
+    end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (lost_calls == 0) {
+        CHECK(test_now_ns() < end);
+        turn(&lock, 1);
+    }
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_LOST);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_NOTOWNED);
+    fairlock_free(lock);
+    CHECK_INT(test_wait_no_keys(c, name, DEADLINE_MS), ==, 0);
+    redisFree(c);
+    free(name);
+}
+
+/* ---------------------------------------------------------------------------
+ * A stalled server and a dropped connection (private servers)
+ * ------------------------------------------------------------------------- */
+
+static fairlock *private_lock(const test_server *srv, const char *name) {
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.url = srv->url;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.io_timeout_ms = 300;
+    /* Heartbeats every 200 ms: a stall shows within a BLPOP slice. */
+    opts.stale_timeout_ms = 600;
+    return test_lock_opts(&opts);
+}
+
+static long long queue_len(redisContext *c, const char *name) {
+    return test_int(c, "ZCARD %s:queue", name);
+}
+
+static void stalled_server(void) {
+    test_server srv;
+    memset(&srv, 0, sizeof srv);
+    test_server_start(&srv, 0, NULL);
+    redisContext *c = test_server_redis(&srv);
+    const char *name = "fltest:async_stall";
+    fairlock *holder = private_lock(&srv, name);
+    fairlock *lock = private_lock(&srv, name);
+    CHECK_RC(holder, fairlock_acquire(holder), FAIRLOCK_OK);
+    seen s = {0, -1};
+    CHECK_RC(lock, fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, record, &s),
+             FAIRLOCK_OK);
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (queue_len(c, name) < 1) {
+        CHECK(test_now_ns() < end);
+        turn(&lock, 1);
+    }
+    test_server_pause(&srv);
+    run_until(&lock, 1, &s.calls);
+    CHECK_RC(lock, s.code, FAIRLOCK_REDIS);
+    CHECK(strstr(fairlock_errmsg(lock), "no reply in time") != NULL);
+    test_server_resume(&srv);
+    /* The entry it could not remove is resolved by the free. */
+    fairlock_free(lock);
+    CHECK_INT(queue_len(c, name), ==, 0);
+    CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
+    fairlock_free(holder);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    redisFree(c);
+    test_server_remove(&srv);
+}
+
+static void dropped_connection(void) {
+    test_server srv;
+    memset(&srv, 0, sizeof srv);
+    test_server_start(&srv, 0, NULL);
+    redisContext *c = test_server_redis(&srv);
+    const char *name = "fltest:async_drop";
+    fairlock *holder = private_lock(&srv, name);
+    fairlock *lock = private_lock(&srv, name);
+    CHECK_RC(holder, fairlock_acquire(holder), FAIRLOCK_OK);
+    seen s = {0, -1};
+    CHECK_RC(lock, fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, record, &s),
+             FAIRLOCK_OK);
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (queue_len(c, name) < 1) {
+        CHECK(test_now_ns() < end);
+        turn(&lock, 1);
+    }
+    turn(&lock, 1);
+    /* Every connection but ours: the waiter's and the idle holder's. */
+    test_int(c, "CLIENT KILL TYPE normal SKIPME yes");
+    run_until(&lock, 1, &s.calls);
+    CHECK_RC(lock, s.code, FAIRLOCK_REDIS);
+    /* It left the queue on a new connection before it reported. */
+    CHECK_INT(queue_len(c, name), ==, 0);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_IDLE);
+    /* The holder's connection was killed too: its first release finds
+     * out (outcome unknown), the second resolves it. */
+    int rc = fairlock_release(holder);
+    if (rc == FAIRLOCK_REDIS)
+        rc = fairlock_release(holder);
+    CHECK_RC(holder, rc, FAIRLOCK_OK);
+    fairlock_free(lock);
+    fairlock_free(holder);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    redisFree(c);
+    test_server_remove(&srv);
+}
+
+/* ---------------------------------------------------------------------------
+ * What it refuses
+ * ------------------------------------------------------------------------- */
+
+static void unsupported_urls(void) {
+    const char *urls[] = {"redis+sentinel://127.0.0.1:1/m",
+                          "redis+cluster://127.0.0.1:1"};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        fairlock_options opts;
+        fairlock_options_init(&opts);
+        opts.name = "{fltest}:async_unsupported";
+        opts.url = urls[i];
+        fairlock *lock = test_lock_opts(&opts);
+        seen s = {0, -1};
+        CHECK_RC(lock, fairlock_acquire_start(lock, 1000, record, &s),
+                 FAIRLOCK_INVALID);
+        CHECK(strstr(fairlock_errmsg(lock), "does not support") != NULL);
+        CHECK(!fairlock_async_busy(lock));
+        fairlock_free(lock);
+        CHECK_INT(s.calls, ==, 0);
+    }
+}
+
+int main(int argc, char **argv) {
+    signal(SIGPIPE, SIG_IGN);
+    check_select(argc, argv);
+    RUN_TEST(one_cycle);
+    RUN_TEST(many_handles_one_thread);
+    RUN_TEST(fifo_with_blocking_clients);
+    RUN_TEST(cancel_at_every_stage);
+    RUN_TEST(free_at_every_stage);
+    RUN_TEST(free_from_a_callback);
+    RUN_TEST(renewal_is_a_timer);
+    RUN_TEST(stalled_server);
+    RUN_TEST(dropped_connection);
+    RUN_TEST(unsupported_urls);
+    return check_done();
+}
