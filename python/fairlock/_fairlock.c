@@ -822,6 +822,11 @@ static void Lock_dealloc(LockObject *self) {
     PyObject_GC_UnTrack(self);
     fairlock *lock = self->lock;
     self->lock = NULL;
+    /* fairlock_free() tells the watcher it goes (FAIRLOCK_EV_FREED), but
+     * it runs here without the GIL: the Python watcher must not be
+     * called, and fairlock.asyncio stopped watching the socket first. */
+    if (lock != NULL && self->watch_cb != NULL)
+        fairlock_async_set_watcher(lock, NULL, NULL);
     if (lock != NULL) {
         int state = fairlock_state(lock);
         int inherited = self->owner_pid != 0 && self->owner_pid != getpid() &&
@@ -1163,6 +1168,8 @@ static PyObject *AsyncLock_close(LockObject *self, PyObject *unused) {
     fairlock *lock = self->lock;
     self->lock = NULL;
     self->op = ASYNC_NONE;
+    if (lock != NULL) /* as in Lock_dealloc */
+        fairlock_async_set_watcher(lock, NULL, NULL);
     if (lock != NULL) {
         int state = fairlock_state(lock);
         int inherited = self->owner_pid != 0 && self->owner_pid != getpid() &&

@@ -79,11 +79,16 @@ class Steps:
         fa._Engine._ready, fa._Engine._expired = self.saved
         return False
 
-    def watch(self, lock, at, action):
+    def watch(self, lock, at, action, task):
+        """Counts lock's steps from now; action() after step `at`;
+        ended is the count when task ended."""
         self.engine = lock._engine
         self.count = 0
         self.at = at
         self.action = action
+        self.ended = None
+        task.add_done_callback(
+            lambda _: setattr(self, "ended", self.count))
 
 
 class Base(support.ServerTestCase, unittest.IsolatedAsyncioTestCase):
@@ -283,7 +288,7 @@ class Order(Base):
 
 class Cancellation(Base):
 
-    async def cancelled_acquire(self, contended):
+    async def cancelled_acquire(self, contended, tcp=False):
         """Cancels an acquire after its k-th step for every k until it ends
         first.  Each time: either it was cancelled, and the lock is not
         held, its queue entry is gone and (the holder gone) no key is left;
@@ -292,17 +297,18 @@ class Cancellation(Base):
         cancellation also meets the hand-off (and, at the step that takes
         the grant, a grant that raced it)."""
         r = self.redis
+        url = self.tcp_url if tcp else self.url
         seen = set()
         with Steps() as steps:
             for k in range(0, 200):
                 name = support.unique(f"aio-cancel{k}")
-                lock = self.lock(name, timeout=60)
+                lock = self.lock(name, timeout=60, url=url)
                 holder = None
                 if contended:
                     holder = self.lock(name, timeout=60)
                     await holder.acquire()
                 task = asyncio.ensure_future(lock.acquire())
-                steps.watch(lock, k, task.cancel)
+                steps.watch(lock, k, task.cancel, task)
                 if k == 0:
                     await asyncio.sleep(0)  # started, no step yet
                     task.cancel()
@@ -332,8 +338,8 @@ class Cancellation(Base):
                     self.assertTrue(await lock.owned())
                     self.assertTrue(await lock.release())
                     self.assertClean(name)
-                if steps.count < k:  # it ended before step k
-                    break
+                if steps.ended is not None and steps.ended < k:
+                    break  # it ended before step k: every point was met
             else:
                 self.fail("the acquire never ended by itself")
         self.assertEqual(seen, {"cancelled", "acquired"})
@@ -345,6 +351,11 @@ class Cancellation(Base):
     async def test_cancel_contended_acquire_at_every_step(self):
         await self.cancelled_acquire(contended=True)
 
+    async def test_cancel_acquire_over_tcp_at_every_step(self):
+        """Over TCP the connect takes a step of its own."""
+        await self.cancelled_acquire(contended=False, tcp=True)
+        await self.cancelled_acquire(contended=True, tcp=True)
+
     async def test_cancel_release_at_every_step(self):
         """A release cancelled after any step still releases: the lock is
         free afterwards (another object takes it at once), and nothing is
@@ -355,7 +366,7 @@ class Cancellation(Base):
                 lock = self.lock(name, timeout=60)
                 await lock.acquire()
                 task = asyncio.ensure_future(lock.release())
-                steps.watch(lock, k, task.cancel)
+                steps.watch(lock, k, task.cancel, task)
                 await asyncio.sleep(0)  # release() has started
                 if k == 0:
                     task.cancel()
@@ -369,7 +380,7 @@ class Cancellation(Base):
                 self.assertTrue(await other.acquire())
                 self.assertTrue(await other.release())
                 self.assertClean(name)
-                if steps.count < k:
+                if steps.ended is not None and steps.ended < k:
                     break
 
     async def test_redis_py_3847(self):
