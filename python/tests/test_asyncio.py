@@ -449,6 +449,22 @@ class Cancellation(Base):
         self.assertClean(name)
 
 
+class Loops(support.ServerTestCase):
+
+    def test_one_object_on_two_loops(self):
+        """An object is driven by the loop that calls it: one asyncio.run()
+        after another, it connects again and works."""
+        name = support.unique("aio-loops")
+        lock = fa.RedisLockFifo(name, url=self.url, timeout=10)
+
+        async def use():
+            async with lock:
+                return await lock.owned()
+        self.assertTrue(asyncio.run(use()))
+        self.assertTrue(asyncio.run(use()))
+        self.assertEqual(scan(self.redis, name), [])
+
+
 class Clients(Base):
 
     def test_asyncio_client_maps_like_the_blocking_one(self):
@@ -500,6 +516,23 @@ class Kinds(Base):
                                DEADLINE * 2)
         self.assertEqual(clashes, [])
         self.assertLessEqual(most[0], 3)
+        self.assertClean(name)
+
+    async def test_cancelled_semaphore_waiter(self):
+        """A task waiting for a full semaphore, cancelled, leaves its
+        queue; the holders' releases then leave nothing behind."""
+        name = support.unique("aio-sem-cancel")
+        holders = [self.lock(name, fa.RedisSemaphoreFifo, 2, timeout=60)
+                   for _ in range(2)]
+        for sem in holders:
+            await sem.acquire()
+        self.assertEqual({sem.permit for sem in holders}, {1, 2})
+        waiter = self.lock(name, fa.RedisSemaphoreFifo, 2, timeout=60)
+        with self.assertRaises(asyncio.TimeoutError):
+            await asyncio.wait_for(waiter.acquire(), 0.3)
+        self.assertFalse(waiter.held)
+        for sem in holders:
+            self.assertTrue(await sem.release())
         self.assertClean(name)
 
     async def test_rwlock(self):
