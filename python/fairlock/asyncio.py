@@ -45,7 +45,7 @@ import atexit
 import functools
 import weakref
 from types import TracebackType
-from typing import Any, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Optional, Tuple, Type, TypeVar, Union
 
 from . import _where
 from ._fairlock import AsyncLock as _AsyncLock
@@ -81,16 +81,19 @@ class _Engine:
     fire, and resolves the future of the operation in progress when its
     completion callback comes.  One operation at a time (the mutex)."""
 
-    __slots__ = ("handle", "loop", "fd", "events", "timer", "op", "mutex",
-                 "__weakref__")
+    __slots__ = ("handle", "loop", "fd", "events", "wanted", "timer", "op",
+                 "on_idle", "mutex", "__weakref__")
 
     def __init__(self, handle: _AsyncLock) -> None:
         self.handle = handle
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.fd = -1
-        self.events = 0
+        self.events = 0  # registered with the loop
+        self.wanted = 0  # what the library wants now
         self.timer: Optional[asyncio.TimerHandle] = None
         self.op: Optional["asyncio.Future[Any]"] = None
+        # Called (soon) once the operation in progress has ended.
+        self.on_idle: Optional[Callable[[], None]] = None
         self.mutex: Optional[asyncio.Lock] = None
         _ENGINES.add(self)
 
@@ -119,7 +122,7 @@ class _Engine:
         self.loop = None
 
     def _unwatch_fd(self) -> None:
-        fd, self.fd, self.events = self.fd, -1, 0
+        fd, self.fd, self.events, self.wanted = self.fd, -1, 0, 0
         loop = self.loop
         if fd < 0 or loop is None or loop.is_closed():
             return
@@ -129,6 +132,13 @@ class _Engine:
             except OSError:  # already closed (the library says -1 first)
                 pass
 
+    # The loop's registrations follow the watcher lazily where that saves
+    # work: between two operations the library stops wanting to read, and
+    # the next operation wants it again a moment later, so the reader stays
+    # registered (one epoll_ctl() less each way) until it fires unwanted;
+    # likewise a timer that is no longer wanted, or wanted later, is left to
+    # fire, and process(0) then is harmless.  Writers, which would fire at
+    # once, and sockets about to close are dropped at once.
     def watch(self, fd: int, events: int, timeout_ms: int) -> None:
         """The C library's watcher: what to watch, changed.  Told fd -1
         before the library closes a socket, so that it is never left
@@ -136,31 +146,45 @@ class _Engine:
         loop = self.loop
         if loop is None or loop.is_closed():
             return
-        if fd < 0 or not events:
-            fd, events = -1, 0
-        if fd != self.fd or events != self.events:
+        if fd < 0:
+            events = 0
+        if fd != self.fd:
             self._unwatch_fd()
-            if fd >= 0:
-                if events & _READ:
-                    loop.add_reader(fd, self._ready, _READ)
-                if events & _WRITE:
-                    loop.add_writer(fd, self._ready, _WRITE)
-                self.fd, self.events = fd, events
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if fd >= 0:
+            self.fd = fd
+            added = events & ~self.events
+            if added & _READ:
+                loop.add_reader(fd, self._ready, _READ)
+            if added & _WRITE:
+                loop.add_writer(fd, self._ready, _WRITE)
+            if self.events & _WRITE and not events & _WRITE:
+                loop.remove_writer(fd)
+                self.events &= ~_WRITE
+            self.events |= events
+        self.wanted = events
         if timeout_ms >= 0:
-            self.timer = loop.call_later(timeout_ms / 1000, self._expired)
+            when = loop.time() + timeout_ms / 1000
+            if self.timer is None or when < self.timer.when():
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.timer = loop.call_at(when, self._expired)
 
     def _ready(self, events: int) -> None:
-        self.handle.process(events)
+        if events & self.wanted:
+            self.handle.process(events)
+        elif self.loop is not None and self.fd >= 0:
+            # Registered, no longer wanted: stop watching it now.
+            (self.loop.remove_reader if events == _READ
+             else self.loop.remove_writer)(self.fd)
+            self.events &= ~events
 
     def _expired(self) -> None:
         self.timer = None
         self.handle.process(0)
-        # A loop's timer may fire a hair before the library's clock says
-        # it is due; then nothing changed and the watcher was not told
-        # anything, so the timer is set again from what is due now.
+        # The timer may have been left from a deadline since moved later,
+        # or a loop's timer may fire a hair before the library's clock
+        # says it is due; then the watcher was told nothing, so the timer
+        # is set again from what is due now.
         if self.timer is None and self.loop is not None:
             timeout_ms = self.handle.watching()[2]
             if timeout_ms >= 0:
@@ -170,12 +194,14 @@ class _Engine:
     def done(self, code: int, value: object) -> None:
         """The completion callback of the operation in progress."""
         op, self.op = self.op, None
-        if op is None or op.done():
-            return
-        if isinstance(value, BaseException):
-            op.set_exception(value)
-        else:
-            op.set_result(value)
+        if op is not None and not op.done():  # else: cancelled with its task
+            if isinstance(value, BaseException):
+                op.set_exception(value)
+            else:
+                op.set_result(value)
+        idle, self.on_idle = self.on_idle, None
+        if idle is not None and self.loop is not None:
+            self.loop.call_soon(idle)
 
     # ---- Operations -------------------------------------------------------
 
@@ -225,7 +251,7 @@ class _Engine:
             self.end()
             return nothing
         try:
-            value = await asyncio.shield(op)
+            value = await op
         except BaseException as exc:
             if (op.done() and not op.cancelled()
                     and op.exception() is exc):
@@ -236,26 +262,28 @@ class _Engine:
         self.end()
         return value
 
-    def _unwind(self, loop: asyncio.AbstractEventLoop, op: "asyncio.Future[Any]",
+    def _unwind(self, loop: asyncio.AbstractEventLoop,
+                op: "asyncio.Future[Any]",
                 give_up: bool) -> "asyncio.Future[None]":
         """After an interruption: lets the operation in progress end (it
         is cancelled first with give_up), then, with give_up, releases a
         grant the handle got meanwhile or whose fate is unknown; then the
         mutex is free.  Loop callbacks only, no task: asyncio.run()'s final
         cancellation of every task does not cut it short.  The future it
-        returns is done when all is over."""
+        returns is done when all is over.  (The operation's future may
+        have been cancelled with the task: the handle says when it ends.)"""
         over = loop.create_future()
+        if op.done() and not op.cancelled():
+            op.exception()  # retrieved: nobody else will
 
         def all_over(fut: Optional["asyncio.Future[Any]"] = None) -> None:
             if fut is not None and not fut.cancelled():
-                fut.exception()  # retrieved: nobody else will
+                fut.exception()
             self.end()
             if not over.done():
                 over.set_result(None)
 
-        def op_over(fut: "asyncio.Future[Any]") -> None:
-            if not fut.cancelled():
-                fut.exception()
+        def op_over() -> None:
             if give_up and self.handle.state() in (_HELD, _PENDING):
                 try:
                     release = self.start(loop, self.handle.start_release)
@@ -266,9 +294,12 @@ class _Engine:
                     return
             all_over()
 
-        if give_up and not op.done():
-            self.handle.cancel()
-        op.add_done_callback(op_over)
+        if self.handle.busy():
+            if give_up:
+                self.handle.cancel()
+            self.on_idle = op_over
+        else:
+            op_over()
         return over
 
     def close(self) -> None:
