@@ -169,9 +169,19 @@ class _Engine:
                     self.timer.cancel()
                 self.timer = loop.call_at(when, self._expired)
 
+    def resync(self) -> None:
+        """Registers what the handle wants now: after a callback of the
+        handle raised (a signal handler's exception), the watcher may have
+        been cut short."""
+        self.watch(*self.handle.watching())
+
     def _ready(self, events: int) -> None:
         if events & self.wanted:
-            self.handle.process(events)
+            try:
+                self.handle.process(events)
+            except BaseException:
+                self.resync()
+                raise
         elif self.loop is not None and self.fd >= 0:
             # Registered, no longer wanted: stop watching it now.
             (self.loop.remove_reader if events == _READ
@@ -180,7 +190,11 @@ class _Engine:
 
     def _expired(self) -> None:
         self.timer = None
-        self.handle.process(0)
+        try:
+            self.handle.process(0)
+        except BaseException:
+            self.resync()
+            raise
         # The timer may have been left from a deadline since moved later,
         # or a loop's timer may fire a hair before the library's clock
         # says it is due; then the watcher was told nothing, so the timer
@@ -201,6 +215,8 @@ class _Engine:
                 op.set_result(value)
         idle, self.on_idle = self.on_idle, None
         if idle is not None and self.loop is not None:
+            if op is not None and op.done() and not op.cancelled():
+                op.exception()  # an unwind waits: nobody else will look
             self.loop.call_soon(idle)
 
     # ---- Operations -------------------------------------------------------
@@ -226,7 +242,10 @@ class _Engine:
         try:
             started = start(*args)
         except BaseException:
-            self.op = None
+            if not self.handle.busy():
+                self.op = None
+            else:  # started, then a callback raised (a signal handler's)
+                self.resync()
             raise
         if started is False:
             self.op = None
@@ -245,7 +264,10 @@ class _Engine:
         try:
             op = self.start(loop, start, *args)
         except BaseException:
-            self.end()
+            if not self.handle.busy():
+                self.end()
+                raise
+            await asyncio.shield(self._unwind(loop, None, give_up))
             raise
         if op is None:
             self.end()
@@ -263,7 +285,7 @@ class _Engine:
         return value
 
     def _unwind(self, loop: asyncio.AbstractEventLoop,
-                op: "asyncio.Future[Any]",
+                op: Optional["asyncio.Future[Any]"],
                 give_up: bool) -> "asyncio.Future[None]":
         """After an interruption: lets the operation in progress end (it
         is cancelled first with give_up), then, with give_up, releases a
@@ -273,7 +295,7 @@ class _Engine:
         returns is done when all is over.  (The operation's future may
         have been cancelled with the task: the handle says when it ends.)"""
         over = loop.create_future()
-        if op.done() and not op.cancelled():
+        if op is not None and op.done() and not op.cancelled():
             op.exception()  # retrieved: nobody else will
 
         def all_over(fut: Optional["asyncio.Future[Any]"] = None) -> None:

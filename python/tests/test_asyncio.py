@@ -465,6 +465,88 @@ class Loops(support.ServerTestCase):
         self.assertEqual(scan(self.redis, name), [])
 
 
+class InterruptedCallbacks(support.ServerTestCase):
+
+    def interrupt_every_watcher_call(self, contended):
+        """Ctrl-C's KeyboardInterrupt may be raised by the signal handler
+        in any Python code the loop runs, also in the engine's watcher
+        while the C library calls it.  Raised there at its n-th call
+        (before it registers anything), for every n until the acquire ends
+        first: it comes out of run_until_complete() as a stopped loop would
+        see it; the loop is then run on as asyncio.run() does (the task
+        cancelled), and the object must neither hold nor queue, and must
+        work again.  Contended, a blocking lock holds all along and the
+        acquire ends by its own timeout."""
+        name = support.unique("aio-kbd")
+        holder = None
+        if contended:
+            holder = fairlock.RedisLockFifo(name, url=self.url, timeout=60)
+            holder.acquire()
+        n = 0
+        while True:
+            n += 1
+            loop = asyncio.new_event_loop()
+            lock = fa.RedisLockFifo(name, url=self.tcp_url, timeout=30)
+            calls = [0]
+            original = fa._Engine.watch
+
+            def watch(engine, *args):
+                if engine is lock._engine:
+                    calls[0] += 1
+                    if calls[0] == n:
+                        raise KeyboardInterrupt
+                original(engine, *args)
+            fa._Engine.watch = watch
+            try:
+                task = loop.create_task(
+                    lock.acquire(timeout=0.3 if contended else None))
+                # A handle left unwatched would hang: a deadline, after
+                # which run_until_complete() raises RuntimeError.
+                stop = loop.call_later(DEADLINE, loop.stop)
+                try:
+                    loop.run_until_complete(task)
+                    interrupted = False
+                except KeyboardInterrupt:
+                    interrupted = True
+                except fairlock.LockTimeoutError:
+                    interrupted = False
+                stop.cancel()
+                task.cancel()
+                loop.run_until_complete(asyncio.wait_for(
+                    asyncio.gather(task, return_exceptions=True), DEADLINE))
+            finally:
+                fa._Engine.watch = original
+            with self.subTest(n=n):
+                self.assertEqual(self.redis.zcard(f"{name}:queue"), 0)
+                if contended:
+                    self.assertFalse(lock.held)
+                    self.assertTrue(holder.owned())
+                    with self.assertRaises(fairlock.LockTimeoutError):
+                        loop.run_until_complete(lock.acquire(blocking=False))
+                else:
+                    if not lock.held:
+                        self.assertFalse(loop.run_until_complete(
+                            asyncio.wait_for(lock.locked(), DEADLINE)))
+                        loop.run_until_complete(asyncio.wait_for(
+                            lock.acquire(), DEADLINE))
+                    self.assertTrue(loop.run_until_complete(lock.release()))
+                    self.assertEqual(scan(self.redis, name), [])
+            del lock
+            loop.close()
+            if not interrupted:
+                break  # the acquire made fewer than n watcher calls
+        if holder is not None:
+            self.assertTrue(holder.release())
+        self.assertEqual(scan(self.redis, name), [])
+        self.assertGreater(n, 2)
+
+    def test_keyboard_interrupt_in_every_watcher_call(self):
+        self.interrupt_every_watcher_call(contended=False)
+
+    def test_keyboard_interrupt_in_every_watcher_call_contended(self):
+        self.interrupt_every_watcher_call(contended=True)
+
+
 class Clients(Base):
 
     def test_asyncio_client_maps_like_the_blocking_one(self):
