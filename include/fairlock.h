@@ -683,7 +683,10 @@ FAIRLOCK_EXPORT int fairlock_status_start(fairlock *lock, size_t max_waiters,
  * progress on the server is cut short by reconnecting.  Returns
  * FAIRLOCK_OK when an acquire is being cancelled (also when already
  * asked), FAIRLOCK_INVALID when no acquire is in progress (a release,
- * extend or status goes on; nothing changes).
+ * extend or status goes on; nothing changes) or when the acquire has
+ * already ended and only its callback is still to come: that callback
+ * then brings the result, FAIRLOCK_OK included (release the lock if it
+ * is no longer wanted).
  * Thread safety: the driving thread. Since 0.2.0. */
 FAIRLOCK_EXPORT int fairlock_async_cancel(fairlock *lock);
 
@@ -704,7 +707,10 @@ FAIRLOCK_EXPORT int64_t fairlock_async_timeout(const fairlock *lock);
  * for, or 0 when its timer is due (or to just look: the timer is checked
  * against the clock either way, and spurious calls are harmless).
  * Completion callbacks and on_lost run from here.  Afterwards the
- * watcher, if any, has been told what to watch next.
+ * watcher, if any, has been told what to watch next.  A loop may keep
+ * watching the socket for reads while the handle is idle (events 0): a
+ * read event then means the server closed the connection, which the
+ * handle closes too (fd -1; the next operation reconnects).
  * Thread safety: the driving thread. Since 0.2.0. */
 FAIRLOCK_EXPORT void fairlock_async_process(fairlock *lock, int events);
 

@@ -15,13 +15,14 @@
 # man page uses (the documentation's snippets are tested); spin, the model
 # checker of the protocol's model (model/, ctest -L model); OpenSSL's
 # headers (TLS) and its command, which the TLS fixture makes certificates
-# with.
+# with; libuv and libevent, whose adapters (include/fairlock/) have
+# examples and tests built when they are found.
 set -euo pipefail
 
 base="build-essential binutils cmake pkg-config libhiredis-dev
       redis-server redis-tools python3 python3-dev python3-redis
       python3-venv python3-pip python3-setuptools python3-wheel jq spin
-      libssl-dev openssl"
+      libssl-dev openssl libuv1-dev libevent-dev"
 ci_extra="clang clang-format libclang-rt-dev valgrind"
 base=$(echo $base) # one line
 

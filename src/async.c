@@ -1052,10 +1052,14 @@ static void run(fairlock *lock) {
 }
 
 void fairlock_async_process(fairlock *lock, int events) {
-    (void)events;
     if (lock == NULL || lock->async == NULL)
         return;
     fairlock__async *a = lock->async;
+    /* A loop's timer may fire a little early (libuv counts whole ms of
+     * its own clock): then nothing changes here, and the watcher must be
+     * told the same time again or the timer would never be set again. */
+    if (events == 0)
+        a->told_due = -2;
     fairlock__engine *eng = engine_of(lock);
     if (a->wire != W_NONE && engine_live(lock)) {
         /* What the socket is ready for, asked of the kernel rather than
@@ -1066,6 +1070,17 @@ void fairlock_async_process(fairlock *lock, int events) {
                              fairlock__engine_events(eng), 0};
         if (pfd.events != 0 && poll(&pfd, 1, 0) > 0)
             fairlock__engine_handle(eng, pfd.revents);
+    } else if (a->wire == W_NONE && events != 0 && engine_live(lock) &&
+               fairlock__engine_get_state(eng) == FAIRLOCK__ENGINE_READY &&
+               lock->conn.deferred_fn == NULL) {
+        /* Readable while idle (a loop that keeps watching for reads
+         * between operations): the server closed the connection, or sent
+         * what nobody asked for.  Either way the connection is done with,
+         * and the loop stops watching it, rather than being told the
+         * same thing again and again. */
+        struct pollfd pfd = {fairlock__engine_fd(eng), POLLIN, 0};
+        if (poll(&pfd, 1, 0) > 0)
+            drop_conn(lock);
     }
     a->depth++;
     run(lock);

@@ -183,6 +183,7 @@ typedef struct worker {
     int name;
     int rounds;
     int failed;
+    int held; /* granted; released after the loop's next turn */
 } worker;
 
 static int many_holders[MANY_NAMES];
@@ -199,11 +200,13 @@ static void many_acquired(fairlock *lock, int code, void *arg) {
         many_done++;
         return;
     }
+    /* Held from this callback until just before the release is sent (a
+     * turn of the loop later): within the hold on the server, so two
+     * such spans on one name must never overlap. */
     if (++many_holders[w->name] > 1)
         many_overlaps++;
     many_grants++;
-    many_holders[w->name]--;
-    CHECK_RC(lock, fairlock_release_start(lock, many_released, w), FAIRLOCK_OK);
+    w->held = 1;
 }
 
 static void many_released(fairlock *lock, int code, void *arg) {
@@ -243,6 +246,15 @@ static void many_handles_one_thread(void) {
     while (many_done < MANY_HANDLES) {
         CHECK(test_now_ns() < end);
         turn(locks, MANY_HANDLES);
+        for (int i = 0; i < MANY_HANDLES; i++) {
+            worker *w = &workers[i];
+            if (!w->held)
+                continue;
+            w->held = 0;
+            many_holders[w->name]--;
+            CHECK_RC(w->lock, fairlock_release_start(w->lock, many_released, w),
+                     FAIRLOCK_OK);
+        }
     }
     CHECK_INT(many_overlaps, ==, 0);
     CHECK_INT(many_grants, ==, MANY_HANDLES * MANY_ROUNDS);
@@ -650,6 +662,259 @@ static void dropped_connection(void) {
 }
 
 /* ---------------------------------------------------------------------------
+ * Other kinds of lock, and non-FIFO waiters
+ * ------------------------------------------------------------------------- */
+
+#define KIND_HANDLES 6
+
+typedef struct kind_worker {
+    int *inside, *most, *done;
+    int rounds;
+    int held; /* turns of the loop it has held the lock */
+} kind_worker;
+
+static void kind_acquired(fairlock *lock, int code, void *arg) {
+    kind_worker *w = arg;
+    CHECK_RC(lock, code, FAIRLOCK_OK);
+    if (++*w->inside > *w->most)
+        *w->most = *w->inside;
+    w->held = 1;
+}
+
+static void kind_released(fairlock *lock, int code, void *arg) {
+    kind_worker *w = arg;
+    CHECK_RC(lock, code, FAIRLOCK_OK);
+    if (++w->rounds == 3) {
+        ++*w->done;
+        return;
+    }
+    CHECK_RC(lock,
+             fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, kind_acquired, w),
+             FAIRLOCK_OK);
+}
+
+/* Each holder keeps the lock for two turns of the loop, so that holds
+ * overlap where they may; it counts as inside from its grant's callback
+ * until just before its release is sent, well within its hold on the
+ * server. */
+static void kind_release_due(fairlock **locks, kind_worker *w, int n) {
+    for (int i = 0; i < n; i++) {
+        if (w[i].held == 0)
+            continue;
+        if (w[i].held++ < 2)
+            continue;
+        w[i].held = 0;
+        --*w[i].inside;
+        CHECK_RC(locks[i],
+                 fairlock_release_start(locks[i], kind_released, &w[i]),
+                 FAIRLOCK_OK);
+    }
+}
+
+/* KIND_HANDLES handles on one name, three rounds each, all at once: every
+ * one is served, and never more at once than `limit`. */
+static void contend(fairlock_options *base, int limit) {
+    redisContext *c = test_redis();
+    fairlock *locks[KIND_HANDLES];
+    kind_worker w[KIND_HANDLES];
+    int inside = 0, most = 0, done = 0;
+    for (int i = 0; i < KIND_HANDLES; i++) {
+        fairlock_options opts = *base;
+        locks[i] = test_lock_opts(&opts);
+        w[i] = (kind_worker){&inside, &most, &done, 0, 0};
+        CHECK_RC(locks[i],
+                 fairlock_acquire_start(locks[i], FAIRLOCK_DEFAULT,
+                                        kind_acquired, &w[i]),
+                 FAIRLOCK_OK);
+    }
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (done < KIND_HANDLES) {
+        CHECK(test_now_ns() < end);
+        turn(locks, KIND_HANDLES);
+        kind_release_due(locks, w, KIND_HANDLES);
+    }
+    CHECK_INT(most, <=, limit);
+    CHECK_INT(most, >=, 1);
+    for (int i = 0; i < KIND_HANDLES; i++)
+        fairlock_free(locks[i]);
+    CHECK_INT(test_wait_no_keys(c, base->name, DEADLINE_MS), ==, 0);
+    redisFree(c);
+}
+
+static void semaphore_and_non_fifo(void) {
+    char *name = name_copy("async_sem");
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.kind = FAIRLOCK_KIND_SEMAPHORE;
+    opts.permits = 2;
+    contend(&opts, 2);
+    free(name);
+
+    name = name_copy("async_rw");
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.kind = FAIRLOCK_KIND_RWLOCK;
+    contend(&opts, 1); /* writers only */
+    free(name);
+
+    name = name_copy("async_nonfifo");
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.fifo = 0;
+    contend(&opts, 1);
+    free(name);
+}
+
+/* ---------------------------------------------------------------------------
+ * Timeout, fencing, replicas, a flushed script cache, a refused connection
+ * ------------------------------------------------------------------------- */
+
+static void timeout_fencing_replicas(void) {
+    char *name = name_copy("async_terms");
+    redisContext *c = test_redis();
+    fairlock *holder = test_lock(name, LONG_TIMEOUT_MS);
+    CHECK_RC(holder, fairlock_acquire(holder), FAIRLOCK_OK);
+    /* A wait that runs out leaves no queue entry. */
+    fairlock *lock = test_lock(name, LONG_TIMEOUT_MS);
+    CHECK_RC(lock, acquire_now(lock, 200), FAIRLOCK_TIMEOUT);
+    CHECK_INT(test_int(c, "ZCARD %s:queue", name), ==, 0);
+    CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
+    fairlock_free(lock);
+
+    /* Fencing tokens rise from grant to grant. */
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.fencing = 1;
+    lock = test_lock_opts(&opts);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    int64_t first = fairlock_fence(lock);
+    CHECK_INT(first, >, 0);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    CHECK_INT(fairlock_fence(lock), >, first);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    fairlock_free(lock);
+    test_int(c, "DEL %s:fence", name);
+
+    /* The fixture has no replicas: the grant is undone. */
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.wait_replicas = 1;
+    opts.wait_replicas_timeout_ms = 50;
+    lock = test_lock_opts(&opts);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_NOTREPLICATED);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_IDLE);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    fairlock_free(lock);
+    fairlock_free(holder);
+    redisFree(c);
+    free(name);
+}
+
+static void flushed_scripts_and_refused_connection(void) {
+    test_server srv;
+    memset(&srv, 0, sizeof srv);
+    test_server_start(&srv, 0, NULL);
+    redisContext *c = test_server_redis(&srv);
+    const char *name = "fltest:async_noscript";
+    fairlock *lock = private_lock(&srv, name);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    /* NOSCRIPT: the script is sent again with its body. */
+    redisReply *r = redisCommand(c, "SCRIPT FLUSH");
+    CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    r = redisCommand(c, "INFO commandstats");
+    CHECK(r != NULL && r->type == REDIS_REPLY_STRING);
+    CHECK(strstr(r->str, "cmdstat_eval:") != NULL);
+    freeReplyObject(r);
+    redisFree(c);
+    /* The server gone: the connection it had fails on its next command,
+     * and a new handle cannot connect; either way a clear error from the
+     * loop, not from the start call, and no hang. */
+    fairlock *fresh = private_lock(&srv, name);
+    test_server_remove(&srv);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_REDIS);
+    CHECK(strstr(fairlock_errmsg(lock), "Redis I/O error") != NULL);
+    fairlock_free(lock);
+    lock = fresh;
+    seen s = {0, -1};
+    CHECK_RC(lock, fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, record, &s),
+             FAIRLOCK_OK);
+    CHECK_INT(s.calls, ==, 0);
+    run_until(&lock, 1, &s.calls);
+    CHECK_RC(lock, s.code, FAIRLOCK_REDIS);
+    CHECK(strstr(fairlock_errmsg(lock), "cannot connect") != NULL);
+    fairlock_free(lock);
+}
+
+/* With auto_renew, a server that stops answering while the lock is held
+ * makes the lease lost once its bound has passed. */
+static void renewal_against_a_stalled_server(void) {
+    test_server srv;
+    memset(&srv, 0, sizeof srv);
+    test_server_start(&srv, 0, NULL);
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = "fltest:async_renew_stall";
+    opts.url = srv.url;
+    opts.ttl_ms = 600;
+    opts.io_timeout_ms = 100;
+    opts.auto_renew = 1;
+    opts.on_lost = on_lost;
+    fairlock *lock = test_lock_opts(&opts);
+    lost_calls = 0;
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    test_server_pause(&srv);
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (lost_calls == 0) {
+        CHECK(test_now_ns() < end);
+        turn(&lock, 1);
+    }
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_LOST);
+    CHECK_INT(fairlock_valid_until_ms(lock), ==, 0);
+    test_server_resume(&srv);
+    /* By now the key has expired on the server too. */
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_NOTOWNED);
+    fairlock_free(lock);
+    test_server_remove(&srv);
+}
+
+/* A loop that keeps watching for reads while the handle is idle (held)
+ * is told to stop when the server drops the connection; the release then
+ * reconnects. */
+static void idle_connection_dropped(void) {
+    test_server srv;
+    memset(&srv, 0, sizeof srv);
+    test_server_start(&srv, 0, NULL);
+    redisContext *c = test_server_redis(&srv);
+    const char *name = "fltest:async_idle_drop";
+    fairlock *lock = private_lock(&srv, name);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    int fd = fairlock_async_fd(lock);
+    CHECK_INT(fd, >=, 0);
+    test_int(c, "CLIENT KILL TYPE normal SKIPME yes");
+    struct pollfd pfd = {fd, POLLIN, 0};
+    CHECK_INT(poll(&pfd, 1, DEADLINE_MS), ==, 1);
+    fairlock_async_process(lock, FAIRLOCK_EV_READ);
+    CHECK_INT(fairlock_async_fd(lock), ==, -1);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    fairlock_free(lock);
+    redisFree(c);
+    test_server_remove(&srv);
+}
+
+/* ---------------------------------------------------------------------------
  * What it refuses
  * ------------------------------------------------------------------------- */
 
@@ -684,6 +949,11 @@ int main(int argc, char **argv) {
     RUN_TEST(renewal_is_a_timer);
     RUN_TEST(stalled_server);
     RUN_TEST(dropped_connection);
+    RUN_TEST(idle_connection_dropped);
+    RUN_TEST(semaphore_and_non_fifo);
+    RUN_TEST(timeout_fencing_replicas);
+    RUN_TEST(flushed_scripts_and_refused_connection);
+    RUN_TEST(renewal_against_a_stalled_server);
     RUN_TEST(unsupported_urls);
     return check_done();
 }
