@@ -135,7 +135,8 @@ class _Engine:
     # The loop's registrations follow the watcher lazily where that saves
     # work: between two operations the library stops wanting to read, and
     # the next operation wants it again a moment later, so the reader stays
-    # registered (one epoll_ctl() less each way) until it fires unwanted;
+    # registered (one epoll_ctl() less each way) until it fires unwanted
+    # (the server closed the connection, or sent what nobody asked for);
     # likewise a timer that is no longer wanted, or wanted later, is left to
     # fire, and process(0) then is harmless.  Writers, which would fire at
     # once, and sockets about to close are dropped at once.
@@ -176,17 +177,22 @@ class _Engine:
         self.watch(*self.handle.watching())
 
     def _ready(self, events: int) -> None:
-        if events & self.wanted:
-            try:
-                self.handle.process(events)
-            except BaseException:
-                self.resync()
-                raise
-        elif self.loop is not None and self.fd >= 0:
-            # Registered, no longer wanted: stop watching it now.
-            (self.loop.remove_reader if events == _READ
-             else self.loop.remove_writer)(self.fd)
-            self.events &= ~events
+        wanted = self.wanted
+        try:
+            # Also when not wanted: a read while idle tells the library
+            # that the server closed the connection (it closes it too).
+            self.handle.process(events)
+        except BaseException:
+            self.resync()
+            raise
+        unwanted = events & self.events & ~wanted & ~self.wanted
+        if unwanted and self.loop is not None and self.fd >= 0:
+            # Registered, not wanted before nor now: stop watching it.
+            if unwanted & _READ:
+                self.loop.remove_reader(self.fd)
+            if unwanted & _WRITE:
+                self.loop.remove_writer(self.fd)
+            self.events &= ~unwanted
 
     def _expired(self) -> None:
         self.timer = None
