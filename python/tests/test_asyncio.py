@@ -14,7 +14,9 @@ step k.
 import asyncio
 import gc
 import math
+import os
 import resource
+import socket
 import threading
 import unittest
 
@@ -181,6 +183,26 @@ class Methods(Base):
         gc.collect()
         self.assertClean(name)
         await asyncio.sleep(0.01)  # the loop runs on without it
+
+    async def test_server_drops_an_idle_connection(self):
+        """While idle the loop still watches the handle's socket for
+        reads: when the server drops the connection the handle closes it
+        at once (no socket left registered), and the next call connects
+        again."""
+        name = support.unique("aio-dropped")
+        lock = self.lock(name, url=self.tcp_url, timeout=10)
+        await lock.acquire()
+        await lock.release()
+        fd = lock._engine.fd
+        self.assertGreaterEqual(fd, 0)
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            host, port = sock.getsockname()[:2]
+        self.assertEqual(self.redis.client_kill(f"{host}:{port}"), True)
+        self.assertTrue(await eventually(lambda: lock._engine.fd == -1))
+        self.assertTrue(await lock.acquire())
+        self.assertTrue(await lock.owned())
+        self.assertTrue(await lock.release())
+        self.assertClean(name)
 
     async def test_bad_arguments(self):
         with self.assertRaises(TypeError):
