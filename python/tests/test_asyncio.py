@@ -222,13 +222,15 @@ class Methods(Base):
             await sentinel.acquire()
 
     async def test_renewed_by_the_loop(self):
-        """auto_renew on the loop's timer: the lease of 1 s is still ours
-        after 3.5 s, and no thread was started for it."""
+        """auto_renew on the loop's timer: held for more than twice the
+        lease of 2 s, only renewals (every third of it) keep it, and one
+        would have to be more than a second late to lose it; no thread was
+        started for it."""
         name = support.unique("aio-renew")
         threads = threading.active_count()
-        lock = self.lock(name, ttl=1, auto_renew=True)
+        lock = self.lock(name, ttl=2, auto_renew=True)
         await lock.acquire()
-        await asyncio.sleep(3.5)
+        await asyncio.sleep(4.5)
         self.assertTrue(await lock.owned())
         self.assertEqual(threading.active_count(), threads)
         self.assertTrue(await lock.release())
