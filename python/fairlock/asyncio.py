@@ -82,7 +82,7 @@ class _Engine:
     completion callback comes.  One operation at a time (the mutex)."""
 
     __slots__ = ("handle", "loop", "fd", "events", "wanted", "timer", "op",
-                 "on_idle", "mutex", "__weakref__")
+                 "on_idle", "giving_up", "mutex", "__weakref__")
 
     def __init__(self, handle: _AsyncLock) -> None:
         self.handle = handle
@@ -94,6 +94,8 @@ class _Engine:
         self.op: Optional["asyncio.Future[Any]"] = None
         # Called (soon) once the operation in progress has ended.
         self.on_idle: Optional[Callable[[], None]] = None
+        # Whether the operation in progress is given up when interrupted.
+        self.giving_up = False
         self.mutex: Optional[asyncio.Lock] = None
         _ENGINES.add(self)
 
@@ -103,8 +105,13 @@ class _Engine:
         """Drives the handle from `loop` from now on."""
         if self.loop is loop:
             return
-        if self.mutex is not None and self.mutex.locked():
+        if (self.mutex is not None and self.mutex.locked()
+                and self.loop is not None and not self.loop.is_closed()):
             raise RuntimeError("this lock is in use by another event loop")
+        # A loop that closed with an operation in progress left it to the
+        # next one: begin() ends it first.
+        self.op = None
+        self.on_idle = None
         self.unbind()
         self.loop = loop
         self.mutex = asyncio.Lock()
@@ -233,6 +240,12 @@ class _Engine:
         self.bind(loop)
         assert self.mutex is not None
         await self.mutex.acquire()
+        if self.handle.busy():
+            # Orphaned by a loop that closed with it in progress (the mutex
+            # is held for each operation until the handle is idle again):
+            # ended as an interrupted one is, then it is our turn.
+            await asyncio.shield(self._unwind(loop, None, self.giving_up))
+            await self.mutex.acquire()
         return loop
 
     def end(self) -> None:
@@ -267,6 +280,7 @@ class _Engine:
         got is released -- and the caller waits for that (a second
         cancellation ends the waiting only) before the exception goes on."""
         loop = await self.begin()
+        self.giving_up = give_up
         try:
             op = self.start(loop, start, *args)
         except BaseException:

@@ -571,6 +571,40 @@ class InterruptedCallbacks(support.ServerTestCase):
         self.interrupt_every_watcher_call(contended=True)
 
 
+class Orphaned(support.ServerTestCase):
+
+    def test_loop_closed_while_waiting(self):
+        """A loop closed while a task waits in acquire() (a Ctrl-C out of
+        run_until_complete(), then loop.close()) leaves the handle
+        waiting; the next loop that calls the object first takes it out
+        of the queue, then serves the call."""
+        name = support.unique("aio-orphan")
+        r = self.redis
+        holder = fairlock.RedisLockFifo(name, url=self.url, timeout=60)
+        holder.acquire()
+        lock = fa.RedisLockFifo(name, url=self.url, timeout=60)
+        first = asyncio.new_event_loop()
+        task = first.create_task(lock.acquire())
+
+        async def queued():
+            self.assertTrue(await eventually(
+                lambda: r.zcard(f"{name}:queue") == 1))
+        first.run_until_complete(queued())
+        task._log_destroy_pending = False  # left pending on purpose
+        first.close()
+        self.assertEqual(r.zcard(f"{name}:queue"), 1)
+
+        async def then():
+            with self.assertRaises(fairlock.LockTimeoutError):
+                await lock.acquire(blocking=False)
+            self.assertEqual(r.zcard(f"{name}:queue"), 0)
+            holder.release()
+            self.assertTrue(await lock.acquire())
+            self.assertTrue(await lock.release())
+        asyncio.run(asyncio.wait_for(then(), DEADLINE))
+        self.assertEqual(scan(r, name), [])
+
+
 class Clients(Base):
 
     def test_asyncio_client_maps_like_the_blocking_one(self):
