@@ -580,10 +580,16 @@ FAIRLOCK_EXPORT int fairlock_version_number(void);
  * same connection, not by a thread, and on_lost is called from
  * fairlock_async_process(), on the loop's thread.
  *
- * Supported: URLs redis://, rediss:// and unix://, each kind of lock,
- * FIFO or not.  Not yet: redis+sentinel://, redis+cluster:// and a
- * borrowed redisContext (opts.redis): the start functions refuse them with
- * FAIRLOCK_INVALID ("the non-blocking API does not support ... yet").
+ * Supported: every URL (redis://, rediss://, unix://, Sentinel and
+ * Cluster, TLS or not), each kind of lock, FIFO or not.  Behind sentinels
+ * the master is asked of them without blocking, and asked again when it
+ * answers READONLY.  On a cluster, MOVED is followed; a slot in migration
+ * (ASK, TRYAGAIN) or a cluster down is waited out, sending the command to
+ * the slot's owner again after a pause, until the acquire's deadline (or
+ * io_timeout_ms): unlike the blocking calls, an ASK is not followed to the
+ * importing node.  Not yet: a borrowed redisContext (opts.redis), which
+ * the start functions refuse with FAIRLOCK_INVALID ("the non-blocking API
+ * does not support ... yet").
  * Connecting resolves the host name with getaddrinfo(), the one step that
  * may block (not at all for an address or "localhost").
  *
@@ -647,8 +653,8 @@ typedef void (*fairlock_watch_fn)(fairlock *lock, int fd, int events,
  * failure the handle's queue entry is gone (or, when Redis could not be
  * reached to remove it, resolved by the next call or fairlock_free()).
  * Returns FAIRLOCK_OK (started), FAIRLOCK_BUSY (already held),
- * FAIRLOCK_INVALID (bad argument, an operation in progress, an
- * unsupported URL) or FAIRLOCK_NOMEM.
+ * FAIRLOCK_INVALID (bad argument, an operation in progress, a
+ * borrowed redisContext) or FAIRLOCK_NOMEM.
  * Thread safety: the driving thread. Since 0.2.0. */
 FAIRLOCK_EXPORT int fairlock_acquire_start(fairlock *lock, int64_t timeout_ms,
                                            fairlock_done_fn done, void *arg);

@@ -46,7 +46,10 @@ typedef enum {
     W_RELEASE,  /* release.lua */
     W_EXTEND,   /* extend.lua for fairlock_extend_start() */
     W_STATUS,   /* status.lua */
-    W_RENEW     /* extend.lua from the renewal timer */
+    W_RENEW,    /* extend.lua from the renewal timer */
+    W_SENTINEL, /* SENTINEL get-master-addr-by-name, on `aux` */
+    W_ROLE,     /* ROLE, to the master a sentinel named */
+    W_MYID      /* CLUSTER MYID, to a node of a cluster URL */
 } wire_kind;
 
 /* Why cancel.lua runs: to clear a request before a new one, or to end
@@ -66,6 +69,21 @@ struct fairlock__async {
     fairlock__cmd cmd;
     int by_eval; /* sent as EVAL with the body (after NOSCRIPT) */
     int64_t sent_ms;
+    int64_t first_ms; /* when the command was first sent (READONLY) */
+
+    /* Sentinel: the master is asked of the sentinels, in turn, before the
+     * command `resume` is sent to it. */
+    fairlock__engine *aux; /* the connection to a sentinel */
+    wire_kind resume;
+    size_t sentinel, asked; /* the sentinel asked, how many were */
+    char why[FAIRLOCK__ERRMSG_SIZE];
+
+    /* Cluster: a command refused with a redirect or TRYAGAIN waits until
+     * retry_at to be sent again; `tries` and `pause_ms` pace it. */
+    int64_t retry_at; /* INT64_MAX: none */
+    wire_kind retry;
+    int tries, redirects;
+    int64_t pause_ms;
 
     /* Acquire. */
     fairlock__plan plan;
@@ -110,7 +128,10 @@ struct fairlock__async {
  * What to watch
  * ------------------------------------------------------------------------- */
 
+/* The engine of the command on the wire (or of the handle, when none). */
 static fairlock__engine *engine_of(const fairlock *lock) {
+    if (lock->async != NULL && lock->async->wire == W_SENTINEL)
+        return lock->async->aux;
     fairlock__engine *eng = lock->conn.eng;
     return eng != NULL && lock->conn.pid == getpid() ? eng : NULL;
 }
@@ -128,6 +149,8 @@ static int64_t due_at(const fairlock *lock) {
     if (a->wire != W_NONE)
         return engine_live(lock) ? fairlock__engine_deadline(engine_of(lock))
                                  : 0;
+    if (a->retry_at != INT64_MAX)
+        return a->retry_at;
     if (a->renew_at != INT64_MAX && lock->request == FAIRLOCK__REQUEST_HELD)
         return a->renew_at;
     return -1;
@@ -188,16 +211,49 @@ static void drop_conn(fairlock *lock) {
 /* Queues a->cmd as `what`, connecting first when needed.  A failure shows
  * as the engine FAILED (or missing) with the command on the wire, which
  * the next step reads as its outcome. */
-static void send_cmd(fairlock *lock, wire_kind what) {
+static void ask_sentinel(fairlock *lock);
+static void try_node(fairlock *lock);
+static void queue_cmd(fairlock *lock);
+
+static void resend(fairlock *lock, wire_kind what) {
     fairlock__async *a = lock->async;
     a->wire = what;
     a->sent_ms = fairlock__now_ms();
     if (!engine_live(lock)) {
         if (lock->conn.eng != NULL)
             drop_conn(lock);
+        if (lock->url.kind == FAIRLOCK__URL_SENTINEL) {
+            a->resume = what;
+            a->asked = 0;
+            snprintf(a->why, sizeof a->why, "no sentinel answered");
+            ask_sentinel(lock);
+            return;
+        }
+        if (lock->url.kind == FAIRLOCK__URL_CLUSTER) {
+            a->resume = what;
+            /* The node a redirect named first, then the seeds. */
+            a->asked = lock->conn.node_host[0] != '\0' ? 0 : 1;
+            snprintf(a->why, sizeof a->why, "no node answered");
+            try_node(lock);
+            return;
+        }
         if (fairlock__conn_start(&lock->conn, &lock->err) != FAIRLOCK_OK)
             return;
     }
+    queue_cmd(lock);
+}
+
+static void send_cmd(fairlock *lock, wire_kind what) {
+    fairlock__async *a = lock->async;
+    a->first_ms = fairlock__now_ms();
+    a->tries = a->redirects = 0;
+    a->pause_ms = 0;
+    resend(lock, what);
+}
+
+/* Writes a->cmd on the handle's connection, as far as it goes now. */
+static void queue_cmd(fairlock *lock) {
+    fairlock__async *a = lock->async;
     fairlock__engine *eng = lock->conn.eng;
     const char *argv[FAIRLOCK__EVAL_ARGS];
     size_t lens[FAIRLOCK__EVAL_ARGS];
@@ -233,6 +289,245 @@ static void send_cmd(fairlock *lock, wire_kind what) {
 static void send_script(fairlock *lock, wire_kind what) {
     lock->async->by_eval = 0;
     send_cmd(lock, what);
+}
+
+/* ---------------------------------------------------------------------------
+ * Finding the master through the sentinels (conn.c's
+ * open_sentinel_master(), one reply at a time)
+ * ------------------------------------------------------------------------- */
+
+/* A plain command on `eng`, its reply awaited within the I/O timeout (and
+ * the connect's). */
+static void queue_plain(fairlock *lock, fairlock__engine *eng, int argc,
+                        const char **argv) {
+    if (fairlock__engine_queue(eng, argc, argv, NULL) != 0)
+        return;
+    fairlock__engine_set_deadline(eng, fairlock__now_ms() +
+                                           2 * lock->conn.io_timeout_ms);
+    if (fairlock__engine_get_state(eng) == FAIRLOCK__ENGINE_READY)
+        fairlock__engine_handle(eng, POLLOUT);
+}
+
+/* Closes the sentinel's connection, the watcher told first. */
+static void drop_aux(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    if (a->aux == NULL)
+        return;
+    if (a->watch != NULL && a->told_fd >= 0 && !a->freeing) {
+        a->told_fd = -1;
+        a->told_events = 0;
+        a->watch(lock, -1, 0, relative(a->told_due), a->watch_arg);
+    }
+    fairlock__engine_free(a->aux);
+    a->aux = NULL;
+}
+
+/* Asks the next sentinel; when all were asked, the command waiting fails
+ * (no engine: the next step reads that as its outcome). */
+static void ask_sentinel(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    const fairlock__url *url = &lock->url;
+    if (a->asked == url->node_count) {
+        fairlock__fail(lock, FAIRLOCK_REDIS,
+                       "no master '%.64s' found through %zu sentinel(s): "
+                       "%.150s",
+                       url->master, url->node_count, a->why);
+        a->wire = a->resume;
+        return;
+    }
+    a->sentinel = (lock->conn.sentinel_first + a->asked++) % url->node_count;
+    const fairlock__endpoint *node = &url->nodes[a->sentinel];
+    a->wire = W_SENTINEL;
+    a->aux = fairlock__conn_start_node(&lock->conn, node->host, node->port, 1,
+                                       &lock->err);
+    if (a->aux == NULL)
+        return;
+    const char *ask[3] = {"SENTINEL", "get-master-addr-by-name", url->master};
+    queue_plain(lock, a->aux, 3, ask);
+}
+
+static void on_sentinel(fairlock *lock, const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    const fairlock__endpoint *node = &lock->url.nodes[a->sentinel];
+    if (reply == NULL) {
+        snprintf(a->why, sizeof a->why, "%s", lock->err.msg);
+        drop_aux(lock);
+        ask_sentinel(lock);
+        return;
+    }
+    drop_aux(lock);
+    if (reply->type == REDIS_REPLY_ERROR) {
+        fairlock__error e;
+        fairlock__error_reply(&e, FAIRLOCK__URL_SENTINEL,
+                              "SENTINEL get-master-addr", reply->str);
+        snprintf(a->why, sizeof a->why, "%s", e.msg);
+        ask_sentinel(lock);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING) {
+        snprintf(a->why, sizeof a->why,
+                 "sentinel %.64s:%d does not know master '%.64s'", node->host,
+                 node->port, lock->url.master);
+        ask_sentinel(lock);
+        return;
+    }
+    /* A sentinel may lag a failover: the master must say it is one. */
+    lock->conn.eng = fairlock__conn_start_node(
+        &lock->conn, reply->element[0]->str, atoi(reply->element[1]->str), 0,
+        &lock->err);
+    lock->conn.pid = getpid();
+    a->wire = W_ROLE;
+    if (lock->conn.eng == NULL)
+        return;
+    const char *role[1] = {"ROLE"};
+    queue_plain(lock, lock->conn.eng, 1, role);
+}
+
+static void on_role(fairlock *lock, const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+        reply->elements > 0 && reply->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(reply->element[0]->str, "master") == 0) {
+        lock->conn.sentinel_first = a->sentinel;
+        a->wire = a->resume;
+        a->sent_ms = fairlock__now_ms();
+        queue_cmd(lock);
+        return;
+    }
+    if (reply == NULL)
+        snprintf(a->why, sizeof a->why, "%s", lock->err.msg);
+    else
+        snprintf(a->why, sizeof a->why,
+                 "sentinel %.64s:%d named a server which is not a master",
+                 lock->url.nodes[a->sentinel].host,
+                 lock->url.nodes[a->sentinel].port);
+    drop_conn(lock);
+    ask_sentinel(lock);
+}
+
+/* ---------------------------------------------------------------------------
+ * Cluster nodes (conn.c's open_cluster_node() and the refusals
+ * fairlock__conn_command() retries, one reply at a time)
+ * ------------------------------------------------------------------------- */
+
+/* Connects to the next candidate: asked 0 is the node of the last MOVED,
+ * then the seeds.  It must answer CLUSTER MYID: a standalone server would
+ * run the scripts too, and hide the mistake. */
+static void try_node(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    const fairlock__url *url = &lock->url;
+    if (a->asked > url->node_count) {
+        lock->conn.node_host[0] = '\0';
+        fairlock__fail(lock, FAIRLOCK_REDIS, "%s", a->why);
+        a->wire = a->resume;
+        return;
+    }
+    size_t i = a->asked++;
+    const char *host = i == 0 ? lock->conn.node_host : url->nodes[i - 1].host;
+    int port = i == 0 ? lock->conn.node_port : url->nodes[i - 1].port;
+    lock->conn.eng = fairlock__conn_start_node(&lock->conn, host, port, 0,
+                                               &lock->err);
+    lock->conn.pid = getpid();
+    a->wire = W_MYID;
+    if (lock->conn.eng == NULL)
+        return;
+    const char *myid[2] = {"CLUSTER", "MYID"};
+    queue_plain(lock, lock->conn.eng, 2, myid);
+}
+
+static void on_myid(fairlock *lock, const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    if (reply != NULL && reply->type != REDIS_REPLY_ERROR) {
+        a->wire = a->resume;
+        a->sent_ms = fairlock__now_ms();
+        queue_cmd(lock);
+        return;
+    }
+    if (reply == NULL)
+        snprintf(a->why, sizeof a->why, "%s", lock->err.msg);
+    else
+        fairlock__error_reply(&lock->err, FAIRLOCK__URL_CLUSTER, "CLUSTER MYID",
+                              reply->str),
+            snprintf(a->why, sizeof a->why, "%s", lock->err.msg);
+    if (a->asked == 1)
+        lock->conn.node_host[0] = '\0'; /* the redirect's node failed */
+    drop_conn(lock);
+    try_node(lock);
+}
+
+static int starts_with(const redisReply *r, const char *prefix) {
+    return r->type == REDIS_REPLY_ERROR &&
+           strncmp(r->str, prefix, strlen(prefix)) == 0;
+}
+
+/* A reply that proves the command did not run on a cluster: MOVED (the
+ * slot's owner is named: send it there), ASK, TRYAGAIN, CLUSTERDOWN (a
+ * slot in migration, a failover: send it again after a pause, 10 ms
+ * doubling up to 200).  An ASK is not followed to the importing node as
+ * the blocking calls do: the command goes to the owner again until the
+ * migration ends.  Until the acquire's deadline, or the I/O timeout from
+ * the first try.  Returns 1 when the command will be sent again, -1 when
+ * it gave up (the handle's error says why), 0 for any other reply. */
+static int cluster_refused(fairlock *lock, wire_kind what,
+                           const redisReply *reply) {
+    fairlock__async *a = lock->async;
+    if (reply == NULL || lock->url.kind != FAIRLOCK__URL_CLUSTER)
+        return 0;
+    int moved = starts_with(reply, "MOVED ");
+    int transient = starts_with(reply, "ASK ") ||
+                    starts_with(reply, "TRYAGAIN") ||
+                    starts_with(reply, "CLUSTERDOWN");
+    if (!moved && !transient)
+        return 0;
+    enum { FIRST_PAUSE_MS = 10, MAX_PAUSE_MS = 200, FREE_REDIRECTS = 2 };
+    int64_t now = fairlock__now_ms();
+    int64_t until = a->first_ms + lock->conn.io_timeout_ms +
+                    (a->cmd.block_ms > 0 ? a->cmd.block_ms : 0);
+    if (a->op == OP_ACQUIRE && a->deadline_ms > until)
+        until = a->deadline_ms;
+    a->tries++;
+    if (now >= until) {
+        fairlock__fail(lock, FAIRLOCK_REDIS,
+                       "%s; still so after %" PRId64 " ms and %d tries: %.80s",
+                       moved ? "cluster redirects did not settle"
+                       : starts_with(reply, "CLUSTERDOWN")
+                           ? "the cluster is down"
+                           : "the lock's hash slot is being migrated between "
+                             "cluster nodes (CLUSTER SETSLOT "
+                             "MIGRATING/IMPORTING)",
+                       now - a->first_ms, a->tries, reply->str);
+        return -1;
+    }
+    if (moved) {
+        char host[256];
+        int port = 0;
+        const char *asked = engine_live(lock)
+                                ? fairlock__engine_host(lock->conn.eng)
+                                : NULL;
+        if (fairlock__parse_redirect(reply->str, asked, host, sizeof host,
+                                     &port) != 0) {
+            fairlock__fail(lock, FAIRLOCK_REDIS,
+                           "malformed cluster redirect: %.80s", reply->str);
+            return -1;
+        }
+        snprintf(lock->conn.node_host, sizeof lock->conn.node_host, "%s", host);
+        lock->conn.node_port = port;
+        drop_conn(lock);
+        if (++a->redirects <= FREE_REDIRECTS) {
+            resend(lock, what);
+            return 1;
+        }
+    } else {
+        a->redirects = 0;
+    }
+    a->pause_ms = a->pause_ms == 0                 ? FIRST_PAUSE_MS
+                  : a->pause_ms * 2 > MAX_PAUSE_MS ? MAX_PAUSE_MS
+                                                   : a->pause_ms * 2;
+    a->retry = what;
+    a->retry_at = now + min64(a->pause_ms, until - now);
+    return 1;
 }
 
 /* ---------------------------------------------------------------------------
@@ -436,7 +731,7 @@ static int script_reply(fairlock *lock, wire_kind what,
         return 0;
     if (!a->by_eval && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         a->by_eval = 1;
-        send_cmd(lock, what);
+        resend(lock, what);
         return 1;
     }
     fairlock__script_failed(&lock->err, fairlock__conn_kind(&lock->conn),
@@ -652,6 +947,34 @@ static void on_renew(fairlock *lock, const redisReply *reply, int rc) {
 static void on_reply(fairlock *lock, wire_kind what, const redisReply *reply) {
     fairlock__async *a = lock->async;
     int rc = FAIRLOCK_OK;
+    if (what == W_SENTINEL) {
+        on_sentinel(lock, reply);
+        return;
+    }
+    if (what == W_ROLE) {
+        on_role(lock, reply);
+        return;
+    }
+    if (what == W_MYID) {
+        on_myid(lock, reply);
+        return;
+    }
+    int refused = cluster_refused(lock, what, reply);
+    if (refused > 0)
+        return;
+    if (refused < 0)
+        reply = NULL; /* gave up: the handle's error says why */
+    /* Behind sentinels, a master demoted since we found it refuses
+     * writes: ask the sentinels again and send the command there, for up
+     * to the I/O timeout (READONLY proves it did not run). */
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+        lock->url.kind == FAIRLOCK__URL_SENTINEL &&
+        strncmp(reply->str, "READONLY", 8) == 0 &&
+        fairlock__now_ms() - a->first_ms < lock->conn.io_timeout_ms) {
+        drop_conn(lock);
+        resend(lock, what);
+        return;
+    }
     if (reply == NULL) {
         rc = FAIRLOCK_REDIS;
     } else if (a->cmd.script != NULL && what != W_BLPOP && what != W_REPLICAS) {
@@ -717,6 +1040,9 @@ static void on_reply(fairlock *lock, wire_kind what, const redisReply *reply) {
     case W_NONE:
     case W_RENEW:
     case W_EXTEND:
+    case W_SENTINEL:
+    case W_ROLE:
+    case W_MYID:
         return;
     }
 }
@@ -735,15 +1061,10 @@ static int unsupported(fairlock *lock) {
     case FAIRLOCK__URL_UNIX:
         return FAIRLOCK_OK;
     case FAIRLOCK__URL_SENTINEL:
-        return fairlock__fail(lock, FAIRLOCK_INVALID,
-                              "the non-blocking API does not support "
-                              "redis+sentinel:// yet");
     case FAIRLOCK__URL_CLUSTER:
         break;
     }
-    return fairlock__fail(lock, FAIRLOCK_INVALID,
-                          "the non-blocking API does not support "
-                          "redis+cluster:// yet");
+    return FAIRLOCK_OK;
 }
 
 /* Checks that an operation may start and makes the async state. */
@@ -762,6 +1083,7 @@ static int may_start(fairlock *lock) {
         a->told_fd = -1;
         a->told_due = -1;
         a->renew_at = INT64_MAX;
+        a->retry_at = INT64_MAX;
         lock->async = a;
     }
     if (a->freeing)
@@ -935,7 +1257,12 @@ int fairlock_async_cancel(fairlock *lock) {
     if (a->cancelled)
         return FAIRLOCK_OK;
     a->cancelled = 1;
-    if (a->wire == W_BLPOP) {
+    if (a->wire == W_NONE && a->retry_at != INT64_MAX) {
+        /* A refused command waiting to be sent again: it never ran. */
+        a->retry_at = INT64_MAX;
+        fairlock__fail(lock, FAIRLOCK_INTERRUPTED, "cancelled");
+        abandon(lock, FAIRLOCK_INTERRUPTED);
+    } else if (a->wire == W_BLPOP) {
         /* The wait would hold the connection for up to a heartbeat: cut
          * it.  Whatever it popped, cancel.lua undoes. */
         a->wire = W_NONE;
@@ -1010,7 +1337,8 @@ static void run(fairlock *lock) {
                 if (eng != NULL)
                     lock->err = *fairlock__engine_error(eng);
                 a->wire = W_NONE;
-                drop_conn(lock);
+                if (what != W_SENTINEL)
+                    drop_conn(lock);
                 on_reply(lock, what, NULL);
                 continue;
             }
@@ -1028,6 +1356,13 @@ static void run(fairlock *lock) {
                 continue;
             }
             return;
+        }
+        if (a->retry_at != INT64_MAX) {
+            if (fairlock__now_ms() < a->retry_at)
+                return;
+            a->retry_at = INT64_MAX;
+            resend(lock, a->retry);
+            continue;
         }
         if (a->finished) {
             deliver(lock);
@@ -1107,6 +1442,7 @@ void fairlock_async_set_watcher(fairlock *lock, fairlock_watch_fn watch,
         a->told_fd = -1;
         a->told_due = -1;
         a->renew_at = INT64_MAX;
+        a->retry_at = INT64_MAX;
         lock->async = a;
     }
     fairlock__async *a = lock->async;
@@ -1132,6 +1468,10 @@ int fairlock__async_free(fairlock *lock) {
     }
     if (a->wire == W_RENEW || a->wire == W_EXTEND)
         fairlock__lease_extend_end(lock->lease, -1);
+    if (a->aux != NULL) {
+        fairlock__engine_free(a->aux);
+        a->aux = NULL;
+    }
     /* A command on the wire has an unknown outcome: the connection goes
      * (which also ends a BLPOP), and fairlock_free() resolves the request
      * with cancel.lua on a new one. */

@@ -250,6 +250,14 @@ static int connect_owned(fairlock__conn *conn, fairlock__error *err) {
     return conn->eng != NULL ? FAIRLOCK_OK : err->code;
 }
 
+fairlock__engine *fairlock__conn_start_node(const fairlock__conn *conn,
+                                            const char *host, int port,
+                                            int sentinel,
+                                            fairlock__error *err) {
+    return start_node(conn, host, port, sentinel,
+                      fairlock__now_ms() + conn->io_timeout_ms, err);
+}
+
 int fairlock__conn_start(fairlock__conn *conn, fairlock__error *err) {
     const fairlock__url *url = conn->url;
     if (conn->borrowed ||

@@ -196,6 +196,12 @@ typedef struct fairlock__conn {
  * FAIRLOCK_INVALID (another kind of URL, or a borrowed context) or
  * FAIRLOCK_NOMEM with err set. */
 int fairlock__conn_start(fairlock__conn *conn, fairlock__error *err);
+/* Starts connecting to one node of the connection's URL without waiting:
+ * a sentinel (sentinel non-zero: its credentials, no SELECT) or a data
+ * node.  NULL only when out of memory (err set). */
+fairlock__engine *fairlock__conn_start_node(const fairlock__conn *conn,
+                                            const char *host, int port,
+                                            int sentinel, fairlock__error *err);
 
 /* Room for EVALSHA sha1 nkeys KEYS... ARGV...  */
 #define FAIRLOCK__EVAL_ARGS (3 + FAIRLOCK__KEY_COUNT + FAIRLOCK__CMD_ARGS)

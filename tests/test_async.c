@@ -918,23 +918,21 @@ static void idle_connection_dropped(void) {
  * What it refuses
  * ------------------------------------------------------------------------- */
 
-static void unsupported_urls(void) {
-    const char *urls[] = {"redis+sentinel://127.0.0.1:1/m",
-                          "redis+cluster://127.0.0.1:1"};
-    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
-        fairlock_options opts;
-        fairlock_options_init(&opts);
-        opts.name = "{fltest}:async_unsupported";
-        opts.url = urls[i];
-        fairlock *lock = test_lock_opts(&opts);
-        seen s = {0, -1};
-        CHECK_RC(lock, fairlock_acquire_start(lock, 1000, record, &s),
-                 FAIRLOCK_INVALID);
-        CHECK(strstr(fairlock_errmsg(lock), "does not support") != NULL);
-        CHECK(!fairlock_async_busy(lock));
-        fairlock_free(lock);
-        CHECK_INT(s.calls, ==, 0);
-    }
+static void borrowed_context_refused(void) {
+    redisContext *c = test_redis();
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = "fltest:async_borrowed";
+    opts.redis = c;
+    fairlock *lock = test_lock_opts(&opts);
+    seen s = {0, -1};
+    CHECK_RC(lock, fairlock_acquire_start(lock, 1000, record, &s),
+             FAIRLOCK_INVALID);
+    CHECK(strstr(fairlock_errmsg(lock), "does not support") != NULL);
+    CHECK(!fairlock_async_busy(lock));
+    fairlock_free(lock);
+    CHECK_INT(s.calls, ==, 0);
+    redisFree(c);
 }
 
 int main(int argc, char **argv) {
@@ -954,6 +952,6 @@ int main(int argc, char **argv) {
     RUN_TEST(timeout_fencing_replicas);
     RUN_TEST(flushed_scripts_and_refused_connection);
     RUN_TEST(renewal_against_a_stalled_server);
-    RUN_TEST(unsupported_urls);
+    RUN_TEST(borrowed_context_refused);
     return check_done();
 }

@@ -1,5 +1,6 @@
 /* test_cluster.c -- locks on a real Redis Cluster: hash slots, redirects,
  * a slot migration and a failover while locks are in use. */
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -605,6 +606,110 @@ static void least_privilege(void) {
     }
 }
 
+/* ---------------------------------------------------------------------------
+ * The non-blocking API on a cluster
+ * ------------------------------------------------------------------------- */
+
+typedef struct async_seen {
+    int calls, code;
+} async_seen;
+
+static void async_record(fairlock *lock, int code, void *arg) {
+    (void)lock;
+    async_seen *s = arg;
+    s->calls++;
+    s->code = code;
+}
+
+/* One poll() turn for one handle. */
+static void async_turn(fairlock *lock) {
+    int ev = fairlock_async_events(lock);
+    struct pollfd p = {fairlock_async_fd(lock), 0, 0};
+    p.events = (short)((ev & FAIRLOCK_EV_READ ? POLLIN : 0) |
+                       (ev & FAIRLOCK_EV_WRITE ? POLLOUT : 0));
+    int64_t t = fairlock_async_timeout(lock);
+    int n = poll(&p, p.fd >= 0 && ev ? 1 : 0, t < 0 || t > 100 ? 100 : (int)t);
+    fairlock_async_process(lock, n > 0 ? ev : 0);
+}
+
+static int async_run(fairlock *lock, async_seen *s) {
+    int64_t from = test_now_ns();
+    while (!s->calls) {
+        CHECK(ms_since(from) < EVENT_DEADLINE_MS);
+        async_turn(lock);
+    }
+    s->calls = 0;
+    return s->code;
+}
+
+/* Each lock on its slot's master, found through MOVED from the seeds; and
+ * a slot in migration waited out (its ASK and TRYAGAIN replies retried)
+ * until it is stable again. */
+static void async_on_a_cluster(void) {
+    int rc;
+    async_seen s = {0, -1};
+    for (int i = 0; i < 12; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "{fltest-async-%d}:job", i);
+        fairlock *a = cluster_lock(name, 0, &rc);
+        fairlock *b = cluster_lock(name, 0, &rc);
+        CHECK_RC(a,
+                 fairlock_acquire_start(a, FAIRLOCK_DEFAULT, async_record, &s),
+                 FAIRLOCK_OK);
+        CHECK_RC(a, async_run(a, &s), FAIRLOCK_OK);
+        CHECK_RC(b, fairlock_acquire_ex(b, 0, 0, FAIRLOCK_DEFAULT),
+                 FAIRLOCK_TIMEOUT);
+        CHECK_RC(a, fairlock_release_start(a, async_record, &s), FAIRLOCK_OK);
+        CHECK_RC(a, async_run(a, &s), FAIRLOCK_OK);
+        redisReply *r = on_node(master_of_slot(slot_of(name)),
+                                "EXISTS %s %s:queue %s:seq", name, name, name);
+        CHECK_INT(r->integer, ==, 0);
+        freeReplyObject(r);
+        fairlock_free(a);
+        fairlock_free(b);
+    }
+
+    const char *name = "{fltest-async-mig}:job";
+    long long slot = slot_of(name);
+    int owner = master_of_slot(slot);
+    int other = other_master(owner);
+    char *owner_id = node_id(owner), *other_id = node_id(other);
+    fairlock *lock = cluster_lock(name, 0, &rc);
+    /* Connected to the owner first. */
+    CHECK_RC(lock,
+             fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, async_record, &s),
+             FAIRLOCK_OK);
+    CHECK_RC(lock, async_run(lock, &s), FAIRLOCK_OK);
+    CHECK_RC(lock, fairlock_release_start(lock, async_record, &s), FAIRLOCK_OK);
+    CHECK_RC(lock, async_run(lock, &s), FAIRLOCK_OK);
+    long long before = migration_replies(owner) + migration_replies(other);
+    freeReplyObject(
+        on_node(other, "CLUSTER SETSLOT %lld IMPORTING %s", slot, owner_id));
+    freeReplyObject(
+        on_node(owner, "CLUSTER SETSLOT %lld MIGRATING %s", slot, other_id));
+    CHECK_RC(lock,
+             fairlock_acquire_start(lock, FAIRLOCK_FOREVER, async_record, &s),
+             FAIRLOCK_OK);
+    int64_t from = test_now_ns();
+    while (migration_replies(owner) + migration_replies(other) < before + 3) {
+        CHECK(ms_since(from) < EVENT_DEADLINE_MS);
+        async_turn(lock);
+    }
+    CHECK_INT(s.calls, ==, 0); /* still waiting the migration out */
+    freeReplyObject(on_node(owner, "CLUSTER SETSLOT %lld STABLE", slot));
+    freeReplyObject(on_node(other, "CLUSTER SETSLOT %lld STABLE", slot));
+    CHECK_RC(lock, async_run(lock, &s), FAIRLOCK_OK);
+    CHECK_RC(lock, fairlock_release_start(lock, async_record, &s), FAIRLOCK_OK);
+    CHECK_RC(lock, async_run(lock, &s), FAIRLOCK_OK);
+    redisReply *r = on_node(owner, "EXISTS %s %s:queue %s:seq", name, name,
+                            name);
+    CHECK_INT(r->integer, ==, 0);
+    freeReplyObject(r);
+    fairlock_free(lock);
+    free(owner_id);
+    free(other_id);
+}
+
 int main(int argc, char **argv) {
     check_select(argc, argv);
     signal(SIGPIPE, SIG_IGN);
@@ -613,6 +718,7 @@ int main(int argc, char **argv) {
     RUN_TEST(plain_url_on_a_cluster_node);
     RUN_TEST(locks_on_every_master);
     RUN_TEST(least_privilege);
+    RUN_TEST(async_on_a_cluster);
     RUN_TEST(slot_migration_under_load);
     RUN_TEST(slot_held_migrating);
     RUN_TEST(failover_under_load);

@@ -1,4 +1,5 @@
 /* test_sentinel.c -- locks through Redis Sentinel, across a failover. */
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -401,6 +402,79 @@ static void failover_under_load(void) {
     restart_as_replica(old_role, old, successor);
 }
 
+/* ---------------------------------------------------------------------------
+ * The non-blocking API behind sentinels
+ * ------------------------------------------------------------------------- */
+
+typedef struct async_seen {
+    int calls, code;
+} async_seen;
+
+static void async_record(fairlock *lock, int code, void *arg) {
+    (void)lock;
+    async_seen *s = arg;
+    s->calls++;
+    s->code = code;
+}
+
+/* Drives one handle with poll() until its callback has run. */
+static int async_run(fairlock *lock, async_seen *s) {
+    int64_t end = test_now_ns() + (int64_t)60000 * 1000000;
+    while (!s->calls) {
+        CHECK(test_now_ns() < end);
+        int ev = fairlock_async_events(lock);
+        struct pollfd p = {fairlock_async_fd(lock), 0, 0};
+        p.events = (short)((ev & FAIRLOCK_EV_READ ? POLLIN : 0) |
+                           (ev & FAIRLOCK_EV_WRITE ? POLLOUT : 0));
+        int64_t t = fairlock_async_timeout(lock);
+        int n = poll(&p, p.fd >= 0 && ev ? 1 : 0,
+                     t < 0 || t > 100 ? 100 : (int)t);
+        fairlock_async_process(lock, n > 0 ? ev : 0);
+    }
+    return s->code;
+}
+
+/* The master is asked of the sentinels one reply at a time, then the
+ * acquire and release run on it; a master name they do not know is a
+ * message from the loop, not a hang. */
+static void async_behind_sentinels(void) {
+    const char *name = "fltest:sentinel:async";
+    fairlock *lock = sentinel_lock(name);
+    async_seen s = {0, -1};
+    CHECK_RC(lock, fairlock_acquire_start(lock, 5000, async_record, &s),
+             FAIRLOCK_OK);
+    CHECK_RC(lock, async_run(lock, &s), FAIRLOCK_OK);
+    CHECK_INT(exists_on(reported_master(), name), ==, 1);
+    s.calls = 0;
+    CHECK_RC(lock, fairlock_release_start(lock, async_record, &s), FAIRLOCK_OK);
+    CHECK_RC(lock, async_run(lock, &s), FAIRLOCK_OK);
+    CHECK_INT(exists_on(reported_master(), name), ==, 0);
+    fairlock_free(lock);
+
+    char url[1200];
+    size_t path_len = strcspn(sentinel_url, "?");
+    const char *master = sentinel_url + path_len;
+    while (master[-1] != '/')
+        master--;
+    snprintf(url, sizeof url, "%.*snosuchmaster%s",
+             (int)(master - sentinel_url), sentinel_url,
+             sentinel_url + path_len);
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = "fltest:sentinel:async_unknown";
+    opts.url = url;
+    opts.timeout_ms = 2000;
+    lock = NULL;
+    CHECK_RC(lock, fairlock_create(&opts, &lock), FAIRLOCK_OK);
+    s.calls = 0;
+    CHECK_RC(lock, fairlock_acquire_start(lock, 2000, async_record, &s),
+             FAIRLOCK_OK);
+    CHECK_RC(lock, async_run(lock, &s), FAIRLOCK_REDIS);
+    CHECK(strstr(fairlock_errmsg(lock),
+                 "does not know master 'nosuchmaster'") != NULL);
+    fairlock_free(lock);
+}
+
 int main(int argc, char **argv) {
     check_select(argc, argv);
     signal(SIGPIPE, SIG_IGN);
@@ -408,6 +482,7 @@ int main(int argc, char **argv) {
     RUN_TEST(lock_on_the_master);
     RUN_TEST(unknown_master_name);
     RUN_TEST(least_privilege);
+    RUN_TEST(async_behind_sentinels);
     RUN_TEST(failover_under_load);
     return check_done();
 }
