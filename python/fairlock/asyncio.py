@@ -34,9 +34,9 @@ because of this object, and release() may be called again.
 
 One object runs one operation at a time: calls from several tasks on the
 same object wait for each other in turn.  An object is driven by the loop
-that last called it.  Not supported yet by the C library's non-blocking
-API: redis+sentinel:// and redis+cluster:// URLs (acquire() raises
-ValueError), and a per-call check_interval (give it to the constructor).
+that last called it.  Every URL the blocking classes take works (Sentinel
+and Cluster too); a per-call check_interval is not taken (give it to the
+constructor: the C library's non-blocking acquire has none).
 """
 from __future__ import annotations
 
@@ -484,11 +484,13 @@ class RedisLockFifo(_AsyncLockBase):
     arguments, its methods as coroutines, and ``async with``.
 
     name               the lock's Redis key (str or bytes).
-    redis_client       a redis.asyncio.Redis or redis.Redis client, whose
-                       server fairlock connects to on its own connection;
-                       or a URL (redis://, rediss://, unix://); or None: the
-                       C library's rule ($FAIRLOCK_URL, else $REDIS_URL, else
-                       redis://127.0.0.1:6379/0).
+    redis_client       a redis.asyncio.Redis or redis.Redis client (also a
+                       Sentinel master_for() client or a RedisCluster),
+                       whose server fairlock connects to on its own
+                       connection; or a URL (redis://, rediss://, unix://,
+                       redis[s]+sentinel://, redis[s]+cluster://); or None:
+                       the C library's rule ($FAIRLOCK_URL, else $REDIS_URL,
+                       else redis://127.0.0.1:6379/0).
     timeout            seconds acquire() waits (None: for ever) and, unless
                        ttl is given, the lease of a grant.
     blocking           False: acquire() fails at once if the lock is taken.

@@ -216,10 +216,6 @@ class Methods(Base):
             await lock.acquire(timeout="1")
         with self.assertRaises(TypeError):
             await lock.acquire(check_interval=1)  # constructor only
-        # Not in the non-blocking API yet: refused, naming the reason.
-        sentinel = fa.RedisLockFifo("x", url="redis+sentinel://127.0.0.1:1/m")
-        with self.assertRaises(ValueError):
-            await sentinel.acquire()
 
     async def test_renewed_by_the_loop(self):
         """auto_renew on the loop's timer: held for more than twice the
