@@ -87,8 +87,8 @@ typedef struct {
 #endif
 
     /* AsyncLock only (fairlock.asyncio): the Python callables the C
-     * callbacks call, what the last watcher call said, and an exception one
-     * of the callables raised, kept for the method that ran the C call. */
+     * callbacks call, an exception one of them raised (kept for the method
+     * that made the C call), and the operation in progress. */
     PyObject *watch_cb; /* watch(fd, events, timeout_ms) */
     PyObject *done_cb;  /* done(code, value_or_exception) */
     PyObject *cb_error; /* exception instance, or NULL */
