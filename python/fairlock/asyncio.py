@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import functools
+import os
 import weakref
 from types import TracebackType
 from typing import Any, Callable, Optional, Tuple, Type, TypeVar, Union
@@ -82,7 +83,7 @@ class _Engine:
     completion callback comes.  One operation at a time (the mutex)."""
 
     __slots__ = ("handle", "loop", "fd", "events", "wanted", "timer", "op",
-                 "on_idle", "giving_up", "mutex", "__weakref__")
+                 "on_idle", "giving_up", "pid", "mutex", "__weakref__")
 
     def __init__(self, handle: _AsyncLock) -> None:
         self.handle = handle
@@ -96,6 +97,7 @@ class _Engine:
         self.on_idle: Optional[Callable[[], None]] = None
         # Whether the operation in progress is given up when interrupted.
         self.giving_up = False
+        self.pid = os.getpid()  # of the process that drives it
         self.mutex: Optional[asyncio.Lock] = None
         _ENGINES.add(self)
 
@@ -112,8 +114,12 @@ class _Engine:
         # next one: begin() ends it first.
         self.op = None
         self.on_idle = None
-        self.unbind()
+        if self.pid == os.getpid():
+            self.unbind()
+        else:  # a forked child's copy of the parent's loop: leave it alone
+            self.fd, self.events, self.wanted, self.timer = -1, 0, 0, None
         self.loop = loop
+        self.pid = os.getpid()
         self.mutex = asyncio.Lock()
         ref = weakref.ref(self)
         # The watcher is told at once what to watch now.
@@ -347,10 +353,14 @@ class _Engine:
     def close(self) -> None:
         """Stops driving and frees the handle now (blocking: releases what
         it holds, leaves the queue)."""
-        try:
-            self.unbind()
-        except Exception:  # a loop being torn down
-            pass
+        if self.pid == os.getpid():
+            try:
+                self.unbind()
+            except Exception:  # a loop being torn down
+                pass
+        # else a forked child's copy: its loop's epoll instance is the
+        # parent's, which must keep watching (and the handle leaves the
+        # parent's lock alone).
         self.handle.close()
 
 

@@ -3,13 +3,19 @@ on one name between asyncio processes (several tasks each) and blocking
 ones, and Ctrl-C (SIGINT) in a process whose loop waits in acquire(),
 under asyncio.run() and under a bare run_until_complete().  Nothing may be
 left on the server."""
+import asyncio
+import atexit
+import os
 import signal
 import subprocess
 import sys
 import unittest
 
 import fairlock
+import fairlock.asyncio as fa
 import support
+
+DEADLINE = 30
 
 # A process that queues its waiters one at a time (the parent says when,
 # on stdin) and records "ident:ticket" in NAME:order as each gets the lock.
@@ -154,6 +160,55 @@ class Fleet(support.ServerTestCase):
         task pending and the loop stopped: the handle leaves the queue at
         the interpreter's exit."""
         self.check_sigint("bare")
+
+
+class Fork(support.ServerTestCase):
+
+    def test_forked_child_leaves_the_parents_loop_alone(self):
+        """A forked child shares the parent's epoll instance: using an
+        inherited object on a loop of its own, and exiting (atexit) with
+        one that holds the parent's lock, must not take the parent's
+        sockets off the parent's loop, nor release its lock."""
+        held, used = support.unique("aio-fork-held"), support.unique(
+            "aio-fork-used")
+        loop = asyncio.new_event_loop()
+        # A socket taken off the loop would stall a call until its reply
+        # timeout, which is past the test's deadline.
+        a = fa.RedisLockFifo(held, url=self.url, timeout=60, io_timeout=60)
+        b = fa.RedisLockFifo(used, url=self.url, timeout=60, io_timeout=60)
+
+        async def setup():
+            await a.acquire()
+            await b.acquire()
+            await b.release()  # its reader stays registered, idle
+        loop.run_until_complete(setup())
+        pid = os.fork()
+        if pid == 0:  # the child: no assertion here, only an exit code
+            code = 1
+            try:
+                child_loop = asyncio.new_event_loop()
+
+                async def child():
+                    await b.acquire()
+                    await b.release()
+                child_loop.run_until_complete(
+                    asyncio.wait_for(child(), DEADLINE))
+                code = 0
+            finally:
+                atexit._run_exitfuncs()  # closes `a`, the parent's
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(status, 0)
+
+        async def after():
+            self.assertTrue(await a.owned())
+            self.assertTrue(await a.release())
+            await b.acquire()
+            self.assertTrue(await b.release())
+        loop.run_until_complete(asyncio.wait_for(after(), DEADLINE))
+        loop.close()
+        self.assertEqual(support.keys_of(self.redis, held), [])
+        self.assertEqual(support.keys_of(self.redis, used), [])
 
 
 if __name__ == "__main__":
