@@ -583,12 +583,11 @@ FAIRLOCK_EXPORT int fairlock_version_number(void);
  * Supported: every URL (redis://, rediss://, unix://, Sentinel and
  * Cluster, TLS or not), each kind of lock, FIFO or not.  Behind sentinels
  * the master is asked of them without blocking, and asked again when it
- * answers READONLY.  On a cluster, MOVED is followed; a slot in migration
- * (ASK, TRYAGAIN) or a cluster down is waited out, sending the command to
- * the slot's owner again after a pause, until the acquire's deadline (or
- * io_timeout_ms): unlike the blocking calls, an ASK is not followed to the
- * importing node.  Not yet: a borrowed redisContext (opts.redis), which
- * the start functions refuse with FAIRLOCK_INVALID ("the non-blocking API
+ * answers READONLY.  On a cluster, MOVED and ASK are followed, and a slot
+ * in migration (TRYAGAIN) or a cluster down is waited out until the
+ * acquire's deadline (or io_timeout_ms), as the blocking calls do.  Not
+ * yet: a borrowed redisContext (opts.redis), which the start functions
+ * refuse with FAIRLOCK_INVALID ("the non-blocking API
  * does not support ... yet").
  * Connecting resolves the host name with getaddrinfo(), the one step that
  * may block (not at all for an address or "localhost").

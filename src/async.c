@@ -49,7 +49,9 @@ typedef enum {
     W_RENEW,    /* extend.lua from the renewal timer */
     W_SENTINEL, /* SENTINEL get-master-addr-by-name, on `aux` */
     W_ROLE,     /* ROLE, to the master a sentinel named */
-    W_MYID      /* CLUSTER MYID, to a node of a cluster URL */
+    W_MYID,     /* CLUSTER MYID, to a node of a cluster URL */
+    W_ASKING,   /* ASKING, on `aux` to the node an ASK named */
+    W_ASKED     /* the command behind it, there */
 } wire_kind;
 
 /* Why cancel.lua runs: to clear a request before a new one, or to end
@@ -82,6 +84,7 @@ struct fairlock__async {
      * retry_at to be sent again; `tries` and `pause_ms` pace it. */
     int64_t retry_at; /* INT64_MAX: none */
     wire_kind retry;
+    wire_kind asked_what; /* the command sent after ASKING */
     int tries, redirects;
     int64_t pause_ms;
 
@@ -130,7 +133,9 @@ struct fairlock__async {
 
 /* The engine of the command on the wire (or of the handle, when none). */
 static fairlock__engine *engine_of(const fairlock *lock) {
-    if (lock->async != NULL && lock->async->wire == W_SENTINEL)
+    if (lock->async != NULL &&
+        (lock->async->wire == W_SENTINEL || lock->async->wire == W_ASKING ||
+         lock->async->wire == W_ASKED))
         return lock->async->aux;
     fairlock__engine *eng = lock->conn.eng;
     return eng != NULL && lock->conn.pid == getpid() ? eng : NULL;
@@ -251,10 +256,13 @@ static void send_cmd(fairlock *lock, wire_kind what) {
     resend(lock, what);
 }
 
+static void queue_cmd_on(fairlock *lock, fairlock__engine *eng);
+
 /* Writes a->cmd on the handle's connection, as far as it goes now. */
-static void queue_cmd(fairlock *lock) {
+static void queue_cmd(fairlock *lock) { queue_cmd_on(lock, lock->conn.eng); }
+
+static void queue_cmd_on(fairlock *lock, fairlock__engine *eng) {
     fairlock__async *a = lock->async;
-    fairlock__engine *eng = lock->conn.eng;
     const char *argv[FAIRLOCK__EVAL_ARGS];
     size_t lens[FAIRLOCK__EVAL_ARGS];
     char nkeys[8];
@@ -463,23 +471,26 @@ static int starts_with(const redisReply *r, const char *prefix) {
 }
 
 /* A reply that proves the command did not run on a cluster: MOVED (the
- * slot's owner is named: send it there), ASK, TRYAGAIN, CLUSTERDOWN (a
- * slot in migration, a failover: send it again after a pause, 10 ms
- * doubling up to 200).  An ASK is not followed to the importing node as
- * the blocking calls do: the command goes to the owner again until the
- * migration ends.  Until the acquire's deadline, or the I/O timeout from
- * the first try.  Returns 1 when the command will be sent again, -1 when
- * it gave up (the handle's error says why), 0 for any other reply. */
+ * slot's owner is named: send it there, paced after a few in a row), ASK
+ * (the slot is migrating: this one command goes to the importing node),
+ * TRYAGAIN, CLUSTERDOWN (a slot in migration, a failover: send it again
+ * after a pause, 10 ms doubling up to 200).  Until the acquire's
+ * deadline, or the I/O timeout from the first try.  Returns 1 when the
+ * command will be sent again, -1 when it gave up (the handle's error says
+ * why), 0 for any other reply. */
 static int cluster_refused(fairlock *lock, wire_kind what,
                            const redisReply *reply) {
     fairlock__async *a = lock->async;
     if (reply == NULL || lock->url.kind != FAIRLOCK__URL_CLUSTER)
         return 0;
     int moved = starts_with(reply, "MOVED ");
-    int transient = starts_with(reply, "ASK ") ||
-                    starts_with(reply, "TRYAGAIN") ||
+    int ask = starts_with(reply, "ASK ");
+    /* An ASK is followed at once every time: the importing node runs
+     * the command or answers TRYAGAIN (paced), and the deadline above
+     * bounds the whole. */
+    int transient = starts_with(reply, "TRYAGAIN") ||
                     starts_with(reply, "CLUSTERDOWN");
-    if (!moved && !transient)
+    if (!moved && !ask && !transient)
         return 0;
     enum { FIRST_PAUSE_MS = 10, MAX_PAUSE_MS = 200, FREE_REDIRECTS = 2 };
     int64_t now = fairlock__now_ms();
@@ -500,7 +511,7 @@ static int cluster_refused(fairlock *lock, wire_kind what,
                        now - a->first_ms, a->tries, reply->str);
         return -1;
     }
-    if (moved) {
+    if (moved || ask) {
         char host[256];
         int port = 0;
         const char *asked = engine_live(lock)
@@ -512,12 +523,32 @@ static int cluster_refused(fairlock *lock, wire_kind what,
                            "malformed cluster redirect: %.80s", reply->str);
             return -1;
         }
-        snprintf(lock->conn.node_host, sizeof lock->conn.node_host, "%s", host);
-        lock->conn.node_port = port;
-        drop_conn(lock);
-        if (++a->redirects <= FREE_REDIRECTS) {
-            resend(lock, what);
+        if (ask) {
+            /* The slot is migrating and the keys are not on the owner:
+             * this one command goes to the importing node, behind
+             * ASKING (which covers the next command only), on a
+             * connection of its own; the next goes to the owner again. */
+            a->asked_what = what;
+            a->wire = W_ASKING;
+            a->sent_ms = now;
+            a->aux = fairlock__conn_start_node(&lock->conn, host, port, 0,
+                                               &lock->err);
+            if (a->aux == NULL)
+                return 1; /* read as a failure by the next step */
+            const char *asking[1] = {"ASKING"};
+            queue_plain(lock, a->aux, 1, asking);
+            queue_cmd_on(lock, a->aux);
             return 1;
+        }
+        if (moved) {
+            snprintf(lock->conn.node_host, sizeof lock->conn.node_host, "%s",
+                     host);
+            lock->conn.node_port = port;
+            drop_conn(lock);
+            if (++a->redirects <= FREE_REDIRECTS) {
+                resend(lock, what);
+                return 1;
+            }
         }
     } else {
         a->redirects = 0;
@@ -959,6 +990,25 @@ static void on_reply(fairlock *lock, wire_kind what, const redisReply *reply) {
         on_myid(lock, reply);
         return;
     }
+    if (what == W_ASKING) {
+        if (reply != NULL && reply->type != REDIS_REPLY_ERROR) {
+            a->wire = W_ASKED; /* the command's reply is next */
+            return;
+        }
+        if (reply != NULL)
+            fairlock__error_reply(&lock->err, FAIRLOCK__URL_CLUSTER, "ASKING",
+                                  reply->str);
+        /* Unknown whether the command behind it ran (when the connection
+         * failed): the caller's failure path resolves it. */
+        drop_aux(lock);
+        on_reply(lock, a->asked_what, NULL);
+        return;
+    }
+    if (what == W_ASKED) {
+        drop_aux(lock);
+        on_reply(lock, a->asked_what, reply);
+        return;
+    }
     int refused = cluster_refused(lock, what, reply);
     if (refused > 0)
         return;
@@ -1043,6 +1093,8 @@ static void on_reply(fairlock *lock, wire_kind what, const redisReply *reply) {
     case W_SENTINEL:
     case W_ROLE:
     case W_MYID:
+    case W_ASKING:
+    case W_ASKED:
         return;
     }
 }
@@ -1337,7 +1389,7 @@ static void run(fairlock *lock) {
                 if (eng != NULL)
                     lock->err = *fairlock__engine_error(eng);
                 a->wire = W_NONE;
-                if (what != W_SENTINEL)
+                if (what != W_SENTINEL && what != W_ASKING && what != W_ASKED)
                     drop_conn(lock);
                 on_reply(lock, what, NULL);
                 continue;

@@ -643,8 +643,11 @@ static int async_run(fairlock *lock, async_seen *s) {
 }
 
 /* Each lock on its slot's master, found through MOVED from the seeds; and
- * a slot in migration waited out (its ASK and TRYAGAIN replies retried)
- * until it is stable again. */
+ * a slot in migration waited out: a lock whose keys are not on the owner
+ * follows the ASK to the importing node, which answers TRYAGAIN (a
+ * script's keys do not all exist there), and one whose keys are partly on
+ * the owner gets TRYAGAIN there; both retry until the slot is stable,
+ * then go through. */
 static void async_on_a_cluster(void) {
     int rc;
     async_seen s = {0, -1};
@@ -670,42 +673,71 @@ static void async_on_a_cluster(void) {
     }
 
     const char *name = "{fltest-async-mig}:job";
+    const char *held_name = "{fltest-async-mig}:held";
     long long slot = slot_of(name);
+    CHECK_INT(slot_of(held_name), ==, slot);
     int owner = master_of_slot(slot);
     int other = other_master(owner);
     char *owner_id = node_id(owner), *other_id = node_id(other);
     fairlock *lock = cluster_lock(name, 0, &rc);
-    /* Connected to the owner first. */
+    fairlock *held = cluster_lock(held_name, 0, &rc);
+    fairlock *waiter = cluster_lock(held_name, 0, &rc);
+    /* Both connected to the owner first; `held` is held there. */
     CHECK_RC(lock,
              fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, async_record, &s),
              FAIRLOCK_OK);
     CHECK_RC(lock, async_run(lock, &s), FAIRLOCK_OK);
     CHECK_RC(lock, fairlock_release_start(lock, async_record, &s), FAIRLOCK_OK);
     CHECK_RC(lock, async_run(lock, &s), FAIRLOCK_OK);
-    long long before = migration_replies(owner) + migration_replies(other);
+    CHECK_RC(held,
+             fairlock_acquire_start(held, FAIRLOCK_DEFAULT, async_record, &s),
+             FAIRLOCK_OK);
+    CHECK_RC(held, async_run(held, &s), FAIRLOCK_OK);
+
+    long long before_owner = migration_replies(owner);
+    long long before_other = migration_replies(other);
     freeReplyObject(
         on_node(other, "CLUSTER SETSLOT %lld IMPORTING %s", slot, owner_id));
     freeReplyObject(
         on_node(owner, "CLUSTER SETSLOT %lld MIGRATING %s", slot, other_id));
+    async_seen ws = {0, -1};
     CHECK_RC(lock,
              fairlock_acquire_start(lock, FAIRLOCK_FOREVER, async_record, &s),
              FAIRLOCK_OK);
+    CHECK_RC(
+        waiter,
+        fairlock_acquire_start(waiter, FAIRLOCK_FOREVER, async_record, &ws),
+        FAIRLOCK_OK);
+    /* The importing node hears only from `lock`, through ASK; the owner
+     * answers `lock` ASK and `waiter` TRYAGAIN. */
     int64_t from = test_now_ns();
-    while (migration_replies(owner) + migration_replies(other) < before + 3) {
+    while (migration_replies(other) < before_other + 2 ||
+           migration_replies(owner) < before_owner + 4) {
         CHECK(ms_since(from) < EVENT_DEADLINE_MS);
         async_turn(lock);
+        async_turn(waiter);
     }
-    CHECK_INT(s.calls, ==, 0); /* still waiting the migration out */
+    CHECK_INT(s.calls, ==, 0); /* both still waiting the migration out */
+    CHECK_INT(ws.calls, ==, 0);
     freeReplyObject(on_node(owner, "CLUSTER SETSLOT %lld STABLE", slot));
     freeReplyObject(on_node(other, "CLUSTER SETSLOT %lld STABLE", slot));
     CHECK_RC(lock, async_run(lock, &s), FAIRLOCK_OK);
     CHECK_RC(lock, fairlock_release_start(lock, async_record, &s), FAIRLOCK_OK);
     CHECK_RC(lock, async_run(lock, &s), FAIRLOCK_OK);
-    redisReply *r = on_node(owner, "EXISTS %s %s:queue %s:seq", name, name,
-                            name);
+    CHECK_RC(held, fairlock_release_start(held, async_record, &s), FAIRLOCK_OK);
+    CHECK_RC(held, async_run(held, &s), FAIRLOCK_OK);
+    CHECK_RC(waiter, async_run(waiter, &ws), FAIRLOCK_OK);
+    CHECK_RC(waiter, fairlock_release_start(waiter, async_record, &ws),
+             FAIRLOCK_OK);
+    CHECK_RC(waiter, async_run(waiter, &ws), FAIRLOCK_OK);
+    redisReply *r = on_node(owner,
+                            "EXISTS %s %s:queue %s:seq %s %s:queue %s:seq",
+                            name, name, name, held_name, held_name, held_name);
     CHECK_INT(r->integer, ==, 0);
     freeReplyObject(r);
     fairlock_free(lock);
+    fairlock_free(held);
+    fairlock_free(waiter);
     free(owner_id);
     free(other_id);
 }
