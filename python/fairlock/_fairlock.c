@@ -85,6 +85,14 @@ typedef struct {
 #else
     PyObject *pending_type, *pending_value, *pending_tb;
 #endif
+
+    /* AsyncLock only (fairlock.asyncio): the Python callables the C
+     * callbacks call, an exception one of them raised (kept for the method
+     * that made the C call), and the operation in progress. */
+    PyObject *watch_cb; /* watch(fd, events, timeout_ms) */
+    PyObject *done_cb;  /* done(code, value_or_exception) */
+    PyObject *cb_error; /* exception instance, or NULL */
+    int op;             /* ASYNC_* of the operation in progress */
 } LockObject;
 
 static int has_pending(const LockObject *self) {
@@ -251,13 +259,13 @@ static void update_cache(LockObject *self) {
     self->permit = fairlock_permit(self->lock);
 }
 
-/* Raises the exception for result code `code` of the last call on the
- * handle, with its detail: LockTimeoutError, ValueError, MemoryError or
- * LockError.  LockErrors carry the code's name in their `code` attribute.
- * Returns NULL. */
-static PyObject *raise_code(LockObject *self, int code) {
+/* The exception for result code `code` of the last call on the handle,
+ * with its detail: LockTimeoutError, ValueError, MemoryError or LockError
+ * (a new reference, or NULL with an exception set).  LockErrors carry the
+ * code's name in their `code` attribute. */
+static PyObject *code_exception(LockObject *self, int code) {
     if (code == FAIRLOCK_NOMEM)
-        return PyErr_NoMemory();
+        return PyObject_CallObject(PyExc_MemoryError, NULL);
     const char *detail = fairlock_errmsg(self->lock);
     if (detail == NULL || *detail == '\0')
         detail = fairlock_strerror(code);
@@ -281,8 +289,16 @@ static PyObject *raise_code(LockObject *self, int code) {
         }
         Py_DECREF(name);
     }
-    PyErr_SetObject(type, exc);
-    Py_DECREF(exc);
+    return exc;
+}
+
+/* Raises code_exception(self, code).  Returns NULL. */
+static PyObject *raise_code(LockObject *self, int code) {
+    PyObject *exc = code_exception(self, code);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
     return NULL;
 }
 
@@ -780,6 +796,9 @@ static int Lock_traverse(LockObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->fifo_stale_timeout);
     Py_VISIT(self->ttl);
     Py_VISIT(self->token);
+    Py_VISIT(self->watch_cb);
+    Py_VISIT(self->done_cb);
+    Py_VISIT(self->cb_error);
     return 0;
 }
 
@@ -790,6 +809,9 @@ static int Lock_clear(LockObject *self) {
     Py_CLEAR(self->fifo_stale_timeout);
     Py_CLEAR(self->ttl);
     Py_CLEAR(self->token);
+    Py_CLEAR(self->watch_cb);
+    Py_CLEAR(self->done_cb);
+    Py_CLEAR(self->cb_error);
     return 0;
 }
 
@@ -800,6 +822,11 @@ static void Lock_dealloc(LockObject *self) {
     PyObject_GC_UnTrack(self);
     fairlock *lock = self->lock;
     self->lock = NULL;
+    /* fairlock_free() tells the watcher it goes (FAIRLOCK_EV_FREED), but
+     * it runs here without the GIL: the Python watcher must not be
+     * called, and fairlock.asyncio stopped watching the socket first. */
+    if (lock != NULL && self->watch_cb != NULL)
+        fairlock_async_set_watcher(lock, NULL, NULL);
     if (lock != NULL) {
         int state = fairlock_state(lock);
         int inherited = self->owner_pid != 0 && self->owner_pid != getpid() &&
@@ -837,6 +864,395 @@ static PyTypeObject LockType = {
 /* clang-format on */
 
 /* ---------------------------------------------------------------------------
+ * AsyncLock: the same handle driven by an event loop (fairlock.asyncio)
+ *
+ * The non-blocking API of the C library (fairlock_acquire_start() and the
+ * rest) on a handle made exactly as Lock makes one.  No call here blocks,
+ * so the GIL stays held; the C library's two callbacks call Python
+ * callables given by fairlock/asyncio.py: the watcher, told which fd and
+ * events to watch and when the timer is due (it calls loop.add_reader()
+ * and the like), and the completion of an operation, given the result
+ * code and the value or exception the awaiting coroutine gets.  Both run
+ * from within the methods below (the library calls them from its start
+ * functions, cancel and process, never on another thread), so an
+ * exception either callable raises is kept and raised again by the method
+ * once the C call has returned.
+ * ------------------------------------------------------------------------- */
+
+enum { ASYNC_NONE, ASYNC_ACQUIRE, ASYNC_RELEASE, ASYNC_EXTEND, ASYNC_STATUS };
+
+/* Keeps the current exception for the method that made the C call: the
+ * first one wins, later ones are reported as unraisable. */
+static void keep_cb_error(LockObject *self) {
+    if (self->cb_error != NULL) {
+        PyErr_WriteUnraisable(self->done_cb);
+        return;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    self->cb_error = PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    self->cb_error = value;
+#endif
+}
+
+/* Ends a method that called into the library: raises what a callback
+ * raised (returning NULL), else returns result (stolen). */
+static PyObject *async_return(LockObject *self, PyObject *result) {
+    if (self->cb_error == NULL)
+        return result;
+    Py_XDECREF(result);
+    PyObject *exc = self->cb_error;
+    self->cb_error = NULL;
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+    return NULL;
+}
+
+static void async_watch(fairlock *lock, int fd, int events, int64_t timeout_ms,
+                        void *arg) {
+    (void)lock;
+    LockObject *self = arg;
+    if (self->watch_cb == NULL)
+        return;
+    PyObject *r = PyObject_CallFunction(self->watch_cb, "iiL", fd, events,
+                                        (long long)timeout_ms);
+    if (r == NULL)
+        keep_cb_error(self);
+    Py_XDECREF(r);
+}
+
+/* Calls done(code, value); value is stolen (NULL: an exception is set,
+ * which is then what the operation gives). */
+static void async_finish(LockObject *self, int code, PyObject *value) {
+    if (value == NULL) {
+        keep_cb_error(self);
+        value = Py_NewRef(Py_None);
+        code = FAIRLOCK_NOMEM;
+    }
+    if (self->done_cb != NULL) {
+        PyObject *r = PyObject_CallFunction(self->done_cb, "iO", code, value);
+        if (r == NULL)
+            keep_cb_error(self);
+        Py_XDECREF(r);
+    }
+    Py_DECREF(value);
+}
+
+/* Completion of acquire, release and extend.  The value is what the
+ * blocking method returns (True; False for a release of a lock not
+ * held) or the exception it raises, built here while fairlock_errmsg()
+ * still has the detail. */
+static void async_done(fairlock *lock, int code, void *arg) {
+    (void)lock;
+    LockObject *self = arg;
+    int op = self->op;
+    self->op = ASYNC_NONE;
+    if (op == ASYNC_ACQUIRE && code == FAIRLOCK_OK)
+        self->owner_pid = getpid();
+    update_cache(self);
+    PyObject *value = code == FAIRLOCK_OK ? Py_NewRef(Py_True)
+                      : op == ASYNC_RELEASE && code == FAIRLOCK_NOTOWNED
+                          ? Py_NewRef(Py_False)
+                          : code_exception(self, code);
+    async_finish(self, code, value);
+}
+
+/* Completion of a snapshot: (locked, owned), as locked() and owned() of
+ * the blocking class answer them: someone holds the lock, and this
+ * handle's token is one of its holders. */
+static void async_status_done(fairlock *lock, int code, fairlock_status *status,
+                              void *arg) {
+    LockObject *self = arg;
+    self->op = ASYNC_NONE;
+    PyObject *value;
+    if (code != FAIRLOCK_OK || status == NULL) {
+        value = code_exception(self,
+                               code == FAIRLOCK_OK ? FAIRLOCK_REDIS : code);
+    } else {
+        const char *mine = fairlock_token(lock);
+        int locked = status->holder != NULL || status->holder_count > 0;
+        int owned = mine != NULL && status->holder != NULL &&
+                    strcmp(status->holder, mine) == 0;
+        for (size_t i = 0; mine != NULL && !owned && i < status->holder_count;
+             i++) {
+            const fairlock_holder *h = fairlock_status_holder(status, i);
+            owned = h != NULL && h->token != NULL &&
+                    strcmp(h->token, mine) == 0;
+        }
+        value = Py_BuildValue("(OO)", locked ? Py_True : Py_False,
+                              owned ? Py_True : Py_False);
+    }
+    fairlock_status_free(status);
+    async_finish(self, code, value);
+}
+
+/* The handle, or NULL with LockError set when the object is not usable. */
+static fairlock *async_handle(LockObject *self) {
+    if (self->lock == NULL)
+        PyErr_SetString(LockError, "the lock is closed, or __init__() has "
+                                   "not run");
+    return self->lock;
+}
+
+/* The end of a start function: op becomes in progress on FAIRLOCK_OK. */
+static PyObject *async_started(LockObject *self, int rc, int op) {
+    if (rc == FAIRLOCK_OK)
+        self->op = op;
+    return async_return(self, rc == FAIRLOCK_OK ? Py_NewRef(Py_None)
+                                                : raise_code(self, rc));
+}
+
+static PyObject *AsyncLock_set_callbacks(LockObject *self, PyObject *args) {
+    PyObject *watch, *done;
+    if (!PyArg_ParseTuple(args, "OO:set_callbacks", &watch, &done))
+        return NULL;
+    fairlock *lock = async_handle(self);
+    if (lock == NULL)
+        return NULL;
+    PyObject *old_watch = self->watch_cb, *old_done = self->done_cb;
+    self->watch_cb = watch == Py_None ? NULL : Py_NewRef(watch);
+    self->done_cb = done == Py_None ? NULL : Py_NewRef(done);
+    Py_INCREF(self);
+    /* Calls the new watcher at once with what to watch now. */
+    fairlock_async_set_watcher(lock, self->watch_cb ? async_watch : NULL, self);
+    Py_XDECREF(old_watch);
+    Py_XDECREF(old_done);
+    PyObject *r = async_return(self, Py_NewRef(Py_None));
+    Py_DECREF(self);
+    return r;
+}
+
+static PyObject *AsyncLock_start_acquire(LockObject *self, PyObject *args,
+                                         PyObject *kwds) {
+    static char *kwlist[] = {(char *)"timeout", (char *)"blocking", NULL};
+    PyObject *timeout = Py_None, *blocking = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:start_acquire", kwlist,
+                                     &timeout, &blocking))
+        return NULL;
+    int64_t timeout_ms;
+    int block = self->blocking;
+    if (duration_arg(timeout, "timeout", DUR_NONE | DUR_INF, FAIRLOCK_DEFAULT,
+                     &timeout_ms) < 0 ||
+        (blocking != Py_None && flag_arg(blocking, "blocking", &block) < 0))
+        return NULL;
+    fairlock *lock = async_handle(self);
+    if (lock == NULL)
+        return NULL;
+    /* The library's single try is a timeout of 0. */
+    if (!block)
+        timeout_ms = 0;
+    Py_INCREF(self);
+    int rc = fairlock_acquire_start(lock, timeout_ms, async_done, self);
+    PyObject *r = async_started(self, rc, ASYNC_ACQUIRE);
+    Py_DECREF(self);
+    return r;
+}
+
+static PyObject *AsyncLock_start_release(LockObject *self, PyObject *unused) {
+    (void)unused;
+    fairlock *lock = async_handle(self);
+    if (lock == NULL)
+        return NULL;
+    Py_INCREF(self);
+    int rc = fairlock_release_start(lock, async_done, self);
+    PyObject *r;
+    if (rc == FAIRLOCK_NOTOWNED) { /* nothing held: no operation */
+        update_cache(self);
+        r = async_return(self, Py_NewRef(Py_False));
+    } else {
+        r = async_started(self, rc, ASYNC_RELEASE);
+        if (r != NULL) {
+            Py_DECREF(r);
+            r = Py_NewRef(Py_True);
+        }
+    }
+    Py_DECREF(self);
+    return r;
+}
+
+static PyObject *AsyncLock_start_extend(LockObject *self, PyObject *args,
+                                        PyObject *kwds) {
+    static char *kwlist[] = {(char *)"ttl", NULL};
+    PyObject *ttl;
+    int64_t ttl_ms;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:start_extend", kwlist,
+                                     &ttl) ||
+        duration_arg(ttl, "ttl", DUR_INF | DUR_POSITIVE, 0, &ttl_ms) < 0)
+        return NULL;
+    fairlock *lock = async_handle(self);
+    if (lock == NULL)
+        return NULL;
+    Py_INCREF(self);
+    int rc = fairlock_extend_start(lock, ttl_ms, async_done, self);
+    PyObject *r = async_started(self, rc, ASYNC_EXTEND);
+    Py_DECREF(self);
+    return r;
+}
+
+static PyObject *AsyncLock_start_status(LockObject *self, PyObject *unused) {
+    (void)unused;
+    fairlock *lock = async_handle(self);
+    if (lock == NULL)
+        return NULL;
+    Py_INCREF(self);
+    int rc = fairlock_status_start(lock, 0, async_status_done, self);
+    PyObject *r = async_started(self, rc, ASYNC_STATUS);
+    Py_DECREF(self);
+    return r;
+}
+
+static PyObject *AsyncLock_cancel(LockObject *self, PyObject *unused) {
+    (void)unused;
+    fairlock *lock = async_handle(self);
+    if (lock == NULL)
+        return NULL;
+    Py_INCREF(self);
+    int rc = fairlock_async_cancel(lock);
+    PyObject *r = async_return(self, PyBool_FromLong(rc == FAIRLOCK_OK));
+    Py_DECREF(self);
+    return r;
+}
+
+static PyObject *AsyncLock_process(LockObject *self, PyObject *arg) {
+    int events = PyLong_Check(arg) ? (int)PyLong_AsLong(arg) : -1;
+    if (events < 0 || events > (FAIRLOCK_EV_READ | FAIRLOCK_EV_WRITE)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError,
+                            "events must be an int from 0 to 3");
+        return NULL;
+    }
+    fairlock *lock = async_handle(self);
+    if (lock == NULL)
+        return NULL;
+    Py_INCREF(self);
+    fairlock_async_process(lock, events);
+    PyObject *r = async_return(self, Py_NewRef(Py_None));
+    Py_DECREF(self);
+    return r;
+}
+
+static PyObject *AsyncLock_watching(LockObject *self, PyObject *unused) {
+    (void)unused;
+    fairlock *lock = async_handle(self);
+    if (lock == NULL)
+        return NULL;
+    return Py_BuildValue("(iiL)", fairlock_async_fd(lock),
+                         fairlock_async_events(lock),
+                         (long long)fairlock_async_timeout(lock));
+}
+
+static PyObject *AsyncLock_busy(LockObject *self, PyObject *unused) {
+    (void)unused;
+    return PyBool_FromLong(self->lock != NULL &&
+                           fairlock_async_busy(self->lock));
+}
+
+static PyObject *AsyncLock_state(LockObject *self, PyObject *unused) {
+    (void)unused;
+    return PyLong_FromLong(self->lock ? fairlock_state(self->lock)
+                                      : FAIRLOCK_STATE_IDLE);
+}
+
+/* Frees the handle now, as its deallocation would: a lock held is
+ * released and a queue entry removed, blocking (io_timeout per command).
+ * For the interpreter's exit, when no loop runs any more. */
+static PyObject *AsyncLock_close(LockObject *self, PyObject *unused) {
+    (void)unused;
+    fairlock *lock = self->lock;
+    self->lock = NULL;
+    self->op = ASYNC_NONE;
+    if (lock != NULL) /* as in Lock_dealloc */
+        fairlock_async_set_watcher(lock, NULL, NULL);
+    if (lock != NULL) {
+        int state = fairlock_state(lock);
+        int inherited = self->owner_pid != 0 && self->owner_pid != getpid() &&
+                        (state == FAIRLOCK_STATE_HELD ||
+                         state == FAIRLOCK_STATE_PENDING);
+        if (!inherited) {
+            Py_BEGIN_ALLOW_THREADS
+            fairlock_free(lock);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    Py_XSETREF(self->token, Py_NewRef(Py_None));
+    self->ticket = self->fence = self->permit = 0;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef AsyncLock_methods[] = {
+    {"set_callbacks", (PyCFunction)AsyncLock_set_callbacks, METH_VARARGS,
+     "set_callbacks($self, watch, done, /)\n--\n\n"
+     "watch(fd, events, timeout_ms) is told what the loop must watch (it is\n"
+     "called at once); done(code, value) gets each operation's outcome."},
+    {"start_acquire", (PyCFunction)(void (*)(void))AsyncLock_start_acquire,
+     METH_VARARGS | METH_KEYWORDS,
+     "start_acquire($self, /, timeout=None, blocking=None)\n--\n\n"
+     "Start acquiring; done() gets True or the exception."},
+    {"start_release", (PyCFunction)AsyncLock_start_release, METH_NOARGS,
+     "start_release($self, /)\n--\n\n"
+     "Start releasing and return True; False when nothing is held (no\n"
+     "operation is started then)."},
+    {"start_extend", (PyCFunction)(void (*)(void))AsyncLock_start_extend,
+     METH_VARARGS | METH_KEYWORDS,
+     "start_extend($self, /, ttl)\n--\n\nStart extending the lease."},
+    {"start_status", (PyCFunction)AsyncLock_start_status, METH_NOARGS,
+     "start_status($self, /)\n--\n\n"
+     "Start a snapshot; done() gets (locked, owned)."},
+    {"cancel", (PyCFunction)AsyncLock_cancel, METH_NOARGS,
+     "cancel($self, /)\n--\n\n"
+     "Give up the acquire in progress (it completes with\n"
+     "FAIRLOCK_INTERRUPTED once the queue entry is gone); False when no\n"
+     "acquire is in progress."},
+    {"process", (PyCFunction)AsyncLock_process, METH_O,
+     "process($self, events, /)\n--\n\n"
+     "Advance: events is what the fd is ready for (1 read, 2 write), 0 for\n"
+     "the timer."},
+    {"watching", (PyCFunction)AsyncLock_watching, METH_NOARGS,
+     "watching($self, /)\n--\n\n(fd, events, timeout_ms) to watch now."},
+    {"busy", (PyCFunction)AsyncLock_busy, METH_NOARGS,
+     "busy($self, /)\n--\n\nWhether an operation is in progress."},
+    {"state", (PyCFunction)AsyncLock_state, METH_NOARGS,
+     "state($self, /)\n--\n\n"
+     "fairlock_state(): 0 idle, 1 held, 2 lost, 3 pending."},
+    {"close", (PyCFunction)AsyncLock_close, METH_NOARGS,
+     "close($self, /)\n--\n\n"
+     "Free the handle now (blocking): release what it holds, leave the\n"
+     "queue."},
+    {NULL, NULL, 0, NULL}};
+
+PyDoc_STRVAR(AsyncLock_doc,
+             "AsyncLock(name, url=None, ...)\n"
+             "--\n"
+             "\n"
+             "One fairlock handle driven by an event loop, with Lock's\n"
+             "constructor and properties: the machinery of\n"
+             "fairlock.asyncio.RedisLockFifo.  Import that, not this.");
+
+/* clang-format off */
+static PyTypeObject AsyncLockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "fairlock._fairlock.AsyncLock",
+    .tp_basicsize = sizeof(LockObject),
+    .tp_dealloc = (destructor)Lock_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = AsyncLock_doc,
+    .tp_traverse = (traverseproc)Lock_traverse,
+    .tp_clear = (inquiry)Lock_clear,
+    .tp_methods = AsyncLock_methods,
+    .tp_getset = Lock_getset,
+    .tp_init = (initproc)Lock_init,
+    .tp_new = Lock_new,
+};
+/* clang-format on */
+
+/* ---------------------------------------------------------------------------
  * The module
  * ------------------------------------------------------------------------- */
 
@@ -865,7 +1281,7 @@ static int add_object(PyObject *module, const char *name, PyObject *value) {
 }
 
 PyMODINIT_FUNC PyInit__fairlock(void) {
-    if (PyType_Ready(&LockType) < 0)
+    if (PyType_Ready(&LockType) < 0 || PyType_Ready(&AsyncLockType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&fairlock_module);
     if (module == NULL)
@@ -897,6 +1313,8 @@ PyMODINIT_FUNC PyInit__fairlock(void) {
         add_object(module, "LockTimeoutError", Py_NewRef(LockTimeoutError)) <
             0 ||
         add_object(module, "Lock", Py_NewRef((PyObject *)&LockType)) < 0 ||
+        add_object(module, "AsyncLock", Py_NewRef((PyObject *)&AsyncLockType)) <
+            0 ||
         add_object(module, "__version__",
                    PyUnicode_FromString(fairlock_version())) < 0)
         goto fail;

@@ -44,7 +44,8 @@ class Installed(unittest.TestCase):
 
     def test_ships_type_information(self):
         package = Path(fairlock.__file__).parent
-        for name in ("py.typed", "_fairlock.pyi", "_redis_url.py"):
+        for name in ("py.typed", "_fairlock.pyi", "_redis_url.py",
+                     "asyncio.py"):
             self.assertTrue((package / name).is_file(), name)
         self.assertFalse((package / "_fairlock.c").exists())
 
@@ -58,6 +59,20 @@ class PublicApi(unittest.TestCase):
                                    fairlock._fairlock.Lock))
         self.assertEqual(fairlock.RedisLockFifo.__module__, "fairlock")
         self.assertIs(fairlock.LockError, fairlock._fairlock.LockError)
+
+    def test_asyncio_names(self):
+        import fairlock.asyncio
+        for name in fairlock.asyncio.__all__:
+            self.assertTrue(hasattr(fairlock.asyncio, name), name)
+        self.assertIs(fairlock.asyncio.LockError, fairlock.LockError)
+        self.assertIs(fairlock.asyncio.LockTimeoutError,
+                      fairlock.LockTimeoutError)
+        # The stub names every method of the handle type.
+        stub = (Path(fairlock.__file__).parent / "_fairlock.pyi").read_text()
+        body = stub[stub.index("class AsyncLock:"):]
+        for name in dir(fairlock._fairlock.AsyncLock):
+            if not name.startswith("_"):
+                self.assertIn(f" {name}(", body, name)
 
     def test_version_is_the_librarys(self):
         header = (ROOT / "include" / "fairlock.h").read_text()
