@@ -123,9 +123,11 @@ struct fairlock__async {
     void *watch_arg;
     int told_fd, told_events;
     int64_t told_due;
+    uint64_t told_socket; /* fairlock__engine_socket_id() of told_fd */
 
-    int depth;   /* process() or a callback runs on the handle */
-    int freeing; /* fairlock_free() was called meanwhile */
+    int depth;    /* process() or a callback runs on the handle */
+    int settling; /* a blocking call waits in settle_wire() */
+    int freeing;  /* fairlock_free() was called meanwhile */
 };
 
 /* ---------------------------------------------------------------------------
@@ -166,6 +168,10 @@ static int watched_fd(const fairlock *lock) {
     return engine_live(lock) ? fairlock__engine_fd(engine_of(lock)) : -1;
 }
 
+static uint64_t watched_socket(const fairlock *lock) {
+    return engine_live(lock) ? fairlock__engine_socket_id(engine_of(lock)) : 0;
+}
+
 static int watched_events(const fairlock *lock) {
     if (lock->async == NULL || lock->async->wire == W_NONE ||
         !engine_live(lock))
@@ -189,10 +195,23 @@ static void tell(fairlock *lock) {
     if (a == NULL || a->watch == NULL || a->depth > 0 || a->freeing)
         return;
     int fd = watched_fd(lock), events = watched_events(lock);
+    uint64_t socket = watched_socket(lock);
     int64_t due = due_at(lock);
+    if (a->told_fd >= 0 && socket != a->told_socket) {
+        /* The socket told was closed without a word: a blocking call
+         * between operations made a new connection (after MOVED, READONLY
+         * or a failure).  The new socket may have the same fd number, so
+         * the loop is told to drop the old registration (which the kernel
+         * dropped with the socket, unknown to the loop) before it watches
+         * the new one. */
+        a->told_fd = -1;
+        a->told_events = 0;
+        a->watch(lock, -1, 0, relative(a->told_due), a->watch_arg);
+    }
     if (fd == a->told_fd && events == a->told_events && due == a->told_due)
         return;
     a->told_fd = fd;
+    a->told_socket = socket;
     a->told_events = events;
     a->told_due = due;
     a->watch(lock, fd, events, relative(due), a->watch_arg);
@@ -202,7 +221,7 @@ static void tell(fairlock *lock) {
  * socket (a loop must not watch a closed fd). */
 static void drop_conn(fairlock *lock) {
     fairlock__async *a = lock->async;
-    if (a->watch != NULL && a->told_fd >= 0 && !a->freeing) {
+    if (a->watch != NULL && a->told_fd >= 0 && !a->freeing && !a->settling) {
         a->told_fd = -1;
         a->told_events = 0;
         a->watch(lock, -1, 0, relative(a->told_due), a->watch_arg);
@@ -322,7 +341,7 @@ static void drop_aux(fairlock *lock) {
     fairlock__async *a = lock->async;
     if (a->aux == NULL)
         return;
-    if (a->watch != NULL && a->told_fd >= 0 && !a->freeing) {
+    if (a->watch != NULL && a->told_fd >= 0 && !a->freeing && !a->settling) {
         a->told_fd = -1;
         a->told_events = 0;
         a->watch(lock, -1, 0, relative(a->told_due), a->watch_arg);
@@ -1124,19 +1143,13 @@ static void on_reply(fairlock *lock, wire_kind what, const redisReply *reply) {
  * Starting operations
  * ------------------------------------------------------------------------- */
 
+/* Every kind of URL is supported; a borrowed redisContext is not (its
+ * caller may block on it, and it has no engine to watch). */
 static int unsupported(fairlock *lock) {
     if (lock->conn.borrowed)
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "the non-blocking API does not support a "
                               "borrowed redisContext yet: give a url");
-    switch (lock->url.kind) {
-    case FAIRLOCK__URL_TCP:
-    case FAIRLOCK__URL_UNIX:
-        return FAIRLOCK_OK;
-    case FAIRLOCK__URL_SENTINEL:
-    case FAIRLOCK__URL_CLUSTER:
-        break;
-    }
     return FAIRLOCK_OK;
 }
 
@@ -1330,8 +1343,11 @@ int fairlock_async_cancel(fairlock *lock) {
     if (a->cancelled)
         return FAIRLOCK_OK;
     a->cancelled = 1;
-    if (a->wire == W_NONE && a->retry_at != INT64_MAX) {
-        /* A refused command waiting to be sent again: it never ran. */
+    if (a->wire == W_NONE && a->retry_at != INT64_MAX && a->retry != W_CANCEL) {
+        /* A refused command waiting to be sent again: it never ran.  (A
+         * page of cancel.lua waiting so is a cleanup in progress, left to
+         * end with its own result: abandoning again would replace the
+         * failure it reports.) */
         a->retry_at = INT64_MAX;
         fairlock__fail(lock, FAIRLOCK_INTERRUPTED, "cancelled");
         abandon(lock, FAIRLOCK_INTERRUPTED);
@@ -1370,11 +1386,65 @@ int64_t fairlock_async_timeout(const fairlock *lock) {
     return lock == NULL || lock->async == NULL ? -1 : relative(due_at(lock));
 }
 
+static void run_steps(fairlock *lock, int settle);
+
+/* Blocks until no command of the handle is on the wire nor waiting to be
+ * sent again: between operations, that is a renewal of the timer (or the
+ * reconnect, redirect or retry it is in), whose reply a blocking call
+ * would otherwise read as its own.  Each step waits for at most its
+ * deadline (io_timeout_ms), as in fairlock_async_process(), and the reply
+ * is applied as there (on_lost included); no new renewal is started. */
+static void settle_wire(fairlock *lock) {
+    fairlock__async *a = lock->async;
+    /* The watcher is not called from a blocking call (a binding may have
+     * let go of its interpreter lock for it): a socket closed meanwhile
+     * is told at the next operation's start, as one a blocking call
+     * replaced (see tell()). */
+    a->depth++;
+    a->settling = 1;
+    for (;;) {
+        run_steps(lock, 1);
+        if (a->freeing || (a->wire == W_NONE && a->retry_at == INT64_MAX))
+            break;
+        if (a->wire != W_NONE && engine_live(lock)) {
+            /* Its reply, or the engine FAILED (which the next step reads
+             * as the outcome). */
+            fairlock__engine *eng = engine_of(lock);
+            wire_kind what = a->wire;
+            redisReply *reply = fairlock__engine_wait_reply(
+                eng, fairlock__engine_deadline(eng));
+            if (reply != NULL) {
+                a->wire = W_NONE;
+                on_reply(lock, what, reply);
+                freeReplyObject(reply);
+            }
+        } else if (a->wire == W_NONE) {
+            int64_t now = fairlock__now_ms();
+            if (a->retry_at > now)
+                poll(NULL, 0, (int)min64(a->retry_at - now, INT32_MAX));
+        }
+    }
+    a->settling = 0;
+    a->depth--;
+}
+
 int fairlock__async_idle(fairlock *lock) {
     if (fairlock_async_busy(lock))
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "a non-blocking operation is in progress on "
                               "this handle");
+    fairlock__async *a = lock->async;
+    if (a == NULL)
+        return FAIRLOCK_OK;
+    if (a->wire != W_NONE || a->retry_at != INT64_MAX)
+        settle_wire(lock);
+    /* A hold that ended by a blocking call leaves the timer set; it must
+     * not renew the next hold, which a blocking acquire renews with its
+     * own thread.  (The timer itself runs only from
+     * fairlock_async_process(), on this thread: never during the blocking
+     * call.) */
+    if (lock->request != FAIRLOCK__REQUEST_HELD)
+        a->renew_at = INT64_MAX;
     return FAIRLOCK_OK;
 }
 
@@ -1398,8 +1468,9 @@ static void deliver(fairlock *lock) {
 }
 
 /* Runs the handle until it waits for the socket or a timer, or is to be
- * freed. */
-static void run(fairlock *lock) {
+ * freed.  With `settle`, only until the command on the wire and a retry
+ * of it are done (settle_wire()): nothing new is started. */
+static void run_steps(fairlock *lock, int settle) {
     fairlock__async *a = lock->async;
     while (!a->freeing) {
         if (a->wire != W_NONE) {
@@ -1437,6 +1508,8 @@ static void run(fairlock *lock) {
             resend(lock, a->retry);
             continue;
         }
+        if (settle)
+            return;
         if (a->finished) {
             deliver(lock);
             continue;
@@ -1491,7 +1564,7 @@ void fairlock_async_process(fairlock *lock, int events) {
             drop_conn(lock);
     }
     a->depth++;
-    run(lock);
+    run_steps(lock, 0);
     a->depth--;
     if (a->freeing) {
         if (a->depth == 0)
@@ -1545,13 +1618,12 @@ int fairlock__async_free(fairlock *lock) {
         fairlock__engine_free(a->aux);
         a->aux = NULL;
     }
-    /* A command on the wire has an unknown outcome: the connection goes
-     * (which also ends a BLPOP), and fairlock_free() resolves the request
-     * with cancel.lua on a new one. */
     /* An attempt on the wire: its reply is waited for (the free blocks
      * anyway), so that its outcome is known -- the ticket to cancel, and
      * no tombstone needed for an attempt that could otherwise still
-     * arrive after the cancel. */
+     * arrive after the cancel.  Any other command on the wire has an
+     * unknown outcome: the connection goes (which also ends a BLPOP), and
+     * fairlock_free() resolves the request with cancel.lua on a new one. */
     if (a->wire == W_ATTEMPT && engine_live(lock)) {
         fairlock__engine *eng = lock->conn.eng;
         redisReply *reply = fairlock__engine_wait_reply(
@@ -1568,8 +1640,10 @@ int fairlock__async_free(fairlock *lock) {
         }
         freeReplyObject(reply);
     }
-    if (a->wire == W_ATTEMPT ||
-        (a->wire == W_ASKED && a->asked_what == W_ATTEMPT))
+    /* An attempt sent behind ASKING is written on the ASK connection
+     * right after it, so it is unanswered from W_ASKING on. */
+    if (a->wire == W_ATTEMPT || ((a->wire == W_ASKING || a->wire == W_ASKED) &&
+                                 a->asked_what == W_ATTEMPT))
         lock->attempt_unanswered = 1;
     if (a->wire != W_NONE) {
         fairlock__conn_close(&lock->conn);

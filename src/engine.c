@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ enum { MAX_ADDRS = 8, MAX_SETUP = 2, READ_CHUNK = 16384 };
 struct fairlock__engine {
     fairlock__engine_state state;
     int fd;
+    uint64_t socket_id; /* of fd: see fairlock__engine_socket_id() */
     int64_t deadline_ms;
     fairlock__error err;
     fairlock__url_kind kind;
@@ -270,6 +272,10 @@ static void connected(fairlock__engine *eng) {
     }
 }
 
+/* Numbers every socket made, in any thread, so that a new socket is told
+ * from a closed one whose fd number it reuses. */
+static _Atomic uint64_t next_socket_id = 1;
+
 /* Tries the remaining addresses until a connect is in flight or done. */
 static int try_connect(fairlock__engine *eng) {
     while (eng->addr_next < eng->addr_count) {
@@ -283,6 +289,7 @@ static int try_connect(fairlock__engine *eng) {
             eng->last_errno = errno;
             continue;
         }
+        eng->socket_id = atomic_fetch_add(&next_socket_id, 1);
         if (addr->ss_family != AF_UNIX) {
             /* Commands are small and each waits for its reply. */
             int one = 1;
@@ -539,6 +546,12 @@ const char *fairlock__engine_host(const fairlock__engine *eng) {
 
 int fairlock__engine_fd(const fairlock__engine *eng) {
     return eng->state == FAIRLOCK__ENGINE_FAILED ? -1 : eng->fd;
+}
+
+uint64_t fairlock__engine_socket_id(const fairlock__engine *eng) {
+    return eng->state == FAIRLOCK__ENGINE_FAILED || eng->fd < 0
+               ? 0
+               : eng->socket_id;
 }
 
 short fairlock__engine_events(const fairlock__engine *eng) {

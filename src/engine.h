@@ -56,6 +56,10 @@ const char *fairlock__engine_host(const fairlock__engine *eng);
  * POLLOUT); -1 and 0 when FAILED. */
 int fairlock__engine_fd(const fairlock__engine *eng);
 short fairlock__engine_events(const fairlock__engine *eng);
+/* What tells that socket from any other made before or since, also one
+ * that reused its fd number (0 when there is none).  A loop that watched
+ * a closed socket must drop its registration and make a new one. */
+uint64_t fairlock__engine_socket_id(const fairlock__engine *eng);
 /* Until when (monotonic ms) the current step may take. */
 int64_t fairlock__engine_deadline(const fairlock__engine *eng);
 void fairlock__engine_set_deadline(fairlock__engine *eng, int64_t deadline_ms);

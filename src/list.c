@@ -199,6 +199,8 @@ int fairlock_list(fairlock *lock, const char *pattern, fairlock_list_fn fn,
                   void *arg) {
     if (lock == NULL)
         return FAIRLOCK_INVALID;
+    if (fairlock__async_idle(lock) != FAIRLOCK_OK)
+        return FAIRLOCK_INVALID;
     if (fn == NULL)
         return fairlock__fail(lock, FAIRLOCK_INVALID, "fn is NULL");
     int rc = fairlock__ready(lock);

@@ -939,6 +939,138 @@ static void idle_connection_dropped(void) {
     test_server_remove(&srv);
 }
 
+/* A blocking call between operations while a renewal of the timer is on
+ * the wire (sent by a turn of the loop, its reply not read yet): the
+ * reply is the renewal's, not the blocking call's.  The release reads it
+ * first, then its own; every later call reads its own reply too. */
+static void blocking_call_behind_a_renewal(void) {
+    char *name = name_copy("async_renew_blocking");
+    redisContext *c = test_redis();
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.ttl_ms = 1500;
+    opts.auto_renew = 1;
+    opts.on_lost = on_lost;
+    fairlock *lock = test_lock_opts(&opts);
+    lost_calls = 0;
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    /* Events to watch while no operation runs: the renewal was sent. */
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (fairlock_async_events(lock) == 0) {
+        CHECK(test_now_ns() < end);
+        turn(&lock, 1);
+    }
+    CHECK(!fairlock_async_busy(lock));
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    /* Nothing is left unread: the next calls get their own replies. */
+    int locked = -1;
+    CHECK_RC(lock, fairlock_locked(lock, &locked), FAIRLOCK_OK);
+    CHECK_INT(locked, ==, 0);
+    fairlock_status *st = NULL;
+    CHECK_RC(lock, fairlock_status_get(lock, 10, &st), FAIRLOCK_OK);
+    CHECK_INT(st->holder_count, ==, 0);
+    fairlock_status_free(st);
+    /* The timer renews nothing now, nor the next (blocking) hold. */
+    CHECK_INT(fairlock_async_events(lock), ==, 0);
+    CHECK_INT(fairlock_async_timeout(lock), ==, -1);
+    CHECK_RC(lock, fairlock_acquire(lock), FAIRLOCK_OK);
+    CHECK_INT(fairlock_async_timeout(lock), ==, -1);
+    CHECK_RC(lock, fairlock_release(lock), FAIRLOCK_OK);
+    CHECK_INT(lost_calls, ==, 0);
+    fairlock_free(lock);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    redisFree(c);
+    free(name);
+}
+
+/* What the watcher was told, in order. */
+typedef struct told {
+    int n;
+    int fd[16];
+} told;
+
+static void told_fd(fairlock *lock, int fd, int events, int64_t timeout_ms,
+                    void *arg) {
+    (void)lock, (void)events, (void)timeout_ms;
+    told *t = arg;
+    if (t->n < 16)
+        t->fd[t->n++] = fd;
+}
+
+/* A blocking call between operations that reconnects closes the socket
+ * the watcher was told of, without a word to it, and the new socket
+ * usually gets the same fd number.  The next operation tells the watcher
+ * fd -1 first: a loop drops the registration the kernel dropped with the
+ * old socket, and registers the new one. */
+static void blocking_reconnect_retold(void) {
+    test_server srv;
+    memset(&srv, 0, sizeof srv);
+    test_server_start(&srv, 0, NULL);
+    redisContext *c = test_server_redis(&srv);
+    const char *name = "fltest:async_retold";
+    fairlock *lock = private_lock(&srv, name);
+    CHECK_RC(lock, acquire_now(lock, FAIRLOCK_DEFAULT), FAIRLOCK_OK);
+    int old = fairlock_async_fd(lock);
+    CHECK_INT(old, >=, 0);
+    told t = {0, {0}};
+    fairlock_async_set_watcher(lock, told_fd, &t);
+    CHECK_INT(t.n, ==, 1);
+    CHECK_INT(t.fd[0], ==, old);
+    test_int(c, "CLIENT KILL TYPE normal SKIPME yes");
+    int owned = 0, rc = fairlock_owned(lock, &owned);
+    if (rc == FAIRLOCK_REDIS) /* found the connection dead */
+        rc = fairlock_owned(lock, &owned);
+    CHECK_RC(lock, rc, FAIRLOCK_OK);
+    CHECK_INT(owned, ==, 1);
+    CHECK_INT(t.n, ==, 1); /* a blocking call tells the watcher nothing */
+    seen s = {0, -1};
+    CHECK_RC(lock, fairlock_release_start(lock, record, &s), FAIRLOCK_OK);
+    CHECK_INT(t.n, >=, 3);
+    CHECK_INT(t.fd[1], ==, -1);
+    CHECK_INT(t.fd[2], >=, 0);
+    CHECK_INT(t.fd[2], ==, fairlock_async_fd(lock));
+    run_until(&lock, 1, &s.calls);
+    CHECK_RC(lock, s.code, FAIRLOCK_OK);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    fairlock_free(lock);
+    redisFree(c);
+    test_server_remove(&srv);
+}
+
+/* fairlock_list() is a blocking call like the others: refused while an
+ * operation runs. */
+static int count_name(void *arg, const char *name, size_t len, int kind) {
+    (void)name, (void)len, (void)kind;
+    ++*(int *)arg;
+    return 0;
+}
+
+static void list_refused_while_busy(void) {
+    char *name = name_copy("async_list");
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    fairlock *lock = test_lock_opts(&opts);
+    seen s = {0, -1};
+    CHECK_RC(lock, fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, record, &s),
+             FAIRLOCK_OK);
+    int found = 0;
+    CHECK_RC(lock, fairlock_list(lock, name, count_name, &found),
+             FAIRLOCK_INVALID);
+    CHECK(strstr(fairlock_errmsg(lock), "in progress") != NULL);
+    run_until(&lock, 1, &s.calls);
+    CHECK_RC(lock, s.code, FAIRLOCK_OK);
+    CHECK_RC(lock, fairlock_list(lock, name, count_name, &found), FAIRLOCK_OK);
+    CHECK_INT(found, ==, 1);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    fairlock_free(lock);
+    free(name);
+}
+
 /* ---------------------------------------------------------------------------
  * What it refuses
  * ------------------------------------------------------------------------- */
@@ -1003,6 +1135,9 @@ int main(int argc, char **argv) {
     RUN_TEST(stalled_server);
     RUN_TEST(dropped_connection);
     RUN_TEST(idle_connection_dropped);
+    RUN_TEST(blocking_call_behind_a_renewal);
+    RUN_TEST(blocking_reconnect_retold);
+    RUN_TEST(list_refused_while_busy);
     RUN_TEST(semaphore_and_non_fifo);
     RUN_TEST(timeout_fencing_replicas);
     RUN_TEST(flushed_scripts_and_refused_connection);
