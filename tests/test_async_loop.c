@@ -92,6 +92,12 @@ static void record(fairlock *lock, int code, void *arg) {
     s->code = code;
 }
 
+static void status_seen(fairlock *lock, int code, fairlock_status *st,
+                        void *arg) {
+    fairlock_status_free(st);
+    record(lock, code, arg);
+}
+
 static char *name_copy(const char *prefix) {
     char *name = strdup(test_name(prefix));
     CHECK(name != NULL);
@@ -234,10 +240,60 @@ static void cancel_and_free_while_waiting(void) {
     free(name);
 }
 
+/* ---------------------------------------------------------------------------
+ * A blocking call that reconnects between operations
+ * ------------------------------------------------------------------------- */
+
+/* The blocking call closes the socket the loop was told of and makes a
+ * new one, often with the same fd number; the next operation must still
+ * be watched on the new socket (the loop's registration of the old one
+ * went with it) and complete. */
+static void blocking_reconnect_between_operations(void) {
+    test_server srv;
+    memset(&srv, 0, sizeof srv);
+    test_server_start(&srv, 0, NULL);
+    redisContext *c = test_server_redis(&srv);
+    loop_init();
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = "fltest:loop_reconnect";
+    opts.url = srv.url;
+    opts.timeout_ms = LONG_TIMEOUT_MS;
+    opts.io_timeout_ms = 5000;
+    fairlock *lock = test_lock_opts(&opts);
+    attach(lock);
+    seen s = {0, -1};
+    CHECK_RC(lock, fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, record, &s),
+             FAIRLOCK_OK);
+    turn_until(&s.calls);
+    CHECK_RC(lock, s.code, FAIRLOCK_OK);
+    test_int(c, "CLIENT KILL TYPE normal SKIPME yes");
+    int owned = 0, rc = fairlock_owned(lock, &owned);
+    if (rc == FAIRLOCK_REDIS) /* found the connection dead */
+        rc = fairlock_owned(lock, &owned);
+    CHECK_RC(lock, rc, FAIRLOCK_OK);
+    CHECK_INT(owned, ==, 1);
+    s.calls = 0;
+    CHECK_RC(lock, fairlock_status_start(lock, 10, status_seen, &s),
+             FAIRLOCK_OK);
+    turn_until(&s.calls);
+    CHECK_RC(lock, s.code, FAIRLOCK_OK);
+    s.calls = 0;
+    CHECK_RC(lock, fairlock_release_start(lock, record, &s), FAIRLOCK_OK);
+    turn_until(&s.calls);
+    CHECK_RC(lock, s.code, FAIRLOCK_OK);
+    CHECK_INT(test_keys_of(c, opts.name), ==, 0);
+    fairlock_free(lock);
+    loop_end();
+    redisFree(c);
+    test_server_remove(&srv);
+}
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     check_select(argc, argv);
     RUN_TEST(many_handles_one_loop);
     RUN_TEST(cancel_and_free_while_waiting);
+    RUN_TEST(blocking_reconnect_between_operations);
     return check_done();
 }
