@@ -679,7 +679,8 @@ FAIRLOCK_EXPORT int fairlock_version_number(void);
  * (BLPOP), so a waiting handle costs the loop nothing but its socket.
  * With auto_renew the lease is renewed by a timer of the handle on the
  * same connection, not by a thread, and on_lost is called from
- * fairlock_async_process(), on the loop's thread.
+ * fairlock_async_process() (or from a blocking call, see below), on the
+ * loop's thread.
  *
  * Supported: every URL (redis://, rediss://, unix://, Sentinel and
  * Cluster, TLS or not), each kind of lock, FIFO or not.  Behind sentinels
@@ -697,7 +698,17 @@ FAIRLOCK_EXPORT int fairlock_version_number(void);
  *  - One operation at a time per handle: a start function called while
  *    one is in progress fails with FAIRLOCK_INVALID (the running one is
  *    unaffected).  The blocking calls must not be used on a handle while
- *    fairlock_async_busy() is true; between operations they may be.
+ *    fairlock_async_busy() is true (they fail with FAIRLOCK_INVALID);
+ *    between operations they may be.  A renewal of the auto_renew timer
+ *    may then still be on the connection: the blocking call first reads
+ *    its reply (blocking up to io_timeout_ms for each step, a reconnect
+ *    or redirect included) and applies it as fairlock_async_process()
+ *    would -- on_lost may be called from the blocking call -- before it
+ *    sends its own command.  The timer only runs from
+ *    fairlock_async_process(), never during a blocking call, and a hold
+ *    that a blocking call ended or started is not renewed by it.  A
+ *    blocking call never calls the watcher; a connection it replaced is
+ *    told at the next start (see fairlock_watch_fn).
  *  - A start function that returns an error calls no callback.  One that
  *    returns FAIRLOCK_OK calls its callback exactly once, later, from
  *    fairlock_async_process() -- never from within the start function --
@@ -734,7 +745,10 @@ typedef void (*fairlock_status_fn)(fairlock *lock, int code,
  * fairlock_async_process(lock, 0) is due (-1: no timer).  The fd changes
  * when the handle reconnects; the watcher is told fd -1 *before* the old
  * socket is closed, so that a loop can stop watching it in time (libuv
- * and libevent need that).  It is also told when a start function or
+ * and libevent need that).  A blocking call between operations may
+ * reconnect without a word to the watcher: the next start function then
+ * tells fd -1 first and the new socket next, even when it got the same
+ * fd number (the loop's registration of the old one is stale).  It is also told when a start function or
  * fairlock_async_cancel() changes anything, not only from
  * fairlock_async_process().  Last, fairlock_free() calls it with
  * FAIRLOCK_EV_FREED (see above), before it closes the socket; an adapter
