@@ -748,9 +748,9 @@ typedef void (*fairlock_status_fn)(fairlock *lock, int code,
  * and libevent need that).  A blocking call between operations may
  * reconnect without a word to the watcher: the next start function then
  * tells fd -1 first and the new socket next, even when it got the same
- * fd number (the loop's registration of the old one is stale).  It is also told when a start function or
- * fairlock_async_cancel() changes anything, not only from
- * fairlock_async_process().  Last, fairlock_free() calls it with
+ * fd number (the loop's registration of the old one is stale).  It is
+ * also told when a start function or fairlock_async_cancel() changes
+ * anything, not only from fairlock_async_process().  Last, fairlock_free() calls it with
  * FAIRLOCK_EV_FREED (see above), before it closes the socket; an adapter
  * frees what it keeps for the handle then.  It must not call into the
  * handle.
