@@ -750,9 +750,9 @@ typedef void (*fairlock_status_fn)(fairlock *lock, int code,
  * tells fd -1 first and the new socket next, even when it got the same
  * fd number (the loop's registration of the old one is stale).  It is
  * also told when a start function or fairlock_async_cancel() changes
- * anything, not only from fairlock_async_process().  Last, fairlock_free() calls it with
- * FAIRLOCK_EV_FREED (see above), before it closes the socket; an adapter
- * frees what it keeps for the handle then.  It must not call into the
+ * anything, not only from fairlock_async_process().  Last, fairlock_free()
+ * calls it with FAIRLOCK_EV_FREED (see above), before it closes the socket; an
+ * adapter frees what it keeps for the handle then.  It must not call into the
  * handle.
  * Thread safety: called on the thread that drives the handle. */
 typedef void (*fairlock_watch_fn)(fairlock *lock, int fd, int events,
