@@ -195,15 +195,18 @@ static void tell(fairlock *lock) {
     if (a == NULL || a->watch == NULL || a->depth > 0 || a->freeing)
         return;
     int fd = watched_fd(lock), events = watched_events(lock);
-    uint64_t socket = watched_socket(lock);
+    uint64_t sock = watched_socket(lock);
     int64_t due = due_at(lock);
-    if (a->told_fd >= 0 && socket != a->told_socket) {
-        /* The socket told was closed without a word: a blocking call
-         * between operations made a new connection (after MOVED, READONLY
-         * or a failure).  The new socket may have the same fd number, so
-         * the loop is told to drop the old registration (which the kernel
-         * dropped with the socket, unknown to the loop) before it watches
-         * the new one. */
+    if (a->told_fd >= 0 && sock != a->told_socket) {
+        /* Another socket than the one told, which the loop was not told
+         * to leave: mostly one closed without a word, when a blocking
+         * call between operations made a new connection (after MOVED,
+         * READONLY or a failure), or during settle_wire().  The new
+         * socket may have the same fd number, so the loop is told to drop
+         * the old registration (the kernel dropped it with the socket,
+         * unknown to the loop) before it watches the new one.  (Going
+         * over to an ASK connection, the old socket stays open: the extra
+         * -1 costs the loop one registration.) */
         a->told_fd = -1;
         a->told_events = 0;
         a->watch(lock, -1, 0, relative(a->told_due), a->watch_arg);
@@ -211,7 +214,7 @@ static void tell(fairlock *lock) {
     if (fd == a->told_fd && events == a->told_events && due == a->told_due)
         return;
     a->told_fd = fd;
-    a->told_socket = socket;
+    a->told_socket = sock;
     a->told_events = events;
     a->told_due = due;
     a->watch(lock, fd, events, relative(due), a->watch_arg);
