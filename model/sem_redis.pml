@@ -11,12 +11,12 @@
  * the new SHA-1 here.  sem_status and sem_holds change nothing, and the
  * model needs no read-only query (the properties read the state itself);
  * they are recorded so that a change that makes them write is reviewed.
- *   mirrors sem_acquire 3b55c4d646fd50f9dff54526d72a96ceabd2f1d4
- *   mirrors sem_release e860836083870f2d79b35c75ddeb7145c888380f
- *   mirrors sem_cancel  3d72825e15d11930b31e8b8891d81d68877269d5
+ *   mirrors sem_acquire 1e1221b3fc805d9beebe15feef9542195466e865
+ *   mirrors sem_release c235681b67fdfb89735d815d673acbc7d6949ab1
+ *   mirrors sem_cancel  10e1707214d3b861dd03f197c8bd20f384b2d646
  *   mirrors sem_extend  9d0cb2028c61f150612f919dead6a51df3bb61c7
- *   mirrors sem_status  05faebeeac80449a68a411a2fb1ff85c7f4ab1fb
- *   mirrors sem_holds   e09e1dae6f414b9a6ca4dd523e6da9597fb16035
+ *   mirrors sem_status  4631129fef93ef29db926533a906c5c4b5b6730c
+ *   mirrors sem_holds   7d9c270998a1d15ee8c2a1fad63dd80465063f25
  *
  * Abstractions beyond the mutex model's (docs/protocol.md, "The model"):
  * NAME:holders and NAME:grants are one record per token (end, permit,
