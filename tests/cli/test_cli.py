@@ -1506,6 +1506,23 @@ def test_status_watch_on_terminal():
     check(r.returncode == 64 and "terminal" in r.stderr,
           "not a terminal: refused: %r" % r.stderr)
 
+def test_status_watch_survives_errors():
+    # A snapshot that fails (here: nobody listens on the port) is shown in
+    # its place and tried again; --watch ends only when interrupted.
+    master, proc = run_on_pty(["status", "--watch", "--interval", "0.1",
+                               "-u", "redis://127.0.0.1:1", name("watcherr")])
+    try:
+        data = read_pty(master, proc, lambda d: d.count(b"error: ") >= 3, 20)
+        check(proc.poll() is None, "still running after errors")
+        proc.send_signal(signal.SIGINT)
+        check(proc.wait(timeout=10) == 0, "ends on SIGINT with 0")
+    finally:
+        os.close(master)
+    text = data.decode("utf-8", "replace")
+    check(text.count("fairlock status --watch") >= 3,
+          "redrawn with the error: %r" % text[:300])
+
+
 TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
 
 
