@@ -7,9 +7,9 @@
  * (common.lua prepended, as cmake/embed_lua.cmake computes it).  The unit
  * test model_mirrors fails when a script changes and these do not: review
  * the model against the new script, then copy the new SHA-1 here.
- *   mirrors acquire 15d19b49cddca01401136ce1ca806761d9461cd4
- *   mirrors cancel  c7657a39221044a7440c9f2eddc5e4a6d89180d6
- *   mirrors release 46fd39ce96b3112c386d31e40ec05a2d9606580b
+ *   mirrors acquire 46ed948235c1c0dc51b530a7d2a7f05b92089c48
+ *   mirrors cancel  32d90d2190013447f8bcb5acf330ea27ae581680
+ *   mirrors release 17d5620bd6c609542b6d9689b764d162825e803e
  *   mirrors extend  94ba5fe7b55c8a44464fb9aeb0bb945d973825fd
  *
  * Not modelled: NAME:who, the identity records (KEYS[8]).  The scripts

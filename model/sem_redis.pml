@@ -11,12 +11,12 @@
  * the new SHA-1 here.  sem_status and sem_holds change nothing, and the
  * model needs no read-only query (the properties read the state itself);
  * they are recorded so that a change that makes them write is reviewed.
- *   mirrors sem_acquire 1e1221b3fc805d9beebe15feef9542195466e865
- *   mirrors sem_release c235681b67fdfb89735d815d673acbc7d6949ab1
- *   mirrors sem_cancel  10e1707214d3b861dd03f197c8bd20f384b2d646
+ *   mirrors sem_acquire 6d71dcceadf3a47ae628fce44d3b99e151c344fc
+ *   mirrors sem_release 10283dabd7270b36fc903d8b2e654d2eebf4dcf1
+ *   mirrors sem_cancel  e0055cb6347c88db5a40d558b5007d176c909b5f
  *   mirrors sem_extend  9d0cb2028c61f150612f919dead6a51df3bb61c7
- *   mirrors sem_status  4631129fef93ef29db926533a906c5c4b5b6730c
- *   mirrors sem_holds   7d9c270998a1d15ee8c2a1fad63dd80465063f25
+ *   mirrors sem_status  193461fb83310b02223ac91ee7b8f3075ecc9515
+ *   mirrors sem_holds   257d76867a5c515e18c602a8a7b0de07840ee208
  *
  * Abstractions beyond the mutex model's (docs/protocol.md, "The model"):
  * NAME:holders and NAME:grants are one record per token (end, permit,

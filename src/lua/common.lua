@@ -445,13 +445,16 @@ end
 -- Frees the lock held by `token`.  Returns 1 if it was held.  Without a
 -- queue there is nobody to hand over to, and no need for the clock.
 -- `forget`: the holder's identity record goes too (only a caller that may
--- have sent one pays for the HDEL).
+-- have sent one pays for the HDEL).  A holder without lease end may have
+-- had NAME:who persisted for its record: its record goes whoever releases
+-- it (a handle without identity breaking it by token), so that the key
+-- does not stay persisted for nobody.
 local function release_if_owner(token, foreign_live, dropping, forget)
     if redis.call('GET', lock_key) ~= token then
         return 0
     end
     redis.call('DEL', lock_key)
-    if forget then
+    if forget or token_terms(token) == 0 then
         redis.call('HDEL', who_key, '@')
         who_settle()
     end
