@@ -20,6 +20,7 @@ int cli_acquire(int argc, char **argv) {
         {"stale", required_argument, NULL, CLI_OPT_STALE},
         {"fencing", no_argument, NULL, CLI_OPT_FENCING},
         {"no-identity", no_argument, NULL, CLI_OPT_NO_IDENTITY},
+        {"label", required_argument, NULL, CLI_OPT_LABEL},
         CLI_KIND_LONGOPTS,
         CLI_KIND_LONGOPTS,
         {"url", required_argument, NULL, 'u'},

@@ -133,6 +133,9 @@ int cli_lock_option(cli_lock_opts *o, int c, const char *arg) {
     case CLI_OPT_NO_IDENTITY:
         o->no_identity = 1;
         return 1;
+    case CLI_OPT_LABEL:
+        o->label = arg;
+        return 1;
     case CLI_OPT_PERMITS: {
         char *end;
         long long n = strtoll(arg, &end, 10);

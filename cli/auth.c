@@ -209,16 +209,7 @@ int cli_auth_finish(const char *command, const char **url, int quiet) {
     return rc;
 }
 
-/* The command line as run (a password in a URL already starred out by
- * cli_auth_finish), saved by main. */
-static int saved_argc;
-static char **saved_argv;
 static char label[FAIRLOCK_LABEL_MAX + 1];
-
-void cli_identity_save_argv(int argc, char **argv) {
-    saved_argc = argc;
-    saved_argv = argv;
-}
 
 /* Stars out every occurrence of `secret` in s. */
 static void star_out(char *s, const char *secret) {
@@ -229,32 +220,33 @@ static void star_out(char *s, const char *secret) {
         memset(p, '*', n);
 }
 
-const char *cli_identity_label(void) {
-    /* "fairlock ARGS...", cut to the library's limit; the passwords we
-     * know of (read from a file or the environment) are starred out
-     * wherever they appear, in case one was typed as an argument too --
+const char *cli_identity_label(const cli_lock_opts *o) {
+    /* By default only what names the work: our command, the lock, and the
+     * program run under it -- never an argument of that program (a
+     * password in a URL, -pSECRET, an Authorization header).  --label is
+     * the user's own text, stored as given.  The passwords we know of
+     * (read from a file or the environment) are starred out wherever they
+     * appear, in case one was typed into the label or the name too --
      * before the cut, so that no prefix of one survives it. */
-    size_t total = 1;
-    for (int i = 0; i < saved_argc; i++)
-        total += strlen(saved_argv[i]) + 1;
-    char *full = malloc(total);
+    char *full;
+    if (o->label != NULL) {
+        full = strdup(o->label);
+    } else {
+        const char *child = NULL;
+        if (o->child != NULL) {
+            const char *slash = strrchr(o->child, '/');
+            child = slash ? slash + 1 : o->child;
+        }
+        size_t n = strlen(o->command) + strlen(o->name) + 2 +
+                   (child ? strlen(child) + 4 : 0);
+        full = malloc(n);
+        if (full != NULL)
+            snprintf(full, n, "%s %s%s%s", o->command, o->name,
+                     child ? " -- " : "", child ? child : "");
+    }
     label[0] = '\0';
     if (full == NULL)
         return label;
-    size_t pos = 0;
-    full[0] = '\0';
-    for (int i = 0; i < saved_argc; i++) {
-        const char *arg = saved_argv[i];
-        if (i == 0) {
-            const char *slash = strrchr(arg, '/');
-            arg = slash ? slash + 1 : arg;
-        }
-        size_t n = strlen(arg);
-        if (i > 0)
-            full[pos++] = ' ';
-        memcpy(full + pos, arg, n + 1);
-        pos += n;
-    }
     star_out(full, auth.password);
     star_out(full, auth.sentinel_password);
     for (size_t i = 0; i < sizeof secret_vars / sizeof secret_vars[0]; i++)
@@ -269,7 +261,7 @@ void cli_auth_apply(fairlock_options *opts) {
     /* Who asked, on by default (--no-identity turns it off for run and
      * acquire): `fairlock status` and `list` show it. */
     opts->identity = 1;
-    opts->identity_label = cli_identity_label();
+    opts->identity_label = NULL;
     opts->user = auth.user;
     opts->password = auth.password;
     opts->sentinel_user = auth.sentinel_user;

@@ -106,6 +106,8 @@ typedef struct cli_lock_opts {
     int64_t stale_ms;  /* FAIRLOCK_DEFAULT: the library's */
     int fencing;       /* --fencing */
     int no_identity;   /* --no-identity: record no holder/waiter identity */
+    const char *label; /* --label TEXT: the identity's label, as given */
+    const char *child; /* run: the command's argv[0], for the label */
     int kind;          /* FAIRLOCK_KIND_*: --permits, -s or -x */
     int64_t permits;   /* --permits N */
     int shared;        /* -s */
@@ -155,7 +157,8 @@ enum {
     CLI_OPT_FORMAT,
     CLI_OPT_INTERVAL,
     CLI_OPT_YES,
-    CLI_OPT_TOKEN
+    CLI_OPT_TOKEN,
+    CLI_OPT_LABEL
 };
 
 /* The options that choose the kind of lock, for run's and acquire's
@@ -204,14 +207,15 @@ int cli_auth_option(const char *command, int c, const char *arg);
  * exit status after a message. */
 int cli_auth_finish(const char *command, const char **url, int quiet);
 /* Sets the credential and TLS fields of *opts (NULL or 0 where none were
- * given), and turns identity on with cli_identity_label(). */
+ * given), and turns identity on, without a label (cli_lock_create sets
+ * the label of the commands that record one). */
 void cli_auth_apply(fairlock_options *opts);
-/* Remembers the command line (main), for the identity label. */
-void cli_identity_save_argv(int argc, char **argv);
-/* "fairlock ARGS..." as run, at most FAIRLOCK_LABEL_MAX bytes, with a
- * URL's password and every password read from a file or the environment
- * starred out.  Static storage. */
-const char *cli_identity_label(void);
+/* The identity label of a command that takes the lock: --label's text as
+ * given, else "COMMAND NAME", with " -- PROGRAM" for run (the base name
+ * of the command's argv[0], none of its arguments: those may carry
+ * secrets).  At most FAIRLOCK_LABEL_MAX bytes, with every password read
+ * from a file or the environment starred out.  Static storage. */
+const char *cli_identity_label(const cli_lock_opts *o);
 /* Whether an environment entry ("NAME=value") is one of the password
  * variables, which the command under the lock does not inherit. */
 int cli_auth_is_secret_var(const char *entry);

@@ -46,7 +46,6 @@ static int dispatch(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    cli_identity_save_argv(argc, argv);
     int status = dispatch(argc, argv);
     /* A full disk or a closed pipe must not pass for success: a script
      * that reads a token or a status needs to know it got all of it. */

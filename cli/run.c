@@ -30,6 +30,7 @@ static const struct option longopts[] = {
     {"stale", required_argument, NULL, CLI_OPT_STALE},
     {"fencing", no_argument, NULL, CLI_OPT_FENCING},
     {"no-identity", no_argument, NULL, CLI_OPT_NO_IDENTITY},
+    {"label", required_argument, NULL, CLI_OPT_LABEL},
     CLI_KIND_LONGOPTS,
     {"on-lost", required_argument, NULL, CLI_OPT_ON_LOST},
     {"kill-after", required_argument, NULL, CLI_OPT_KILL_AFTER},
@@ -102,6 +103,7 @@ static int parse(int argc, char **argv, cli_lock_opts *o, char ***command) {
     if (dashes + 1 == argc)
         return cli_usage_error("run", "the command after '--' is missing");
     *command = argv + dashes + 1;
+    o->child = (*command)[0];
     int rc = cli_lock_opts_check(o);
     return rc ? rc : -1;
 }

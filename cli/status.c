@@ -221,8 +221,11 @@ void cli_print_status_json(const char *name, const fairlock_status *st) {
     fputs("]}\n", stdout);
 }
 
-int cli_snapshot(const char *name, const char *url, int kind, int64_t permits,
-                 fairlock **lock_out, fairlock_status **st_out) {
+/* cli_snapshot's work: returns a fairlock code, and on an error the
+ * message for it in msg (no handle or snapshot then). */
+static int snapshot(const char *name, const char *url, int kind,
+                    int64_t permits, fairlock **lock_out,
+                    fairlock_status **st_out, char *msg, size_t msg_len) {
     *lock_out = NULL;
     *st_out = NULL;
     fairlock_options opts;
@@ -267,18 +270,34 @@ int cli_snapshot(const char *name, const char *url, int kind, int64_t permits,
     if (rc != FAIRLOCK_OK) {
         char shown[128];
         cli_text(shown, sizeof shown, name, strlen(name));
-        cli_msg("%s: %s", shown,
-                lock ? fairlock_errmsg(lock) : fairlock_strerror(rc));
+        snprintf(msg, msg_len, "%s: %s", shown,
+                 lock ? fairlock_errmsg(lock) : fairlock_strerror(rc));
         fairlock_free(lock);
-        return cli_exit_for(rc);
+        return rc;
     }
     *lock_out = lock;
     *st_out = st;
-    return 0;
+    return FAIRLOCK_OK;
+}
+
+int cli_snapshot(const char *name, const char *url, int kind, int64_t permits,
+                 fairlock **lock_out, fairlock_status **st_out) {
+    char msg[1024];
+    int rc = snapshot(name, url, kind, permits, lock_out, st_out, msg,
+                      sizeof msg);
+    if (rc == FAIRLOCK_OK)
+        return 0;
+    cli_msg("%s", msg);
+    return cli_exit_for(rc);
 }
 
 /* `status --watch`: the snapshot again every interval, drawn over the
- * last one as top(1) does, until a signal. */
+ * last one as top(1) does, until a signal.  A snapshot that fails (the
+ * server restarting, a failover, a network blip) is shown in its place
+ * and the next one tried at the next interval: an operator watching a
+ * lock through an incident wants the screen back when the server is.
+ * Only options no retry can mend (FAIRLOCK_INVALID: a bad URL or name)
+ * end it, with their exit status. */
 static int watch(const char *name, const char *url, int full,
                  int64_t interval_ms) {
     if (!isatty(STDOUT_FILENO))
@@ -294,8 +313,13 @@ static int watch(const char *name, const char *url, int full,
     while (cli_signal_pending() == 0) {
         fairlock *lock = NULL;
         fairlock_status *st = NULL;
-        if ((rc = cli_snapshot(name, url, -1, 0, &lock, &st)) != 0)
+        char msg[1024];
+        int code = snapshot(name, url, -1, 0, &lock, &st, msg, sizeof msg);
+        if (code == FAIRLOCK_INVALID) {
+            cli_msg("%s", msg);
+            rc = cli_exit_for(code);
             break;
+        }
         time_t now = time(NULL);
         char when[64];
         strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
@@ -304,7 +328,13 @@ static int watch(const char *name, const char *url, int full,
         printf("fairlock status --watch, every %" PRId64 ".%" PRId64
                " s -- %s (Ctrl-C to quit)\033[K\n\033[K\n",
                interval_ms / 1000, interval_ms % 1000 / 100, when);
-        cli_print_status_text(name, st, full);
+        if (code == FAIRLOCK_OK) {
+            cli_print_status_text(name, st, full);
+        } else {
+            /* As the snapshot's message on stderr (the name escaped). */
+            printf("error: %s\033[K\n(trying again every interval)\033[K\n",
+                   msg);
+        }
         fputs("\033[J", stdout);
         fflush(stdout);
         fairlock_status_free(st);

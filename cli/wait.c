@@ -39,6 +39,7 @@ int cli_lock_create(const cli_lock_opts *o, fairlock **out) {
     opts.name = o->name;
     opts.url = o->url;
     cli_auth_apply(&opts);
+    opts.identity_label = cli_identity_label(o);
     if (o->no_identity)
         opts.identity = 0;
     opts.blocking = !o->nonblock;

@@ -7,10 +7,10 @@
  * (common.lua prepended, as cmake/embed_lua.cmake computes it).  The unit
  * test model_mirrors fails when a script changes and these do not: review
  * the model against the new script, then copy the new SHA-1 here.
- *   mirrors acquire f3254adeb67a31b2b20788b600a9f004d3ee3c9c
- *   mirrors cancel  b84b74e82861455d449c7423b705bd0c7b1a9ab2
- *   mirrors release 51d9223e706ade2cdcde4446eb65fc0764a5d1ad
- *   mirrors extend  92861c1399f3f5063d57f284a61defd81dfb51ae
+ *   mirrors acquire 46ed948235c1c0dc51b530a7d2a7f05b92089c48
+ *   mirrors cancel  32d90d2190013447f8bcb5acf330ea27ae581680
+ *   mirrors release 17d5620bd6c609542b6d9689b764d162825e803e
+ *   mirrors extend  94ba5fe7b55c8a44464fb9aeb0bb945d973825fd
  *
  * Not modelled: NAME:who, the identity records (KEYS[8]).  The scripts
  * only write it (and status.lua reads it), and no decision of any script

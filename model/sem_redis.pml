@@ -11,12 +11,12 @@
  * the new SHA-1 here.  sem_status and sem_holds change nothing, and the
  * model needs no read-only query (the properties read the state itself);
  * they are recorded so that a change that makes them write is reviewed.
- *   mirrors sem_acquire 3b55c4d646fd50f9dff54526d72a96ceabd2f1d4
- *   mirrors sem_release e860836083870f2d79b35c75ddeb7145c888380f
- *   mirrors sem_cancel  3d72825e15d11930b31e8b8891d81d68877269d5
+ *   mirrors sem_acquire 6d71dcceadf3a47ae628fce44d3b99e151c344fc
+ *   mirrors sem_release 10283dabd7270b36fc903d8b2e654d2eebf4dcf1
+ *   mirrors sem_cancel  e0055cb6347c88db5a40d558b5007d176c909b5f
  *   mirrors sem_extend  9d0cb2028c61f150612f919dead6a51df3bb61c7
- *   mirrors sem_status  05faebeeac80449a68a411a2fb1ff85c7f4ab1fb
- *   mirrors sem_holds   e09e1dae6f414b9a6ca4dd523e6da9597fb16035
+ *   mirrors sem_status  193461fb83310b02223ac91ee7b8f3075ecc9515
+ *   mirrors sem_holds   257d76867a5c515e18c602a8a7b0de07840ee208
  *
  * Abstractions beyond the mutex model's (docs/protocol.md, "The model"):
  * NAME:holders and NAME:grants are one record per token (end, permit,

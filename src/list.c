@@ -44,9 +44,11 @@ static int other_protocol_key(const char *k, size_t len) {
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++)
         if (ends_with(k, len, suffixes[i], &base))
             return 1;
-    /* Wake lists NAME:wake:TOKEN and NAME:grant:TOKEN. */
+    /* Wake lists NAME:wake:TOKEN and NAME:grant:TOKEN, and a cancelled
+     * request's tombstone NAME:gone:TOKEN (cancel.lua). */
     for (size_t i = 0; i + 6 <= len; i++)
         if (k[i] == ':' && (memcmp(k + i, ":wake:", 6) == 0 ||
+                            memcmp(k + i, ":gone:", 6) == 0 ||
                             (i + 7 <= len && memcmp(k + i, ":grant:", 7) == 0)))
             return 1;
     return 0;

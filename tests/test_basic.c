@@ -630,6 +630,89 @@ static void no_identity_by_default(void) {
     redisFree(c);
 }
 
+/* NAME:who never outlives the keys whose records it holds.  A waiter with
+ * an identity queues behind a holder and is SIGKILLed; once its window and
+ * the queue's expiry pass and the holder is gone, no key of the name is
+ * left.  The holder: WHO_FOREIGN a foreign token (the reference's, whose
+ * queue is not kept for it); WHO_EXTENDED a holder without identity that
+ * makes its lease endless; WHO_BROKEN a holder with identity and no lease
+ * end, released by its token from a handle without identity (as a break
+ * by a library user).  Before the fix NAME:who stayed without expiry in
+ * each case. */
+enum { WHO_FOREIGN, WHO_EXTENDED, WHO_BROKEN };
+
+static void who_goes_with_dead_waiter_of(int holder) {
+    const char *name = test_name("whodead");
+    redisContext *c = test_redis();
+    fairlock *a = NULL;
+    if (holder == WHO_EXTENDED) {
+        a = test_lock(name, 20000);
+        CHECK_RC(a, fairlock_acquire(a), FAIRLOCK_OK);
+    } else if (holder == WHO_BROKEN) {
+        fairlock_options opts;
+        fairlock_options_init(&opts);
+        opts.name = name;
+        opts.url = test_url();
+        opts.ttl_ms = FAIRLOCK_FOREVER;
+        opts.identity = 1;
+        opts.identity_label = "endless holder";
+        a = test_lock_opts(&opts);
+        CHECK_RC(a, fairlock_acquire(a), FAIRLOCK_OK);
+        /* Held on after the handle, as `fairlock acquire` leaves it. */
+        CHECK_RC(a, fairlock_detach(a), FAIRLOCK_OK);
+        fairlock_free(a);
+        a = NULL;
+    } else {
+        redisReply *r = redisCommand(c, "SET %s foreign-holder", name);
+        CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+    }
+    pid_t child = test_fork();
+    if (child == 0) {
+        fairlock_options opts;
+        fairlock_options_init(&opts);
+        opts.name = name;
+        opts.url = test_url();
+        opts.timeout_ms = 600000;
+        opts.stale_timeout_ms = 300;
+        opts.identity = 1;
+        opts.identity_label = "doomed waiter";
+        fairlock *b = test_lock_opts(&opts);
+        fairlock_acquire(b); /* killed while it waits */
+        _exit(1);
+    }
+    test_wait_queued(c, name, 1);
+    char who[128];
+    snprintf(who, sizeof who, "%s:who", name);
+    CHECK(test_wait_int(c, 1, 20000, "EXISTS %s", who));
+    if (holder == WHO_EXTENDED)
+        CHECK_RC(a, fairlock_extend(a, FAIRLOCK_FOREVER), FAIRLOCK_OK);
+    CHECK_INT(kill(child, SIGKILL), ==, 0);
+    CHECK_INT(test_wait_child_within(child, SIGKILL, 60000), ==, 128 + SIGKILL);
+    /* The queue expires by itself once the waiter's window passed. */
+    CHECK(test_wait_int(c, 0, 30000, "EXISTS %s:queue", name));
+    if (holder == WHO_EXTENDED) {
+        CHECK_RC(a, fairlock_release(a), FAIRLOCK_OK);
+        fairlock_free(a);
+    } else if (holder == WHO_BROKEN) {
+        char token[FAIRLOCK_TOKEN_MAX];
+        CHECK(test_get_string(c, name, token, sizeof token));
+        fairlock *breaker = test_lock(name, 1000);
+        CHECK_RC(breaker, fairlock_release_token(breaker, token), FAIRLOCK_OK);
+        fairlock_free(breaker);
+    } else {
+        CHECK_INT(test_int(c, "DEL %s", name), ==, 1);
+    }
+    CHECK_INT(test_wait_no_keys(c, name, 30000), ==, 0);
+    redisFree(c);
+}
+
+static void who_goes_with_dead_waiter(void) {
+    who_goes_with_dead_waiter_of(WHO_FOREIGN);
+    who_goes_with_dead_waiter_of(WHO_EXTENDED);
+    who_goes_with_dead_waiter_of(WHO_BROKEN);
+}
+
 int main(int argc, char **argv) {
     check_select(argc, argv);
     signal(SIGPIPE, SIG_IGN);
@@ -648,5 +731,6 @@ int main(int argc, char **argv) {
     RUN_TEST(server_dies_mid_wait);
     RUN_TEST(identity_and_stats);
     RUN_TEST(no_identity_by_default);
+    RUN_TEST(who_goes_with_dead_waiter);
     return check_done();
 }

@@ -287,6 +287,53 @@ local function live_head(now, foreign_live, lock_free, dropping)
     return nil, true
 end
 
+-- NAME:who's expiry: it never outlives the keys whose records it holds.
+-- A waiter's record needs the key for as long as its entry may live: the
+-- waiter's own calls keep it for `keep` (who_wait), and the queue's expiry
+-- bounds every waiter's.  The holder's record "@" needs it for the lease.
+-- The key is persisted only for a holder with a record and no lease end
+-- (who_grant, extend.lua); whatever removes that record calls
+-- who_settle, so a persisted key is always a live holder's.
+
+-- How long the waiters recorded in NAME:who may still call: the queue's
+-- expiry when it has one; for a queue kept for a client of another kind
+-- (no expiry), three liveness windows of the longest-lived recorded
+-- waiter (one HKEYS: rare, a queue shared with other clients); 0 when
+-- nobody waits.
+local function who_waiters_need()
+    local q = redis.call('PTTL', queue_key)
+    if q >= 0 then
+        return q
+    end
+    if q == -2 then
+        return 0
+    end
+    local need = 0
+    local fields = redis.call('HKEYS', who_key)
+    for i = 1, #fields do
+        local _, live = token_terms(fields[i])
+        if live and 3 * live > need then
+            need = 3 * live
+        end
+    end
+    return need
+end
+
+-- After the holder's record "@" went (release, a lost lease, a cancel):
+-- a key persisted for it gets the waiters' expiry, or goes when nobody
+-- waits.  One PTTL when it was not persisted.
+local function who_settle()
+    if redis.call('PTTL', who_key) ~= -1 then
+        return
+    end
+    local need = who_waiters_need()
+    if need > 0 then
+        redis.call('PEXPIRE', who_key, need)
+    else
+        redis.call('DEL', who_key)
+    end
+end
+
 -- Records `token` as the holder for NAME:who, granted at `now` with a
 -- lease of `px` (0: none): from `ident` or, when nil, from its waiter
 -- field (a hand-off: one HGET when nobody sent an identity).  The record
@@ -306,26 +353,29 @@ local function who_grant(token, ident, now, px, no_queue)
     end
     redis.call('HSET', who_key, '@', token .. '\t' .. now .. '\t' ..
                string.sub(ident, 1, WHO_MAX))
-    local q = no_queue and -2 or redis.call('PTTL', queue_key)
-    if px == 0 or q == -1 then
+    if px == 0 then
         redis.call('PERSIST', who_key)
+    elseif no_queue then
+        redis.call('PEXPIRE', who_key, px)
     else
-        redis.call('PEXPIRE', who_key, math.max(px, q))
+        redis.call('PEXPIRE', who_key, math.max(px, who_waiters_need()))
     end
 end
 
 -- Records a waiter's identity when it queues (fresh), and keeps NAME:who
--- for `keep` ms (the queue's expiry) on each of its calls.
+-- for `keep` ms (the queue's expiry) on each of its calls.  The expiry is
+-- read before the HSET, which makes a key without one: a key that had
+-- none is persisted for a holder without lease end and stays so.
 local function who_wait(token, ident, now, keep, fresh)
     if ident == '' then
         return
     end
+    local ttl = redis.call('PTTL', who_key)
     if fresh then
         redis.call('HSET', who_key, token, now .. '\t' ..
                    string.sub(ident, 1, WHO_MAX))
     end
-    local ttl = redis.call('PTTL', who_key)
-    if ttl >= 0 and ttl < keep then
+    if (fresh and ttl == -2) or (ttl >= 0 and ttl < keep) then
         redis.call('PEXPIRE', who_key, keep)
     end
 end
@@ -395,14 +445,18 @@ end
 -- Frees the lock held by `token`.  Returns 1 if it was held.  Without a
 -- queue there is nobody to hand over to, and no need for the clock.
 -- `forget`: the holder's identity record goes too (only a caller that may
--- have sent one pays for the HDEL).
+-- have sent one pays for the HDEL).  A holder without lease end may have
+-- had NAME:who persisted for its record: its record goes whoever releases
+-- it (a handle without identity breaking it by token), so that the key
+-- does not stay persisted for nobody.
 local function release_if_owner(token, foreign_live, dropping, forget)
     if redis.call('GET', lock_key) ~= token then
         return 0
     end
     redis.call('DEL', lock_key)
-    if forget then
+    if forget or token_terms(token) == 0 then
         redis.call('HDEL', who_key, '@')
+        who_settle()
     end
     if redis.call('EXISTS', queue_key) == 1 then
         grant_to_head(server_now_ms(), nil, 0, foreign_live, dropping)

@@ -13,6 +13,7 @@ if released == 0 and ARGV[3] == '1' then
     local w = redis.call('HGET', who_key, '@')
     if w and string.sub(w, 1, #ARGV[1] + 1) == ARGV[1] .. '\t' then
         redis.call('HDEL', who_key, '@')
+        who_settle()
     end
 end
 return released

@@ -1160,16 +1160,17 @@ def test_identity_of_holder_and_waiters():
     st = status_json(lock)
     host = os.uname().nodename[:64]
     hid = st["holder"]["identity"]
+    # By default the label names the command, the lock and the program
+    # run under it, none of the program's arguments.
     check(hid is not None and hid["pid"] == h.proc.pid and
-          hid["host"] == host and hid["label"].startswith("fairlock run ") and
-          lock in hid["label"] and hid["held_ms"] >= 0,
-          "the holder's identity: %r" % hid)
+          hid["host"] == host and hid["label"] == "run %s -- sh" % lock and
+          hid["held_ms"] >= 0, "the holder's identity: %r" % hid)
     wid = st["waiters"][0]["identity"]
     check(wid is not None and wid["pid"] == waiter.pid and
-          wid["label"] == "fairlock run -w 30 %s -- echo waited" % lock and
+          wid["label"] == "run %s -- echo" % lock and
           wid["waiting_ms"] >= 0, "the waiter's identity: %r" % wid)
     r = fl("status", lock)
-    check("held by:  pid %d on %s: fairlock run" % (h.proc.pid, host)
+    check("held by:  pid %d on %s: run %s -- sh" % (h.proc.pid, host, lock)
           in r.stdout and "pid %d on %s" % (waiter.pid, host) in r.stdout,
           "text shows both: %r" % r.stdout)
     # Hand-off: the waiter's record becomes the holder's.
@@ -1182,6 +1183,48 @@ def test_identity_of_holder_and_waiters():
     st = status_json(lock)
     check(st["holder"]["identity"] is None, "--no-identity: %r" % st)
     h.release()
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+    # --label: the user's own text, stored as given; acquire's default.
+    h = Holder(lock, "--label", "nightly deploy #42")
+    st = status_json(lock)
+    check(st["holder"]["identity"]["label"] == "nightly deploy #42",
+          "--label: %r" % st)
+    h.release()
+    r = fl("acquire", lock)
+    check(r.returncode == 0, "acquire: %r" % r.stderr)
+    st = status_json(lock)
+    check(st["holder"]["identity"]["label"] == "acquire %s" % lock,
+          "acquire's label: %r" % st)
+    fl("release", lock, r.stdout.strip())
+    check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
+
+
+def test_child_arguments_never_stored():
+    # What follows the program's name is the program's business: a
+    # password in a URL, -pSECRET, a header.  None of it reaches Redis.
+    lock = name("childsecret")
+    secret = "childpw-%d-Secret" % os.getpid()
+    go = tmpfile("go")
+    holder = start("run", lock, "--", "/bin/sh", "-c",
+                   'while [ ! -e "$0" ]; do sleep 0.02; done', go,
+                   "postgres://u:%s@h/db" % secret, "-p" + secret,
+                   "Authorization: Bearer " + secret)
+    wait_until(lambda: redis("EXISTS", lock) == "1", "the holder")
+    waiter = start("run", lock, "--", "echo", "-p" + secret)
+    wait_until(lambda: queue_len(lock) == 1, "the waiter")
+    try:
+        stored = redis("HGETALL", lock + ":who")
+        check(secret not in stored and "-p" not in stored,
+              "no argument stored: %r" % stored)
+        check("run %s -- sh" % lock in stored and
+              "run %s -- echo" % lock in stored, "the programs: %r" % stored)
+        r = fl("status", "--json", lock)
+        check(r.returncode == 0 and secret not in r.stdout,
+              "status shows none: %r" % r.stdout)
+    finally:
+        open(go, "w").close()
+        check(finish(holder)[0] == 0, "the holder ends")
+        check(finish(waiter)[0] == 0, "the waiter ends")
     check(keys_of(lock) == [], "nothing left: %s" % keys_of(lock))
 
 
@@ -1211,15 +1254,14 @@ def test_identity_never_stores_secrets():
         waiter = start("run", "-u", url, "--user", user, "--password-file",
                        pwfile, lock, "--", "echo", password, env=env)
         wait_until(lambda: queue_len(lock) == 1, "the waiter")
-        # A password across the label's 200-byte cut: no prefix of it may
-        # survive the cut either.
-        head = "fairlock run -u %s --user %s %s -- echo " % (url, user, lock)
-        filler = "x" * max(1, 195 - len(head))
-        cut = start("run", "-u", url, "--user", user, lock, "--", "echo",
-                    filler, password, env=env)
+        # A password typed into --label, across the label's 200-byte cut:
+        # starred out, and no prefix of it may survive the cut either.
+        cut = start("run", "-u", url, "--user", user, "--label",
+                    "x" * 195 + password, lock, "--", "echo", env=env)
         wait_until(lambda: queue_len(lock) == 2, "the third waiter")
         stored = redis("HGETALL", lock + ":who")
-        check(stored.count("fairlock run") == 3, "all recorded: %r" % stored)
+        check(stored.count("run " + lock) == 2 and "x" * 195 in stored,
+              "all recorded: %r" % stored)
         check(password[:4] not in stored, "no prefix: %r" % stored)
         for secret in (password, sentinel_pw):
             check(secret not in stored, "no secret stored: %r" % stored)
@@ -1505,6 +1547,23 @@ def test_status_watch_on_terminal():
     r = fl("status", "--watch", lock)
     check(r.returncode == 64 and "terminal" in r.stderr,
           "not a terminal: refused: %r" % r.stderr)
+
+def test_status_watch_survives_errors():
+    # A snapshot that fails (here: nobody listens on the port) is shown in
+    # its place and tried again; --watch ends only when interrupted.
+    master, proc = run_on_pty(["status", "--watch", "--interval", "0.1",
+                               "-u", "redis://127.0.0.1:1", name("watcherr")])
+    try:
+        data = read_pty(master, proc, lambda d: d.count(b"error: ") >= 3, 20)
+        check(proc.poll() is None, "still running after errors")
+        proc.send_signal(signal.SIGINT)
+        check(proc.wait(timeout=10) == 0, "ends on SIGINT with 0")
+    finally:
+        os.close(master)
+    text = data.decode("utf-8", "replace")
+    check(text.count("fairlock status --watch") >= 3,
+          "redrawn with the error: %r" % text[:300])
+
 
 TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
 
