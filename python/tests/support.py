@@ -6,6 +6,8 @@ FAIRLOCK_TEST_URL (unix://...), FAIRLOCK_TEST_SOCKET, FAIRLOCK_TEST_TCP_URL
 and FAIRLOCK_TEST_PORT.  Tests never touch any other Redis.
 """
 import os
+import subprocess
+import sys
 import time
 import unittest
 import uuid
@@ -45,6 +47,16 @@ class ServerTestCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.redis.close()
+
+
+def spawn_python(script, *args, **kwargs):
+    """`python -c script args...` with the tests' interpreter.  Such a
+    child puts its working directory first on sys.path, so it runs in this
+    directory: from a build directory, a stray `fairlock` module (an older
+    build's extension, say) would shadow the installed package."""
+    return subprocess.Popen([sys.executable, "-c", script, *args],
+                            cwd=os.path.dirname(os.path.abspath(__file__)),
+                            **kwargs)
 
 
 def client(db=0, **kwargs):

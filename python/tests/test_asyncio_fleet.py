@@ -8,7 +8,6 @@ import atexit
 import os
 import signal
 import subprocess
-import sys
 import unittest
 
 import fairlock
@@ -88,8 +87,8 @@ except KeyboardInterrupt:
 class Fleet(support.ServerTestCase):
 
     def spawn(self, script, *args, stdin=False):
-        child = subprocess.Popen(
-            [sys.executable, "-c", script, *args],
+        child = support.spawn_python(
+            script, *args,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.addCleanup(lambda: child.poll() is None and child.kill())

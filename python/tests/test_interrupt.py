@@ -7,7 +7,6 @@ A signal whose handler does not raise must not disturb the wait.
 import os
 import signal
 import subprocess
-import sys
 import time
 import unittest
 
@@ -40,8 +39,8 @@ lock.release()
 class Interrupt(support.ServerTestCase):
 
     def start_child(self, name, mode):
-        child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, self.url, name, mode],
+        child = support.spawn_python(
+            CHILD, self.url, name, mode,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.addCleanup(lambda: child.poll() is None and child.kill())
         self.assertEqual(child.stdout.readline(), "waiting\n")
