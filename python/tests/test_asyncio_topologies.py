@@ -103,8 +103,10 @@ class Sentinel(Topology, unittest.IsolatedAsyncioTestCase):
             raise unittest.SkipTest("no sentinel fixture")
         cls.url = env["FAIRLOCK_SENTINEL_URL"]
         # The master only: a replica may lag behind a deletion.
+        # 127.0.0.1, not redis-py's default 'localhost': a machine without
+        # /etc/hosts (a fresh debootstrapped root) cannot resolve it.
         cls.servers = [redis.Redis(
-            port=int(env["FAIRLOCK_SENTINEL_MASTER_PORT"]))]
+            host="127.0.0.1", port=int(env["FAIRLOCK_SENTINEL_MASTER_PORT"]))]
         port = int(env["FAIRLOCK_SENTINEL_PORT"])
         cls.client = redis.asyncio.sentinel.Sentinel(
             [("127.0.0.1", port + i) for i in range(3)]).master_for(
@@ -120,7 +122,7 @@ class Cluster(Topology, unittest.IsolatedAsyncioTestCase):
             raise unittest.SkipTest("no cluster fixture")
         cls.url = env["FAIRLOCK_CLUSTER_URL"]
         base = int(env["FAIRLOCK_CLUSTER_BASE_PORT"])
-        nodes = [redis.Redis(port=base + i)
+        nodes = [redis.Redis(host="127.0.0.1", port=base + i)
                  for i in range(int(env["FAIRLOCK_CLUSTER_NODES"]))]
         # The masters only: a replica may lag behind a deletion.
         cls.servers = [node for node in nodes
