@@ -1308,15 +1308,9 @@ int fairlock_extend_start(fairlock *lock, int64_t ttl_ms, fairlock_done_fn done,
         return fairlock__fail(lock, FAIRLOCK_INVALID, "done is NULL");
     int rc = may_start(lock);
     if (rc == FAIRLOCK_OK)
-        rc = fairlock__check_duration(lock, "ttl_ms", ttl_ms, 1, 1, 0);
+        rc = fairlock__extend_check(lock, ttl_ms);
     if (rc != FAIRLOCK_OK)
         return rc;
-    if (lock->request != FAIRLOCK__REQUEST_HELD)
-        return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
-                              "the lock is not held by this handle");
-    if (lock->opts.auto_renew && ttl_ms == FAIRLOCK_FOREVER)
-        return fairlock__fail(lock, FAIRLOCK_INVALID,
-                              "auto_renew needs a finite lease");
     reset_op(lock->async, OP_EXTEND, done, NULL, arg);
     lock->async->ext_lease_ms = ttl_ms == FAIRLOCK_FOREVER ? 0 : ttl_ms;
     return start_op(lock);

@@ -494,5 +494,9 @@ int fairlock__ready(fairlock *lock);
  * option allows. */
 int fairlock__check_duration(fairlock *lock, const char *what, int64_t value,
                              int64_t min, int allow_forever, int allow_default);
+/* What fairlock_extend() and fairlock_extend_start() ask of their
+ * arguments and of the handle (lock.c): a lease, a held lock, a finite
+ * lease under auto_renew. */
+int fairlock__extend_check(fairlock *lock, int64_t ttl_ms);
 
 #endif

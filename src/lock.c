@@ -73,11 +73,7 @@ int fairlock_release_token(fairlock *lock, const char *token) {
     return fairlock__ok(lock);
 }
 
-int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
-    if (lock == NULL)
-        return FAIRLOCK_INVALID;
-    if (fairlock__async_idle(lock) != FAIRLOCK_OK)
-        return FAIRLOCK_INVALID;
+int fairlock__extend_check(fairlock *lock, int64_t ttl_ms) {
     int rc = fairlock__check_duration(lock, "ttl_ms", ttl_ms, 1, 1, 0);
     if (rc != FAIRLOCK_OK)
         return rc;
@@ -87,6 +83,17 @@ int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
     if (lock->opts.auto_renew && ttl_ms == FAIRLOCK_FOREVER)
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "auto_renew needs a finite lease");
+    return FAIRLOCK_OK;
+}
+
+int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
+    if (lock == NULL)
+        return FAIRLOCK_INVALID;
+    if (fairlock__async_idle(lock) != FAIRLOCK_OK)
+        return FAIRLOCK_INVALID;
+    int rc = fairlock__extend_check(lock, ttl_ms);
+    if (rc != FAIRLOCK_OK)
+        return rc;
     /* A hand-off's confirmation may still be owed a reply: the ledger has
      * room for one command of ours in flight (see confirm_later). */
     if ((rc = fairlock__ready(lock)) == FAIRLOCK_OK) {
