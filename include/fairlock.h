@@ -430,9 +430,10 @@ FAIRLOCK_EXPORT int fairlock_state(fairlock *lock);
  * lease without expiry.  Compare with clock_gettime(CLOCK_MONOTONIC).
  * While two lease-setting commands may both have been the last the server
  * ran (an extend overlapping a renewal), the shorter bound.  After a
- * hand-off the lease is first capped at the liveness window and the full
- * lease is asked for without waiting for the reply: until the next call on
- * the handle reads it, the bound is the capped lease's.
+ * hand-off the lease is first capped at the liveness window, and the full
+ * lease is asked for only if the hold outlasts a third of it (by the
+ * handle's renewal thread, or the loop's timer for the non-blocking API):
+ * until that succeeds, the bound is the capped lease's.
  * Thread safety: may be called from any thread. Since 0.1.0. */
 FAIRLOCK_EXPORT int64_t fairlock_valid_until_ms(fairlock *lock);
 
@@ -613,8 +614,12 @@ FAIRLOCK_EXPORT int fairlock_stats_get_sized(const fairlock *lock,
  * (stopping any renewal) and the lock stays held until its lease ends or
  * someone calls fairlock_release_token() with the token, which the caller
  * should have saved from fairlock_token() first.  This is how a process
- * hands a lock over to a later one (the `fairlock acquire` command).
- * Returns FAIRLOCK_OK, or FAIRLOCK_NOTOWNED when nothing is held.
+ * hands a lock over to a later one (the `fairlock acquire` command).  A
+ * hand-off's confirmation still owed (see fairlock_valid_until_ms) is made
+ * first, so the lock keeps the lease it was acquired with.
+ * Returns FAIRLOCK_OK, FAIRLOCK_NOTOWNED when nothing is held, or the
+ * error of that confirmation (the lock is then still held by the
+ * handle).
  * Thread safety: one thread per handle. Since 0.1.0. */
 FAIRLOCK_EXPORT int fairlock_detach(fairlock *lock);
 

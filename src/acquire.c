@@ -77,51 +77,43 @@ static int start_lease(fairlock *lock, int64_t lease_ms, int64_t from) {
  * confirm it (we were paused longer than our liveness window), so the
  * caller goes back to waiting. */
 #define HANDOFF_EXPIRED (-1)
-/* Sentinel result of confirm_later(): do it now, the ordinary way. */
-#define FAIRLOCK__CANNOT_DEFER (-2)
-
-/* The reply to the confirmation that confirm_later() sent: 1 the lease is
- * ours as asked, 0 the key was no longer ours, -1 unknown. */
-static void confirmed(void *arg, const redisReply *reply) {
-    fairlock *lock = arg;
-    int outcome = fairlock__decode_flag(reply);
-    if (!fairlock__lease_extend_end(lock->lease, outcome) && outcome == 0 &&
-        lock->request == FAIRLOCK__REQUEST_HELD)
-        fairlock__lease_publish(lock->lease, FAIRLOCK_STATE_LOST, 0);
-}
 
 /* A hand-off to a waiter is capped at its liveness window, so a head that
  * died before it could take the lock holds it no longer than a dead
- * waiter holds the queue; the live head then takes its full lease.  That
- * confirmation need not delay the caller: while the capped lease has most
- * of its length to run, it is sent without waiting for the reply, which is
- * read just before the next command on the connection (pipelined with it:
- * usually the release).  Until then fairlock_valid_until_ms() is the
- * capped lease's bound, which is true whatever the reply says.  Only on an
- * owned plain connection (see fairlock__conn_defer_eval); otherwise
- * FAIRLOCK__CANNOT_DEFER.  The renewal ledger has one slot for a command
- * of the owner's in flight, so fairlock_extend() reads this reply before
- * it sends its own. */
+ * waiter holds the queue; the live head then takes its full lease.  While
+ * the capped lease has most of its length to run, that confirmation is
+ * left to the renewal thread, which sends it only if the hold outlasts a
+ * third of the capped lease (fairlock__lease_confirm_later): most holds
+ * end sooner, and their release deletes the key anyway, so a hand-off
+ * costs three commands, as with a lease that needs no confirmation.
+ * Until then fairlock_valid_until_ms() is the capped lease's bound, which
+ * is true whatever happens next.  Returns 0 when it cannot be deferred:
+ * a borrowed connection has no URL for the thread's own connection, a
+ * forked child's handle has its parent's thread, and a grant that is to
+ * reach replicas is confirmed before it is WAITed for. */
 static int confirm_later(fairlock *lock, int64_t capped_ms, int64_t from) {
-    if (lock->opts.wait_replicas > 0 || lock->opts.auto_renew ||
-        !fairlock__conn_can_defer(&lock->conn))
-        return FAIRLOCK__CANNOT_DEFER;
+    if (lock->opts.wait_replicas > 0 || lock->conn.borrowed ||
+        !fairlock__renewer_usable(lock->renewer))
+        return 0;
+    if (lock->renewer == NULL &&
+        fairlock__renewer_start(lock, &lock->err) != FAIRLOCK_OK)
+        return 0; /* confirmed at once instead */
     fairlock__lease_publish(lock->lease, FAIRLOCK_STATE_HELD,
                             fairlock__validity(from, capped_ms));
-    int rc = start_lease(lock, capped_ms, from);
-    if (rc != FAIRLOCK_OK)
-        return fairlock__request_abandon(lock, rc);
-    fairlock__lease_extend_begin(lock->lease, lock->lease_ms,
-                                 fairlock__now_ms());
-    rc = fairlock__call_extend_later(&lock->conn, &lock->err, &lock->keys,
-                                     lock->token, lock->lease_ms, confirmed,
-                                     lock);
-    if (rc != FAIRLOCK_OK) {
-        fairlock__error ignored;
-        fairlock__lease_extend_end(lock->lease, -1);
-        fairlock__lease_stop(lock->lease, &ignored);
-        return fairlock__request_abandon(lock, rc);
-    }
+    fairlock__lease_start(lock->lease, lock->token, capped_ms, from,
+                          lock->opts.auto_renew);
+    fairlock__lease_confirm_later(lock->lease, lock->lease_ms);
+    return 1;
+}
+
+/* The grant is recorded: the hold starts. */
+static int count_grant(fairlock *lock, int pushed) {
+    int64_t now = fairlock__now_ms();
+    lock->granted_ms = now;
+    lock->stats.acquisitions++;
+    lock->stats.handoffs += pushed != 0;
+    lock->stats.last_wait_ms = now - lock->acquire_start_ms;
+    lock->stats.total_wait_ms += lock->stats.last_wait_ms;
     return fairlock__ok(lock);
 }
 
@@ -142,14 +134,12 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
     /* The grant happened after our last request, which may be a heartbeat
      * ago: when that leaves less than two thirds of the lease as a bound,
      * an extend buys a fresh one (and it is needed anyway when the
-     * hand-off capped the lease). */
+     * hand-off capped the lease and the confirmation cannot wait). */
     int64_t px = attempt->lease_ms;
     int64_t left = valid_until - fairlock__now_ms();
-    if (attempt->lease_ms != lock->lease_ms && px > 0 && left >= px * 2 / 3) {
-        int rc = confirm_later(lock, px, from);
-        if (rc != FAIRLOCK__CANNOT_DEFER)
-            return rc;
-    }
+    if (attempt->lease_ms != lock->lease_ms && px > 0 && left >= px * 2 / 3 &&
+        confirm_later(lock, px, from))
+        return count_grant(lock, pushed);
     if (attempt->lease_ms != lock->lease_ms || (px > 0 && left < px * 2 / 3)) {
         int owned = 0;
         from = fairlock__now_ms();
@@ -172,13 +162,7 @@ static int take_grant(fairlock *lock, const fairlock__attempt *attempt,
     int rc = start_lease(lock, lock->lease_ms, from);
     if (rc != FAIRLOCK_OK)
         return fairlock__request_abandon(lock, rc);
-    int64_t now = fairlock__now_ms();
-    lock->granted_ms = now;
-    lock->stats.acquisitions++;
-    lock->stats.handoffs += pushed != 0;
-    lock->stats.last_wait_ms = now - lock->acquire_start_ms;
-    lock->stats.total_wait_ms += lock->stats.last_wait_ms;
-    return fairlock__ok(lock);
+    return count_grant(lock, pushed);
 }
 
 static int interrupted(fairlock *lock) {

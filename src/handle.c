@@ -421,6 +421,14 @@ int fairlock_detach(fairlock *lock) {
     if (lock->request != FAIRLOCK__REQUEST_HELD)
         return fairlock__fail(lock, FAIRLOCK_NOTOWNED,
                               "the lock is not held by this handle");
+    /* Nobody will confirm a capped hand-off once the handle lets go: the
+     * key would expire with the cap, not with the lease it was asked
+     * for. */
+    if (fairlock__lease_owed(lock->lease) &&
+        (rc = fairlock_extend(lock, lock->lease_ms == 0 ? FAIRLOCK_FOREVER
+                                                        : lock->lease_ms)) !=
+            FAIRLOCK_OK)
+        return rc;
     fairlock__error ignored;
     fairlock__lease_stop(lock->lease, &ignored);
     fairlock__stats_hold_ended(lock);

@@ -329,6 +329,14 @@ int64_t fairlock__drift_ms(int64_t lease_ms);
  * renews it. */
 void fairlock__lease_start(fairlock__lease *lease, const char *token,
                            int64_t lease_ms, int64_t sent_ms, int renews);
+/* After fairlock__lease_start: the renewal thread is to set the lease to
+ * lease_ms (0: no expiry) when a renewal would be due, a third of the way
+ * to the recorded lease's bound, and then, unless the grant is renewed,
+ * stop.  A capped hand-off's confirmation: a release before then needs
+ * none.  An extend by the owner supersedes it. */
+void fairlock__lease_confirm_later(fairlock__lease *lease, int64_t lease_ms);
+/* 1 while that confirmation has not succeeded (owner thread). */
+int fairlock__lease_owed(fairlock__lease *lease);
 /* Stops renewing, waits for a renewal in flight and forgets the grant.
  * Returns 1 if the lease was found lost, with the reason copied into err. */
 int fairlock__lease_stop(fairlock__lease *lease, fairlock__error *err);
@@ -425,6 +433,9 @@ typedef struct fairlock__renewer fairlock__renewer;
 /* Starts the handle's renewal thread, on copies of its URL and keys and on
  * its lease.  Returns FAIRLOCK_OK or FAIRLOCK_NOMEM with err set. */
 int fairlock__renewer_start(fairlock *lock, fairlock__error *err);
+/* 1 if the handle's renewal thread runs in this process, or there is none
+ * yet (a forked child's handle has its parent's, which it cannot use). */
+int fairlock__renewer_usable(const fairlock__renewer *renewer);
 /* Stops and joins the thread; closes its connection. */
 void fairlock__renewer_free(fairlock__renewer *renewer);
 

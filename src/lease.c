@@ -89,6 +89,8 @@ struct fairlock__lease {
     _Atomic int64_t valid_until_ms;
     int stop;       /* the renewal thread is to end */
     int renews;     /* the grant is auto-renewed (a renewal thread runs) */
+    int owed;       /* a capped hand-off's confirmation is still owed */
+    int once;       /* ... by a renewal that is not repeated (no auto_renew) */
     int recording;  /* a grant is recorded: from start to stop */
     int active;     /* the renewal thread renews `token` */
     int in_flight;  /* a renewal is on the wire */
@@ -98,6 +100,12 @@ struct fairlock__lease {
     char token[FAIRLOCK_TOKEN_MAX];
     int64_t lease_ms; /* what the next renewal asks for */
     int64_t next_ms;  /* monotonic time of the next renewal */
+    /* Until when the renewal thread sleeps unless woken (INT64_MAX: until
+     * woken; INT64_MIN: it is awake and looks at next_ms before it sleeps
+     * again).  Waking it only when a new plan is due sooner keeps a
+     * thread wake-up off every grant: one whose renewal falls after the
+     * thread's own wake-up time is found then. */
+    int64_t asleep_until_ms;
     /* The ledger. */
     uint64_t seq;
     lease_cmd last[SOURCES];   /* latest command known to have run */
@@ -197,7 +205,8 @@ static void ledger_publish(fairlock__lease *r) {
         r->next_ms = 0;
     else
         r->next_ms = r->base_ms + (bound - r->base_ms) / 3;
-    pthread_cond_broadcast(&r->cv);
+    if (r->active && r->next_ms < r->asleep_until_ms)
+        pthread_cond_broadcast(&r->cv);
 }
 
 /* ---------------------------------------------------------------------------
@@ -216,6 +225,7 @@ fairlock__lease *fairlock__lease_new(void) {
     pthread_condattr_destroy(&attr);
     pthread_mutex_init(&r->mu, NULL);
     r->pid = getpid();
+    r->asleep_until_ms = INT64_MIN;
     return r;
 }
 
@@ -264,15 +274,38 @@ void fairlock__lease_start(fairlock__lease *r, const char *token,
     ledger_reply(r, BY_OWNER, 1);
     r->recording = 1;
     r->renews = renews;
+    r->owed = 0;
+    r->once = 0;
     r->active = renews;
     r->lost = 0;
     ledger_publish(r);
     pthread_mutex_unlock(&r->mu);
 }
 
+void fairlock__lease_confirm_later(fairlock__lease *r, int64_t lease_ms) {
+    pthread_mutex_lock(&r->mu);
+    if (r->recording) {
+        r->lease_ms = lease_ms;
+        r->owed = 1;
+        r->once = !r->renews;
+        r->active = 1;
+        ledger_publish(r);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+int fairlock__lease_owed(fairlock__lease *r) {
+    pthread_mutex_lock(&r->mu);
+    int owed = r->owed;
+    pthread_mutex_unlock(&r->mu);
+    return owed;
+}
+
 int fairlock__lease_stop(fairlock__lease *r, fairlock__error *err) {
     pthread_mutex_lock(&r->mu);
     r->active = 0;
+    r->owed = 0;
+    r->once = 0;
     while (r->in_flight)
         pthread_cond_wait(&r->cv, &r->mu);
     int lost = r->lost;
@@ -289,6 +322,15 @@ int fairlock__lease_stop(fairlock__lease *r, fairlock__error *err) {
 void fairlock__lease_extend_begin(fairlock__lease *r, int64_t lease_ms,
                                   int64_t sent_ms) {
     pthread_mutex_lock(&r->mu);
+    if (r->once) {
+        /* The owner's lease supersedes the confirmation still owed: had
+         * that confirmation reached the server after this extend, it
+         * would set its own lease over the one the owner asked for. */
+        r->once = 0;
+        r->active = r->renews;
+        while (r->in_flight)
+            pthread_cond_wait(&r->cv, &r->mu);
+    }
     if (r->recording) {
         ledger_send(r, BY_OWNER, sent_ms, lease_ms);
         ledger_publish(r);
@@ -309,14 +351,15 @@ int fairlock__lease_extend_end(fairlock__lease *r, int outcome) {
              * for want of an answer is withdrawn, since the key was ours
              * all along (nobody else ever sets our token). */
             r->lease_ms = lease;
+            r->owed = 0;
             revived = r->lost;
             r->lost = 0;
         }
-        ledger_publish(r);
-        if (revived) {
+        if (revived)
             r->active = r->renews;
+        ledger_publish(r);
+        if (revived)
             atomic_store(&r->state, FAIRLOCK_STATE_HELD);
-        }
     }
     pthread_mutex_unlock(&r->mu);
     return held;
@@ -327,21 +370,23 @@ int fairlock__lease_extend_end(fairlock__lease *r, int outcome) {
  * ------------------------------------------------------------------------- */
 
 static void wait_until(fairlock__lease *r, int64_t when_ms) {
+    r->asleep_until_ms = when_ms;
     if (when_ms == INT64_MAX) {
         pthread_cond_wait(&r->cv, &r->mu);
-        return;
+    } else {
+        struct timespec ts;
+        ts.tv_sec = (time_t)(when_ms / 1000);
+        ts.tv_nsec = (long)(when_ms % 1000) * 1000000;
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
     }
-    struct timespec ts;
-    ts.tv_sec = (time_t)(when_ms / 1000);
-    ts.tv_nsec = (long)(when_ms % 1000) * 1000000;
-    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+    r->asleep_until_ms = INT64_MIN;
 }
 
 int fairlock__lease_next_turn(fairlock__lease *r, fairlock__lease_turn *turn) {
     pthread_mutex_lock(&r->mu);
     while (!r->stop) {
         if (!r->active) {
-            pthread_cond_wait(&r->cv, &r->mu);
+            wait_until(r, INT64_MAX);
             continue;
         }
         int64_t now = fairlock__now_ms();
@@ -370,11 +415,22 @@ int fairlock__lease_turn_done(fairlock__lease *r,
     r->in_flight = 0;
     pthread_cond_broadcast(&r->cv);
     int report = 0;
-    /* Released, or a new grant, meanwhile: this renewal counts for
-     * nothing. */
-    if (!r->active || r->grant != turn->grant)
+    /* A release waits for this reply, so the grant is still this one;
+     * but when the owner is releasing, or extending over a confirmation
+     * (fairlock__lease_extend_begin), the outcome is only recorded: what
+     * follows is the owner's to settle. */
+    if (r->grant != turn->grant || !r->recording)
         goto out;
     ledger_reply(r, BY_RENEWER, rc != FAIRLOCK_OK ? -1 : owned);
+    if (!r->active)
+        goto out;
+    if (rc == FAIRLOCK_OK && owned) {
+        r->owed = 0;
+        if (r->once) {
+            r->once = 0;
+            r->active = r->renews;
+        }
+    }
     ledger_publish(r);
     int64_t now = fairlock__now_ms();
     if (rc == FAIRLOCK_OK && owned)

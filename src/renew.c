@@ -1,12 +1,13 @@
-/* renew.c -- the renewal thread of an auto-renewed lease.
+/* renew.c -- the renewal thread of an auto-renewed lease, which also sends
+ * a capped hand-off's confirmation when the hold outlasts a third of it.
  *
- * One per handle with auto_renew, started on the first grant and joined
- * by fairlock_free().  It has its own connection (a connection must
- * not be shared between threads) and its own copies of the URL and the
- * keys, so it reads nothing of the handle; what it shares with the owner
- * thread is the fairlock__lease, which only lease.c's functions touch: they
- * say when to renew and with what, record each renewal's outcome and
- * publish the result. */
+ * One per handle, started on the first grant that needs it and joined by
+ * fairlock_free(); it opens its connection only when it first renews.  It has
+ * its own connection (a connection must not be shared between threads) and its
+ * own copies of the URL and the keys, so it reads nothing of the handle; what
+ * it shares with the owner thread is the fairlock__lease, which only lease.c's
+ * functions touch: they say when to renew and with what, record each renewal's
+ * outcome and publish the result. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -101,6 +102,10 @@ int fairlock__renewer_start(fairlock *lock, fairlock__error *err) {
     }
     lock->renewer = r;
     return FAIRLOCK_OK;
+}
+
+int fairlock__renewer_usable(const fairlock__renewer *r) {
+    return r == NULL || r->pid == getpid();
 }
 
 void fairlock__renewer_free(fairlock__renewer *r) {

@@ -192,61 +192,125 @@ static void free_lock_drains_at_once(void) {
 
 /* With no lease (the defaults), a hand-off gives the head a lease capped at
  * its liveness window, and the head confirms it by making the lease
- * unlimited.  The confirmation is sent without waiting for its reply: the
- * acquire returns with the capped lease's bound, and the next call on the
- * handle reads the reply and lifts the bound.  Regression: the head waited
- * for one more round trip in every hand-off of the default configuration.
- * Counted: the acquire reads no reply of extend.lua. */
+ * unlimited -- but only when the hold outlasts a third of the capped lease
+ * (the renewal thread sends it then): a shorter hold is released before
+ * the cap matters, and a hand-off costs three commands, as with a lease.
+ * Until the confirmation the bound is the capped lease's.
+ *
+ * The variants, what the head does after its hand-off:
+ *   RELEASE  releases at once.  Regression: every hand-off of the default
+ *            configuration sent a fourth command (counted: no PERSIST).
+ *   OUTLAST  holds until the confirmation lifts the bound, after the
+ *            script cache was flushed (the thread's EVALSHA must not be
+ *            lost to a NOSCRIPT).
+ *   GONE     finds its key deleted behind its back: the confirmation
+ *            makes the lock lost (state, on_lost, release).
+ *   EXTEND   extends before the confirmation is due, which supersedes
+ *            it: the key keeps the lease asked for.
+ *   DETACH   lets go of the lock for a later process to release: the
+ *            confirmation is made first, or the key would expire with the
+ *            cap. */
+enum { HEAD_RELEASE, HEAD_OUTLAST, HEAD_GONE, HEAD_EXTEND, HEAD_DETACH };
+/* EXTEND's lease: its key outlives the wait below by seconds. */
+#define EXTEND_MS 6000
+
 typedef struct {
-    int64_t valid_after_acquire;
-    int64_t valid_after_next_call;
-    long long pttl_after_next_call;
-    int state_after_acquire;
-    int rc_release;
+    int64_t acquired_at, valid_after_acquire, valid_later;
+    int64_t extended_at, pttl_read_at;
+    char token[FAIRLOCK_TOKEN_MAX];
+    long long pttl_later;
+    int state_after_acquire, state_later, owned_later, lost_calls;
+    int rc_release, rc_detach;
     int warmed, parent_holds; /* handshakes */
 } confirm_result;
 
-enum { NEXT_OWNED, NEXT_OWNED_AFTER_FLUSH, NEXT_EXTEND };
+static void count_lost(fairlock *lock, void *arg) {
+    (void)lock;
+    ((confirm_result *)arg)->lost_calls++;
+}
 
-static void deferred_confirmation_then(int next) {
+static int64_t now_ms(void) { return test_now_ns() / 1000000; }
+
+/* The head's side, in the child. */
+static void head_after_handoff(const char *name, int64_t liveness_ms, int what,
+                               confirm_result *res) {
+    redisContext *own = test_redis();
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.stale_timeout_ms = liveness_ms;
+    opts.on_lost = count_lost;
+    opts.on_lost_arg = res;
+    fairlock *waiter = test_lock_opts(&opts);
+    /* A first round, so that the hand-off below finds scripts cached on
+     * the server (OUTLAST then flushes them). */
+    CHECK_RC(waiter, fairlock_acquire(waiter), FAIRLOCK_OK);
+    CHECK_RC(waiter, fairlock_release(waiter), FAIRLOCK_OK);
+    res->warmed = 1;
+    CHECK(test_wait_flag(&res->parent_holds, 60000));
+    CHECK_RC(waiter, fairlock_acquire(waiter), FAIRLOCK_OK);
+    res->acquired_at = now_ms();
+    res->valid_after_acquire = fairlock_valid_until_ms(waiter);
+    res->state_after_acquire = fairlock_state(waiter);
+    snprintf(res->token, sizeof res->token, "%s", fairlock_token(waiter));
+    int64_t deadline = now_ms() + 60000;
+    switch (what) {
+    case HEAD_RELEASE:
+        break;
+    case HEAD_OUTLAST:
+        while (fairlock_valid_until_ms(waiter) != INT64_MAX &&
+               now_ms() < deadline)
+            usleep(10000);
+        /* Past the capped lease's end: still ours. */
+        while (now_ms() < res->valid_after_acquire + 50)
+            usleep(10000);
+        break;
+    case HEAD_GONE:
+        CHECK_INT(test_int(own, "DEL %s", name), ==, 1);
+        while (fairlock_state(waiter) != FAIRLOCK_STATE_LOST &&
+               now_ms() < deadline)
+            usleep(10000);
+        break;
+    case HEAD_DETACH:
+        res->rc_detach = fairlock_detach(waiter);
+        break;
+    case HEAD_EXTEND:
+        CHECK_RC(waiter, fairlock_extend(waiter, EXTEND_MS), FAIRLOCK_OK);
+        res->extended_at = now_ms(); /* after the extend ran */
+        /* Past the time the confirmation would have been sent, and the
+         * time a renewal of the new lease would be. */
+        while (now_ms() < res->extended_at + EXTEND_MS / 3 + 500)
+            usleep(10000);
+        break;
+    }
+    res->valid_later = fairlock_valid_until_ms(waiter);
+    res->state_later = fairlock_state(waiter);
+    res->pttl_read_at = now_ms(); /* before the PTTL runs */
+    res->pttl_later = test_int(own, "PTTL %s", name);
+    if (what != HEAD_GONE && what != HEAD_DETACH)
+        CHECK_RC(waiter, fairlock_owned(waiter, &res->owned_later),
+                 FAIRLOCK_OK);
+    if (what == HEAD_DETACH)
+        res->rc_release = fairlock_release_token(waiter, res->token);
+    else
+        res->rc_release = fairlock_release(waiter);
+    fairlock_free(waiter);
+    redisFree(own);
+}
+
+static void confirmation_when(int what) {
     const char *name = test_name("proto-confirm");
+    /* The confirmation is due a third of the way through the capped
+     * lease; GONE needs time to delete the key before that. */
+    int64_t liveness_ms = what == HEAD_GONE ? FAIRLOCK_DEFAULT_LIVENESS_MS
+                                            : 900;
     redisContext *c = test_redis();
     confirm_result *res = test_shared(sizeof *res);
     fairlock *holder = test_lock(name, FAIRLOCK_FOREVER);
     CHECK_RC(holder, fairlock_acquire(holder), FAIRLOCK_OK);
     pid_t child = test_fork();
     if (child == 0) {
-        redisContext *own = test_redis();
-        fairlock *waiter = test_lock(name, FAIRLOCK_FOREVER);
-        /* A first round, so that the hand-off below finds scripts cached
-         * on the server (NEXT_OWNED_AFTER_FLUSH then flushes them). */
-        CHECK_RC(waiter, fairlock_acquire(waiter), FAIRLOCK_OK);
-        CHECK_RC(waiter, fairlock_extend(waiter, FAIRLOCK_FOREVER),
-                 FAIRLOCK_OK);
-        CHECK_RC(waiter, fairlock_release(waiter), FAIRLOCK_OK);
-        res->warmed = 1;
-        CHECK(test_wait_flag(&res->parent_holds, 60000));
-        CHECK_RC(waiter, fairlock_acquire(waiter), FAIRLOCK_OK);
-        res->valid_after_acquire = fairlock_valid_until_ms(waiter);
-        res->state_after_acquire = fairlock_state(waiter);
-        if (next == NEXT_EXTEND) {
-            /* Its own command in flight while the confirmation's reply is
-             * still owed: the reply is read first. */
-            int64_t sent = test_now_ns() / 1000000;
-            CHECK_RC(waiter, fairlock_extend(waiter, 60000), FAIRLOCK_OK);
-            int64_t valid = fairlock_valid_until_ms(waiter);
-            CHECK_INT(valid, >, sent + 30000);
-            CHECK_INT(valid, <=, test_now_ns() / 1000000 + 60000);
-        } else {
-            int owned = 0;
-            CHECK_RC(waiter, fairlock_owned(waiter, &owned), FAIRLOCK_OK);
-            CHECK_INT(owned, ==, 1);
-        }
-        res->valid_after_next_call = fairlock_valid_until_ms(waiter);
-        res->pttl_after_next_call = test_int(own, "PTTL %s", name);
-        res->rc_release = fairlock_release(waiter);
-        fairlock_free(waiter);
-        redisFree(own);
+        head_after_handoff(name, liveness_ms, what, res);
         _exit(0);
     }
     /* The child holds and releases once... */
@@ -256,59 +320,89 @@ static void deferred_confirmation_then(int next) {
     CHECK_RC(holder, fairlock_acquire(holder), FAIRLOCK_OK);
     res->parent_holds = 1;
     test_wait_queued(c, name, 1);
-    if (next == NEXT_OWNED_AFTER_FLUSH) {
-        /* A NOSCRIPT that nobody would retry, had the confirmation been
-         * an EVALSHA. */
+    if (what == HEAD_OUTLAST) {
         redisReply *r = redisCommand(c, "SCRIPT FLUSH");
         CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
         freeReplyObject(r);
     }
+    long long persists = calls_of(c, "persist");
     CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
     CHECK_INT(test_wait_child_within(child, 0, 120000), ==, 0);
     CHECK_INT(res->state_after_acquire, ==, FAIRLOCK_STATE_HELD);
     /* The capped lease's bound: finite, at most the liveness window. */
     CHECK_INT(res->valid_after_acquire, <, INT64_MAX);
-    CHECK_INT(res->valid_after_acquire, <=,
-              test_now_ns() / 1000000 + FAIRLOCK_DEFAULT_LIVENESS_MS);
-    if (next == NEXT_EXTEND) {
-        CHECK_INT(res->pttl_after_next_call, >, 30000);
-        CHECK_INT(res->pttl_after_next_call, <=, 60000);
-    } else {
+    CHECK_INT(res->valid_after_acquire, <=, res->acquired_at + liveness_ms);
+    switch (what) {
+    case HEAD_RELEASE:
+        CHECK_INT(calls_of(c, "persist") - persists, ==, 0);
+        CHECK_INT(res->rc_release, ==, FAIRLOCK_OK);
+        break;
+    case HEAD_OUTLAST:
         /* Confirmed: no expiry on the server, none in the bound. */
-        CHECK_INT(res->pttl_after_next_call, ==, -1);
-        CHECK_INT(res->valid_after_next_call, ==, INT64_MAX);
+        CHECK_INT(res->valid_later, ==, INT64_MAX);
+        CHECK_INT(res->pttl_later, ==, -1);
+        CHECK_INT(res->state_later, ==, FAIRLOCK_STATE_HELD);
+        CHECK_INT(res->owned_later, ==, 1);
+        CHECK_INT(calls_of(c, "persist") - persists, >=, 1);
+        CHECK_INT(res->rc_release, ==, FAIRLOCK_OK);
+        break;
+    case HEAD_GONE:
+        CHECK_INT(res->state_later, ==, FAIRLOCK_STATE_LOST);
+        CHECK_INT(res->valid_later, ==, 0);
+        CHECK_INT(res->lost_calls, ==, 1);
+        CHECK_INT(res->rc_release, ==, FAIRLOCK_NOTOWNED);
+        break;
+    case HEAD_DETACH:
+        CHECK_INT(res->rc_detach, ==, FAIRLOCK_OK);
+        CHECK_INT(res->pttl_later, ==, -1);
+        CHECK_INT(res->state_later, ==, FAIRLOCK_STATE_IDLE);
+        CHECK_INT(res->rc_release, ==, FAIRLOCK_OK);
+        break;
+    case HEAD_EXTEND:
+        /* The lease asked for, never made unlimited behind its back. */
+        CHECK_INT(calls_of(c, "persist") - persists, ==, 0);
+        CHECK_INT(res->pttl_later, >, 0);
+        /* Not set again since (a renewal would have counted from later):
+         * at least the time between the two calls has run off it. */
+        CHECK_INT(res->pttl_later, <=,
+                  EXTEND_MS - (res->pttl_read_at - res->extended_at) + 5);
+        CHECK_INT(res->valid_later, <, INT64_MAX);
+        CHECK_INT(res->owned_later, ==, 1);
+        CHECK_INT(res->rc_release, ==, FAIRLOCK_OK);
+        break;
     }
-    CHECK_INT(res->rc_release, ==, FAIRLOCK_OK);
     CHECK_INT(test_wait_no_keys(c, name, 60000), ==, 0);
     fairlock_free(holder);
     redisFree(c);
 }
 
-static void deferred_confirmation(void) {
-    deferred_confirmation_then(NEXT_OWNED);
+static void short_hold_after_handoff_sends_no_confirmation(void) {
+    confirmation_when(HEAD_RELEASE);
 }
 
-/* Regression: after SCRIPT FLUSH the confirmation, sent as EVALSHA,
- * answered NOSCRIPT unseen, and the unlimited lease silently stayed capped
- * at the liveness window (a second client got the lock 400 ms later). */
-static void deferred_confirmation_after_script_flush(void) {
-    deferred_confirmation_then(NEXT_OWNED_AFTER_FLUSH);
+static void long_hold_after_handoff_is_confirmed(void) {
+    confirmation_when(HEAD_OUTLAST);
 }
 
-/* Regression: fairlock_extend() sent while the confirmation's reply was
- * owed shared its ledger slot, so the bound could come from the wrong
- * command. */
-static void extend_while_confirmation_is_owed(void) {
-    deferred_confirmation_then(NEXT_EXTEND);
+static void confirmation_finds_the_key_gone(void) {
+    confirmation_when(HEAD_GONE);
 }
+
+static void extend_supersedes_the_confirmation(void) {
+    confirmation_when(HEAD_EXTEND);
+}
+
+static void detach_confirms_first(void) { confirmation_when(HEAD_DETACH); }
 
 int main(int argc, char **argv) {
     check_select(argc, argv);
     RUN_TEST(non_fifo_cancel_scans_nothing);
     RUN_TEST(unknown_ticket_cancel_is_paged);
     RUN_TEST(free_lock_drains_at_once);
-    RUN_TEST(deferred_confirmation);
-    RUN_TEST(deferred_confirmation_after_script_flush);
-    RUN_TEST(extend_while_confirmation_is_owed);
+    RUN_TEST(short_hold_after_handoff_sends_no_confirmation);
+    RUN_TEST(long_hold_after_handoff_is_confirmed);
+    RUN_TEST(confirmation_finds_the_key_gone);
+    RUN_TEST(extend_supersedes_the_confirmation);
+    RUN_TEST(detach_confirms_first);
     return check_done();
 }
