@@ -1331,24 +1331,32 @@ static void capped_confirmation_finds_key_gone(void) {
     free(name);
 }
 
-/* The user's extend before the timer: its lease is in force, the
- * confirmation is not sent (no PERSIST after it), and nothing renews. */
-static void capped_extend_supersedes_confirmation(void) {
+/* The user's extend before the timer (fairlock_extend_start() from the
+ * acquire's callback, or a blocking fairlock_extend() between operations):
+ * its lease is in force, the confirmation is not sent (no PERSIST after
+ * it), and nothing renews. */
+static void capped_extended_by(int blocking) {
     char *name = name_copy("async_capped_extend");
     redisContext *c = test_redis();
     fairlock *lock = capped_lock(name, FAIRLOCK_FOREVER, 0);
     capped k;
     memset(&k, 0, sizeof k);
-    k.extend = 1;
+    k.extend = !blocking;
     hand_over(name, c, lock, &k);
     CHECK_INT(k.valid, <, INT64_MAX);
-    run_until(&lock, 1, &k.ext.calls);
-    CHECK_RC(lock, k.ext.code, FAIRLOCK_OK);
-    CHECK_INT(fairlock_async_timeout(lock), ==, -1);
+    if (blocking) {
+        CHECK_RC(lock, fairlock_extend(lock, 60000), FAIRLOCK_OK);
+    } else {
+        run_until(&lock, 1, &k.ext.calls);
+        CHECK_RC(lock, k.ext.code, FAIRLOCK_OK);
+        CHECK_INT(fairlock_async_timeout(lock), ==, -1);
+    }
     int64_t valid = fairlock_valid_until_ms(lock);
     CHECK_INT(valid, <, INT64_MAX);
     CHECK_INT(valid, >, k.valid + CAP_MS);
     hold_until(lock, k.valid + CAP_MS);
+    /* (After a blocking extend, the timer found it superseded.) */
+    CHECK_INT(fairlock_async_timeout(lock), ==, -1);
     long long pttl = test_int(c, "PTTL %s", name);
     CHECK_INT(pttl, >, 0);
     CHECK_INT(pttl, <=, 60000);
@@ -1359,6 +1367,11 @@ static void capped_extend_supersedes_confirmation(void) {
     CHECK_INT(test_wait_no_keys(c, name, DEADLINE_MS), ==, 0);
     redisFree(c);
     free(name);
+}
+
+static void capped_extend_supersedes_confirmation(void) {
+    capped_extended_by(0);
+    capped_extended_by(1);
 }
 
 /* With auto_renew and a lease longer than the liveness window, the
