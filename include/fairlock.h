@@ -688,21 +688,21 @@ FAIRLOCK_EXPORT int fairlock_version_number(void);
  * loop's thread.
  *
  * A hand-off gives the lock with a lease capped at the liveness window
- * (so that a waiter that died cannot hold it longer).  With no lease (the
- * default) or with auto_renew, the acquire completes at once with that
- * capped lease, and fairlock_valid_until_ms() is its bound; the handle's
- * timer then confirms the full lease (none, or the renewal's) a third of
- * the way to that bound if the lock is still held -- a release before
- * then needs no confirmation -- and the bound becomes INT64_MAX (or the
- * renewed lease's).  So keep driving a handle's timer while it holds the
- * lock (fairlock_async_timeout(), or an adapter), not only while
+ * (so that a waiter that died cannot hold it longer).  The acquire
+ * completes at once with that capped lease, and fairlock_valid_until_ms()
+ * is its bound; the handle's timer then sets the full lease (none, by
+ * default) a third of the way to that bound if the lock is still held --
+ * a release before then needs none -- and the bound becomes the full
+ * lease's (INT64_MAX for none).  So keep driving a handle's timer while it
+ * holds the lock (fairlock_async_timeout(), or an adapter), not only while
  * fairlock_async_busy(): a capped lease that is not confirmed runs out.
  * A confirmation that finds the key not ours, or that gets no answer
  * until the bound, makes the handle FAIRLOCK_STATE_LOST and calls
  * on_lost, as a failed renewal does; a fairlock_extend_start() or
  * fairlock_extend() that succeeds first replaces it (that lease is then
- * in force).  With a lease and no auto_renew, or with wait_replicas, the
- * acquire completes only once the full lease is set.
+ * in force), and fairlock_detach() makes it first.  With wait_replicas,
+ * or on a handle that already has a renewal thread (from blocking
+ * acquires), the acquire completes only once the full lease is set.
  *
  * Supported: every URL (redis://, rediss://, unix://, Sentinel and
  * Cluster, TLS or not), each kind of lock, FIFO or not.  Behind sentinels

@@ -681,14 +681,20 @@ static void granted(fairlock *lock) {
     /* No renewal thread: the timer below renews on this connection. */
     fairlock__lease_start(lock->lease, lock->token, a->grant_lease,
                           a->grant_from, 0);
-    if (a->confirm_owed)
-        /* As a renewal would be: a third of the way to the capped bound,
+    if (a->confirm_owed) {
+        /* Recorded as owed in the lease too, for fairlock_detach() (which
+         * makes it first) and so that a blocking fairlock_extend() that
+         * succeeds meanwhile shows (see run_steps).  No renewal thread
+         * exists (may_confirm_later) to act on it: the timer sends it, as
+         * a renewal would be, a third of the way to the capped bound,
          * which leaves two thirds of it for the retries. */
+        fairlock__lease_confirm_later(lock->lease, lock->lease_ms);
         a->renew_at = a->grant_from + (a->valid_until - a->grant_from) / 3;
-    else
+    } else {
         a->renew_at = lock->opts.auto_renew && lock->lease_ms > 0
                           ? a->grant_from + lock->lease_ms / 3
                           : INT64_MAX;
+    }
     int64_t now = fairlock__now_ms();
     lock->granted_ms = now;
     lock->stats.acquisitions++;
@@ -715,14 +721,14 @@ static void confirmed(fairlock *lock) {
 }
 
 /* Whether the confirmation of a capped hand-off may wait for the renewal
- * timer: with no lease (the confirmation makes it unlimited) or with
- * auto_renew (it is then the first renewal, to the full lease).  A lease
- * without renewal is confirmed at once, so that the bound reported with
- * the grant is the lease asked for; wait_replicas needs the full lease
- * written before the WAIT that replicates it. */
+ * timer, as the blocking acquire leaves it to the renewal thread: not
+ * with wait_replicas (the full lease is written before the WAIT that
+ * replicates it), nor when the handle has a renewal thread from blocking
+ * acquires, which the lease would set on it (fairlock__lease_confirm_later
+ * wakes the thread): the timer is the one to send it, and on_lost is
+ * called from fairlock_async_process(). */
 static int may_confirm_later(const fairlock *lock) {
-    return lock->opts.wait_replicas == 0 &&
-           (lock->lease_ms == 0 || lock->opts.auto_renew);
+    return lock->opts.wait_replicas == 0 && lock->renewer == NULL;
 }
 
 /* A hand-off is capped at the head's liveness window, so that a head that
@@ -1578,14 +1584,15 @@ static void run_steps(fairlock *lock, int settle) {
         if (a->renew_at != INT64_MAX &&
             lock->request == FAIRLOCK__REQUEST_HELD &&
             fairlock__now_ms() >= a->renew_at && a->op == OP_NONE) {
-            if (a->confirm_owed && !lock->opts.auto_renew &&
-                lock->lease_ms != 0) {
-                /* A blocking fairlock_extend() gave the hold a lease since
-                 * the grant: that lease is in force, and nothing renews
-                 * it. */
+            if (a->confirm_owed && !fairlock__lease_owed(lock->lease)) {
+                /* A blocking fairlock_extend() since the grant succeeded:
+                 * its lease is in force, and without auto_renew nothing
+                 * renews it. */
                 a->confirm_owed = 0;
-                a->renew_at = INT64_MAX;
-                continue;
+                if (!lock->opts.auto_renew) {
+                    a->renew_at = INT64_MAX;
+                    continue;
+                }
             }
             fairlock__lease_extend_begin(lock->lease, lock->lease_ms,
                                          fairlock__now_ms());

@@ -1381,13 +1381,13 @@ static void capped_extend_supersedes_confirmation(void) {
     capped_extended_by(1);
 }
 
-/* With auto_renew and a lease longer than the liveness window, the
- * confirmation of a capped hand-off is the first renewal, at a third of
- * the cap, to the full lease. */
-static void capped_handoff_auto_renewed(void) {
-    char *name = name_copy("async_capped_renew");
+/* A lease longer than the liveness window: the confirmation sets it, a
+ * third of the way into the cap.  With auto_renew that is the first
+ * renewal, and the renewals go on; without, nothing follows. */
+static void capped_handoff_leased(int renew) {
+    char *name = name_copy("async_capped_lease");
     redisContext *c = test_redis();
-    fairlock *lock = capped_lock(name, 4 * CAP_MS, 1);
+    fairlock *lock = capped_lock(name, 4 * CAP_MS, renew);
     capped k;
     memset(&k, 0, sizeof k);
     lost_calls = 0;
@@ -1403,13 +1403,46 @@ static void capped_handoff_auto_renewed(void) {
     }
     /* The full lease, less what has run of it since. */
     CHECK_INT(test_int(c, "PTTL %s", name), >, CAP_MS);
-    /* Renewed on: past the capped lease's end, by a whole cap. */
+    if (renew)
+        CHECK_INT(fairlock_async_timeout(lock), >=, 0);
+    else
+        CHECK_INT(fairlock_async_timeout(lock), ==, -1);
+    /* Past the capped lease's end, by a whole cap. */
     hold_until(lock, k.valid + CAP_MS);
     CHECK_INT(test_int(c, "PTTL %s", name), >, 0);
     CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
     CHECK_INT(lost_calls, ==, 0);
     CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
     fairlock_free(lock);
+    CHECK_INT(test_wait_no_keys(c, name, DEADLINE_MS), ==, 0);
+    redisFree(c);
+    free(name);
+}
+
+static void capped_handoff_auto_renewed(void) {
+    capped_handoff_leased(1);
+    capped_handoff_leased(0);
+}
+
+/* fairlock_detach() of a capped hand-off the timer has not confirmed yet:
+ * the confirmation is made first, so the lock outlives the handle with
+ * the lease it was acquired with (none). */
+static void capped_handoff_detached(void) {
+    char *name = name_copy("async_capped_detach");
+    redisContext *c = test_redis();
+    fairlock *lock = capped_lock(name, FAIRLOCK_FOREVER, 0);
+    capped k;
+    memset(&k, 0, sizeof k);
+    hand_over(name, c, lock, &k);
+    CHECK_INT(k.valid, <, INT64_MAX);
+    char token[FAIRLOCK_TOKEN_MAX];
+    snprintf(token, sizeof token, "%s", fairlock_token(lock));
+    CHECK_RC(lock, fairlock_detach(lock), FAIRLOCK_OK);
+    CHECK_INT(test_int(c, "PTTL %s", name), ==, -1);
+    fairlock_free(lock);
+    fairlock *other = test_lock(name, FAIRLOCK_FOREVER);
+    CHECK_RC(other, fairlock_release_token(other, token), FAIRLOCK_OK);
+    fairlock_free(other);
     CHECK_INT(test_wait_no_keys(c, name, DEADLINE_MS), ==, 0);
     redisFree(c);
     free(name);
@@ -1491,6 +1524,7 @@ int main(int argc, char **argv) {
     RUN_TEST(capped_confirmation_finds_key_gone);
     RUN_TEST(capped_extend_supersedes_confirmation);
     RUN_TEST(capped_handoff_auto_renewed);
+    RUN_TEST(capped_handoff_detached);
     RUN_TEST(identity_and_stats);
     RUN_TEST(borrowed_context_refused);
     return check_done();
