@@ -688,6 +688,23 @@ FAIRLOCK_EXPORT int fairlock_version_number(void);
  * fairlock_async_process() (or from a blocking call, see below), on the
  * loop's thread.
  *
+ * A hand-off gives the lock with a lease capped at the liveness window
+ * (so that a waiter that died cannot hold it longer).  The acquire
+ * completes at once with that capped lease, and fairlock_valid_until_ms()
+ * is its bound; the handle's timer then sets the full lease (none, by
+ * default) a third of the way to that bound if the lock is still held --
+ * a release before then needs none -- and the bound becomes the full
+ * lease's (INT64_MAX for none).  So keep driving a handle's timer while it
+ * holds the lock (fairlock_async_timeout(), or an adapter), not only while
+ * fairlock_async_busy(): a capped lease that is not confirmed runs out.
+ * A confirmation that finds the key not ours, or that gets no answer
+ * until the bound, makes the handle FAIRLOCK_STATE_LOST and calls
+ * on_lost, as a failed renewal does; a fairlock_extend_start() or
+ * fairlock_extend() that succeeds first replaces it (that lease is then
+ * in force), and fairlock_detach() makes it first.  With wait_replicas,
+ * or on a handle that already has a renewal thread (from blocking
+ * acquires), the acquire completes only once the full lease is set.
+ *
  * Supported: every URL (redis://, rediss://, unix://, Sentinel and
  * Cluster, TLS or not), each kind of lock, FIFO or not.  Behind sentinels
  * the master is asked of them without blocking, and asked again when it

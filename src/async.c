@@ -8,9 +8,10 @@
  * connection is the handle's own, and every step needs the previous
  * reply.  Waiting for the lock is a BLPOP on the server, as in the
  * blocking acquire, so a waiting handle costs its loop nothing; the only
- * client-side timers are each command's deadline and, with auto_renew,
- * the next renewal, which goes on the same connection (it is idle while
- * the lock is held) instead of a thread.
+ * client-side timers are each command's deadline and, with auto_renew or
+ * after a capped hand-off (see take_grant), the next renewal, which goes
+ * on the same connection (it is idle while the lock is held) instead of a
+ * thread.
  *
  * Callbacks are never called from a start function: an operation that
  * ends at once (say, its connection failed to start) is finished with a
@@ -40,13 +41,14 @@ typedef enum {
     W_NONE,
     W_ATTEMPT,  /* acquire.lua or acquire_nonfifo.lua */
     W_BLPOP,    /* the wait on the wake list */
-    W_CONFIRM,  /* extend.lua to the full lease after a grant */
+    W_CONFIRM,  /* extend.lua to the full lease, awaited, after a grant */
     W_REPLICAS, /* WAIT after a grant */
     W_CANCEL,   /* a page of cancel.lua */
     W_RELEASE,  /* release.lua */
     W_EXTEND,   /* extend.lua for fairlock_extend_start() */
     W_STATUS,   /* status.lua */
-    W_RENEW,    /* extend.lua from the renewal timer */
+    W_RENEW,    /* extend.lua from the renewal timer (or the one-shot
+                 * confirmation of a capped hand-off) */
     W_SENTINEL, /* SENTINEL get-master-addr-by-name, on `aux` */
     W_ROLE,     /* ROLE, to the master a sentinel named */
     W_MYID,     /* CLUSTER MYID, to a node of a cluster URL */
@@ -96,6 +98,7 @@ struct fairlock__async {
     int pushed;           /* the grant was pushed (a hand-off) */
     int64_t confirm_from; /* when the confirmation was sent */
     int64_t grant_from;   /* from when the lease counts */
+    int64_t grant_lease;  /* the lease the grant is recorded with */
     int64_t valid_until;
 
     /* cancel.lua pages. */
@@ -115,8 +118,10 @@ struct fairlock__async {
     int result;
     fairlock_status *status;
 
-    /* Renewal timer (auto_renew), while held. */
+    /* Renewal timer, while held: auto_renew's renewals, and the one-shot
+     * confirmation of a capped hand-off (confirm_owed). */
     int64_t renew_at; /* INT64_MAX: none */
+    int confirm_owed; /* the grant is recorded with its capped lease */
 
     /* The watcher and what it was last told. */
     fairlock_watch_fn watch;
@@ -668,16 +673,28 @@ static void begin_request(fairlock *lock) {
     send_attempt(lock);
 }
 
-/* The grant is confirmed (and replicated when asked): record it. */
+/* The grant is confirmed, or its confirmation is owed (confirm_owed),
+ * and replicated when asked: record it. */
 static void granted(fairlock *lock) {
     fairlock__async *a = lock->async;
     fairlock__lease_publish(lock->lease, FAIRLOCK_STATE_HELD, a->valid_until);
     /* No renewal thread: the timer below renews on this connection. */
-    fairlock__lease_start(lock->lease, lock->token, lock->lease_ms,
+    fairlock__lease_start(lock->lease, lock->token, a->grant_lease,
                           a->grant_from, 0);
-    a->renew_at = lock->opts.auto_renew && lock->lease_ms > 0
-                      ? a->grant_from + lock->lease_ms / 3
-                      : INT64_MAX;
+    if (a->confirm_owed) {
+        /* Recorded as owed in the lease too, for fairlock_detach() (which
+         * makes it first) and so that a blocking fairlock_extend() that
+         * succeeds meanwhile shows (see run_steps).  No renewal thread
+         * exists (may_confirm_later) to act on it: the timer sends it, as
+         * a renewal would be, a third of the way to the capped bound,
+         * which leaves two thirds of it for the retries. */
+        fairlock__lease_confirm_later(lock->lease, lock->lease_ms);
+        a->renew_at = a->grant_from + (a->valid_until - a->grant_from) / 3;
+    } else {
+        a->renew_at = lock->opts.auto_renew && lock->lease_ms > 0
+                          ? a->grant_from + lock->lease_ms / 3
+                          : INT64_MAX;
+    }
     int64_t now = fairlock__now_ms();
     lock->granted_ms = now;
     lock->stats.acquisitions++;
@@ -703,9 +720,32 @@ static void confirmed(fairlock *lock) {
     granted(lock);
 }
 
-/* As take_grant() in acquire.c: a hand-off capped at the liveness window,
- * or a grant whose bound has aged (it counts from our last request), is
- * extended to the full lease before it is reported. */
+/* Whether the confirmation of a capped hand-off may wait for the renewal
+ * timer, as the blocking acquire leaves it to the renewal thread: not
+ * with wait_replicas (the full lease is written before the WAIT that
+ * replicates it), nor when the handle has a renewal thread from blocking
+ * acquires, which the lease would set on it (fairlock__lease_confirm_later
+ * wakes the thread): the timer is the one to send it, and on_lost is
+ * called from fairlock_async_process(). */
+static int may_confirm_later(const fairlock *lock) {
+    return lock->opts.wait_replicas == 0 && lock->renewer == NULL;
+}
+
+/* A hand-off is capped at the head's liveness window, so that a head that
+ * died before it could take the lock holds it no longer than that; the
+ * live head then takes its full lease.  That confirmation need not delay
+ * the grant: while the capped lease has at least two thirds of its length
+ * to run, the grant is reported at once with the capped lease's bound, and
+ * the renewal timer sends the confirmation (extend.lua to the full lease,
+ * 0 = PERSIST) a third of the way to that bound, if the hold still goes
+ * on: a release before then deletes the key anyway, so a short hold costs
+ * the attempt, the BLPOP and the release, as a leased one.  Until the
+ * confirmation is answered, fairlock_valid_until_ms() is the capped bound;
+ * a confirmation that finds the key not ours, or that gets no answer until
+ * that bound, makes the handle LOST (on_lost), as a renewal would.
+ * Otherwise (as take_grant() in acquire.c) a capped hand-off, or a grant
+ * whose bound has aged (it counts from our last request), is extended to
+ * the full lease before it is reported. */
 static void take_grant(fairlock *lock) {
     /* (a->pushed: the grant came with a push, for the statistics.) */
     fairlock__async *a = lock->async;
@@ -718,8 +758,16 @@ static void take_grant(fairlock *lock) {
     lock->permit = at->permit;
     a->grant_from = lock->last_sent_ms;
     a->valid_until = fairlock__validity(a->grant_from, at->lease_ms);
+    a->grant_lease = at->lease_ms;
+    a->confirm_owed = 0;
     int64_t px = at->lease_ms;
     int64_t left = a->valid_until - fairlock__now_ms();
+    if (px != lock->lease_ms && px > 0 && left >= px * 2 / 3 &&
+        may_confirm_later(lock)) {
+        a->confirm_owed = 1;
+        confirmed(lock);
+        return;
+    }
     if (px != lock->lease_ms || (px > 0 && left < px * 2 / 3)) {
         a->confirm_from = fairlock__now_ms();
         fairlock__build_extend(&a->cmd, &lock->keys, lock->token,
@@ -861,6 +909,7 @@ static void on_confirm(fairlock *lock, const redisReply *reply) {
         return;
     }
     a->grant_from = a->confirm_from;
+    a->grant_lease = lock->lease_ms;
     a->valid_until = fairlock__validity(a->grant_from, lock->lease_ms);
     confirmed(lock);
 }
@@ -976,18 +1025,28 @@ static void on_extend(fairlock *lock, const redisReply *reply, int rc) {
         fairlock__stats_hold_ended(lock);
         fairlock__request_forget(lock);
         a->renew_at = INT64_MAX;
+        a->confirm_owed = 0;
         finish(lock, fairlock__fail(lock, FAIRLOCK_NOTOWNED,
                                     "lease lost: the lock is free or someone "
                                     "else's"));
         return;
     }
     lock->lease_ms = a->ext_lease_ms;
+    if (a->confirm_owed) {
+        /* The user's lease supersedes the confirmation still owed (which
+         * stays owed when the extend's outcome is unknown): without
+         * auto_renew nothing renews it. */
+        a->confirm_owed = 0;
+        if (!lock->opts.auto_renew)
+            a->renew_at = INT64_MAX;
+    }
     if (a->renew_at != INT64_MAX)
         a->renew_at = a->sent_ms + lock->lease_ms / 3;
     finish(lock, FAIRLOCK_OK);
 }
 
-/* The renewal's outcome: on to the next one, a retry soon, or lost. */
+/* The renewal's outcome (or the one-shot confirmation's): on to the next
+ * one, a retry soon, or lost. */
 static void on_renew(fairlock *lock, const redisReply *reply, int rc) {
     fairlock__async *a = lock->async;
     int outcome = rc != FAIRLOCK_OK ? -1 : fairlock__decode_flag(reply) == 1;
@@ -996,7 +1055,10 @@ static void on_renew(fairlock *lock, const redisReply *reply, int rc) {
         return; /* released or forgotten meanwhile */
     int64_t now = fairlock__now_ms();
     if (outcome == 1 && held) {
-        a->renew_at = a->sent_ms + lock->lease_ms / 3;
+        a->confirm_owed = 0;
+        a->renew_at = lock->opts.auto_renew && lock->lease_ms > 0
+                          ? a->sent_ms + lock->lease_ms / 3
+                          : INT64_MAX;
         return;
     }
     int64_t bound = fairlock__lease_valid_until(lock->lease);
@@ -1006,6 +1068,7 @@ static void on_renew(fairlock *lock, const redisReply *reply, int rc) {
         return;
     }
     a->renew_at = INT64_MAX;
+    a->confirm_owed = 0;
     fairlock__lease_publish(lock->lease, FAIRLOCK_STATE_LOST, 0);
     if (lock->opts.on_lost != NULL)
         lock->opts.on_lost(lock, lock->opts.on_lost_arg);
@@ -1223,6 +1286,7 @@ static void begin_op(fairlock *lock) {
          * the wire was free): none can reach the server after the
          * release. */
         a->renew_at = INT64_MAX;
+        a->confirm_owed = 0;
         a->was_lost = fairlock__lease_stop(lock->lease, &a->lost);
         if (lock->request == FAIRLOCK__REQUEST_PENDING) {
             start_clean(lock, CLEAN_RELEASE);
@@ -1440,8 +1504,10 @@ int fairlock__async_idle(fairlock *lock) {
      * own thread.  (The timer itself runs only from
      * fairlock_async_process(), on this thread: never during the blocking
      * call.) */
-    if (lock->request != FAIRLOCK__REQUEST_HELD)
+    if (lock->request != FAIRLOCK__REQUEST_HELD) {
         a->renew_at = INT64_MAX;
+        a->confirm_owed = 0;
+    }
     return FAIRLOCK_OK;
 }
 
@@ -1518,6 +1584,16 @@ static void run_steps(fairlock *lock, int settle) {
         if (a->renew_at != INT64_MAX &&
             lock->request == FAIRLOCK__REQUEST_HELD &&
             fairlock__now_ms() >= a->renew_at && a->op == OP_NONE) {
+            if (a->confirm_owed && !fairlock__lease_owed(lock->lease)) {
+                /* A blocking fairlock_extend() since the grant succeeded:
+                 * its lease is in force, and without auto_renew nothing
+                 * renews it. */
+                a->confirm_owed = 0;
+                if (!lock->opts.auto_renew) {
+                    a->renew_at = INT64_MAX;
+                    continue;
+                }
+            }
             fairlock__lease_extend_begin(lock->lease, lock->lease_ms,
                                          fairlock__now_ms());
             fairlock__build_extend(&a->cmd, &lock->keys, lock->token,

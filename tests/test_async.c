@@ -1072,6 +1072,383 @@ static void list_refused_while_busy(void) {
 }
 
 /* ---------------------------------------------------------------------------
+ * The confirmation of a capped hand-off (no lease, or auto_renew)
+ * ------------------------------------------------------------------------- */
+
+/* Calls of one command so far on a server of the test's own. */
+static long long calls_of(redisContext *c, const char *command) {
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    CHECK(r != NULL && r->type == REDIS_REPLY_STRING);
+    char needle[64];
+    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", command);
+    const char *at = strstr(r->str, needle);
+    long long n = at ? atoll(at + strlen(needle)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+#define COUNT_HANDLES 4
+#define COUNT_ROUNDS 25
+
+typedef struct count_worker {
+    int rounds;
+    int done;
+} count_worker;
+
+static int count_done;
+
+static void count_released(fairlock *lock, int code, void *arg);
+
+static void count_acquired(fairlock *lock, int code, void *arg) {
+    CHECK_RC(lock, code, FAIRLOCK_OK);
+    /* A short hold: released before any timer of the hold is due. */
+    CHECK_RC(lock, fairlock_release_start(lock, count_released, arg),
+             FAIRLOCK_OK);
+}
+
+static void count_released(fairlock *lock, int code, void *arg) {
+    count_worker *w = arg;
+    CHECK_RC(lock, code, FAIRLOCK_OK);
+    if (++w->rounds < COUNT_ROUNDS) {
+        CHECK_RC(
+            lock,
+            fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, count_acquired, w),
+            FAIRLOCK_OK);
+        return;
+    }
+    w->done = 1;
+    count_done++;
+}
+
+/* With no lease (the defaults), a hand-off caps the head's lease at its
+ * liveness window, and the head owes a confirmation (extend.lua, lease 0).
+ * Regression: the async acquire waited for it, a fourth command per
+ * contended acquisition; a short hold now costs the attempt, the BLPOP and
+ * the release.  Counted on a server of the test's own: every acquisition
+ * sends one attempt and one release, plus one attempt per BLPOP that
+ * ended without a grant (a heartbeat); a hand-off is read from a BLPOP,
+ * a grant from a free lock from an attempt.  So scripts - BLPOPs is
+ * 2 per grant from a free lock and 1 per hand-off, however many
+ * heartbeats there were -- with an awaited confirmation, 2 per hand-off. */
+static void handoff_sends_no_confirmation(void) {
+    test_server srv;
+    memset(&srv, 0, sizeof srv);
+    test_server_start(&srv, 0, NULL);
+    redisContext *c = test_server_redis(&srv);
+    const char *name = "fltest:async_count";
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.url = srv.url;
+    /* A long liveness window, so that no push, however late it is read,
+     * leaves less than two thirds of the cap (which would make the
+     * confirmation be awaited as before). */
+    opts.stale_timeout_ms = 60000;
+    /* The scripts cached first, so that no NOSCRIPT is counted. */
+    fairlock *warm = test_lock_opts(&opts);
+    CHECK_RC(warm, fairlock_acquire(warm), FAIRLOCK_OK);
+    CHECK_RC(warm, fairlock_extend(warm, FAIRLOCK_FOREVER), FAIRLOCK_OK);
+    CHECK_RC(warm, fairlock_release(warm), FAIRLOCK_OK);
+    fairlock_free(warm);
+    fairlock *locks[COUNT_HANDLES];
+    count_worker w[COUNT_HANDLES];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < COUNT_HANDLES; i++)
+        locks[i] = test_lock_opts(&opts);
+    long long scripts0 = calls_of(c, "evalsha") + calls_of(c, "eval");
+    long long blpops0 = calls_of(c, "blpop");
+    count_done = 0;
+    for (int i = 0; i < COUNT_HANDLES; i++)
+        CHECK_RC(locks[i],
+                 fairlock_acquire_start(locks[i], FAIRLOCK_DEFAULT,
+                                        count_acquired, &w[i]),
+                 FAIRLOCK_OK);
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (count_done < COUNT_HANDLES) {
+        CHECK(test_now_ns() < end);
+        turn(locks, COUNT_HANDLES);
+    }
+    long long scripts = calls_of(c, "evalsha") + calls_of(c, "eval") - scripts0;
+    long long blpops = calls_of(c, "blpop") - blpops0;
+    long long acquisitions = 0, handoffs = 0;
+    for (int i = 0; i < COUNT_HANDLES; i++) {
+        fairlock_stats st;
+        CHECK_RC(locks[i], fairlock_stats_get(locks[i], &st), FAIRLOCK_OK);
+        acquisitions += st.acquisitions;
+        handoffs += st.handoffs;
+        fairlock_free(locks[i]);
+    }
+    fprintf(stderr,
+            "   %lld acquisitions, %lld hand-offs: %lld scripts, %lld BLPOPs "
+            "(%.2f commands per acquisition)\n",
+            acquisitions, handoffs, scripts, blpops,
+            (double)(scripts + blpops) / (double)acquisitions);
+    CHECK_INT(acquisitions, ==, COUNT_HANDLES * COUNT_ROUNDS);
+    /* Contended: most grants are hand-offs. */
+    CHECK_INT(handoffs, >=, acquisitions / 2);
+    CHECK_INT(scripts - blpops, ==, 2 * (acquisitions - handoffs) + handoffs);
+    CHECK_INT(test_keys_of(c, name), ==, 0);
+    redisFree(c);
+    test_server_remove(&srv);
+}
+
+/* The liveness window of the handles below: the cap of a hand-off.  (The
+ * confirmation is awaited, as before, when the push is read so late that
+ * less than two thirds of the cap is left: some 600 ms after the waiter's
+ * last call, which its 50 ms polls as the head keep recent.) */
+#define CAP_MS 2000
+
+/* What the acquire's callback saw of a capped hand-off. */
+typedef struct capped {
+    seen s;
+    redisContext *c;
+    const char *name;
+    int64_t valid;  /* fairlock_valid_until_ms() in the callback */
+    long long pttl; /* the key's PTTL then */
+    int del;        /* delete the key from the callback */
+    int extend;     /* start an extend of 60 s from the callback */
+    seen ext;       /* that extend's outcome */
+} capped;
+
+static void capped_acquired(fairlock *lock, int code, void *arg) {
+    capped *k = arg;
+    record(lock, code, &k->s);
+    if (code != FAIRLOCK_OK)
+        return;
+    k->valid = fairlock_valid_until_ms(lock);
+    k->pttl = test_int(k->c, "PTTL %s", k->name);
+    if (k->del)
+        test_int(k->c, "DEL %s", k->name);
+    if (k->extend)
+        CHECK_RC(lock, fairlock_extend_start(lock, 60000, record, &k->ext),
+                 FAIRLOCK_OK);
+}
+
+static fairlock *capped_lock(const char *name, int64_t ttl_ms, int renew) {
+    fairlock_options opts;
+    fairlock_options_init(&opts);
+    opts.name = name;
+    opts.ttl_ms = ttl_ms;
+    opts.auto_renew = renew;
+    opts.stale_timeout_ms = CAP_MS;
+    opts.on_lost = on_lost;
+    return test_lock_opts(&opts);
+}
+
+/* Hands the lock over to `lock` (queued behind a blocking holder, which
+ * releases once it waits) and runs until its acquire's callback. */
+static void hand_over(const char *name, redisContext *c, fairlock *lock,
+                      capped *k) {
+    fairlock *holder = test_lock(name, FAIRLOCK_FOREVER);
+    CHECK_RC(holder, fairlock_acquire(holder), FAIRLOCK_OK);
+    k->c = c;
+    k->name = name;
+    CHECK_RC(lock,
+             fairlock_acquire_start(lock, FAIRLOCK_DEFAULT, capped_acquired, k),
+             FAIRLOCK_OK);
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (queue_len(c, name) < 1) {
+        CHECK(test_now_ns() < end);
+        turn(&lock, 1);
+    }
+    turn(&lock, 1); /* it reads the attempt's reply and waits in BLPOP */
+    CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
+    run_until(&lock, 1, &k->s.calls);
+    CHECK_RC(lock, k->s.code, FAIRLOCK_OK);
+    /* (Mostly read from the BLPOP; when the test thread was slow to turn,
+     * from the next attempt, which finds the lock handed over to it: a
+     * grant capped all the same.) */
+    fairlock_free(holder);
+}
+
+/* Drives the loop until the monotonic clock passes `until_ms`. */
+static void hold_until(fairlock *lock, int64_t until_ms) {
+    while (test_now_ns() / 1000000 <= until_ms)
+        turn(&lock, 1);
+}
+
+/* A hold that outlasts the capped lease: the timer confirmed it (the key
+ * has no expiry, the bound went from the cap's to unlimited) and nobody
+ * else can take the lock.  Regression guard of the deferral itself: the
+ * grant is reported with the capped lease, not after its confirmation. */
+static void capped_handoff_confirmed_later(void) {
+    char *name = name_copy("async_capped");
+    redisContext *c = test_redis();
+    fairlock *lock = capped_lock(name, FAIRLOCK_FOREVER, 0);
+    capped k;
+    memset(&k, 0, sizeof k);
+    hand_over(name, c, lock, &k);
+    int64_t now = test_now_ns() / 1000000;
+    CHECK_INT(k.valid, <, INT64_MAX);
+    CHECK_INT(k.valid, <=, now + CAP_MS);
+    CHECK_INT(k.pttl, >, 0);
+    CHECK_INT(k.pttl, <=, CAP_MS);
+    /* The confirmation is the handle's timer. */
+    CHECK_INT(fairlock_async_timeout(lock), >=, 0);
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (fairlock_valid_until_ms(lock) != INT64_MAX) {
+        CHECK(test_now_ns() < end);
+        turn(&lock, 1);
+    }
+    CHECK_INT(test_int(c, "PTTL %s", name), ==, -1);
+    CHECK_INT(fairlock_async_timeout(lock), ==, -1);
+    /* Past the capped lease's end, by a whole cap. */
+    hold_until(lock, k.valid + CAP_MS);
+    CHECK_INT(test_int(c, "PTTL %s", name), ==, -1);
+    char holder[FAIRLOCK_TOKEN_MAX];
+    CHECK(test_get_string(c, name, holder, sizeof holder));
+    CHECK_STR(holder, fairlock_token(lock));
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+    fairlock *other = test_lock(name, FAIRLOCK_FOREVER);
+    CHECK_RC(other, acquire_now(other, 0), FAIRLOCK_TIMEOUT);
+    fairlock_free(other);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    fairlock_free(lock);
+    CHECK_INT(test_wait_no_keys(c, name, DEADLINE_MS), ==, 0);
+    redisFree(c);
+    free(name);
+}
+
+/* The key gone before the timer's confirmation: it finds the lock not
+ * ours, the handle is lost and on_lost is called, as for a renewal. */
+static void capped_confirmation_finds_key_gone(void) {
+    char *name = name_copy("async_capped_gone");
+    redisContext *c = test_redis();
+    fairlock *lock = capped_lock(name, FAIRLOCK_FOREVER, 0);
+    capped k;
+    memset(&k, 0, sizeof k);
+    k.del = 1;
+    lost_calls = 0;
+    hand_over(name, c, lock, &k);
+    CHECK_INT(k.valid, <, INT64_MAX);
+    CHECK_INT(fairlock_async_timeout(lock), >=, 0);
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (lost_calls == 0) {
+        CHECK(test_now_ns() < end);
+        turn(&lock, 1);
+    }
+    CHECK_INT(lost_calls, ==, 1);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_LOST);
+    CHECK_INT(fairlock_valid_until_ms(lock), ==, 0);
+    CHECK_INT(fairlock_async_timeout(lock), ==, -1);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_NOTOWNED);
+    fairlock_free(lock);
+    CHECK_INT(test_wait_no_keys(c, name, DEADLINE_MS), ==, 0);
+    redisFree(c);
+    free(name);
+}
+
+/* The user's extend before the timer (fairlock_extend_start() from the
+ * acquire's callback, or a blocking fairlock_extend() between operations):
+ * its lease is in force, the confirmation is not sent (no PERSIST after
+ * it), and nothing renews. */
+static void capped_extended_by(int blocking) {
+    char *name = name_copy("async_capped_extend");
+    redisContext *c = test_redis();
+    fairlock *lock = capped_lock(name, FAIRLOCK_FOREVER, 0);
+    capped k;
+    memset(&k, 0, sizeof k);
+    k.extend = !blocking;
+    hand_over(name, c, lock, &k);
+    CHECK_INT(k.valid, <, INT64_MAX);
+    if (blocking) {
+        CHECK_RC(lock, fairlock_extend(lock, 60000), FAIRLOCK_OK);
+    } else {
+        run_until(&lock, 1, &k.ext.calls);
+        CHECK_RC(lock, k.ext.code, FAIRLOCK_OK);
+        CHECK_INT(fairlock_async_timeout(lock), ==, -1);
+    }
+    int64_t valid = fairlock_valid_until_ms(lock);
+    CHECK_INT(valid, <, INT64_MAX);
+    CHECK_INT(valid, >, k.valid + CAP_MS);
+    hold_until(lock, k.valid + CAP_MS);
+    /* (After a blocking extend, the timer found it superseded.) */
+    CHECK_INT(fairlock_async_timeout(lock), ==, -1);
+    long long pttl = test_int(c, "PTTL %s", name);
+    CHECK_INT(pttl, >, 0);
+    CHECK_INT(pttl, <=, 60000);
+    CHECK_INT(fairlock_valid_until_ms(lock), ==, valid);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    fairlock_free(lock);
+    CHECK_INT(test_wait_no_keys(c, name, DEADLINE_MS), ==, 0);
+    redisFree(c);
+    free(name);
+}
+
+static void capped_extend_supersedes_confirmation(void) {
+    capped_extended_by(0);
+    capped_extended_by(1);
+}
+
+/* A lease longer than the liveness window: the confirmation sets it, a
+ * third of the way into the cap.  With auto_renew that is the first
+ * renewal, and the renewals go on; without, nothing follows. */
+static void capped_handoff_leased(int renew) {
+    char *name = name_copy("async_capped_lease");
+    redisContext *c = test_redis();
+    fairlock *lock = capped_lock(name, 4 * CAP_MS, renew);
+    capped k;
+    memset(&k, 0, sizeof k);
+    lost_calls = 0;
+    hand_over(name, c, lock, &k);
+    int64_t now = test_now_ns() / 1000000;
+    CHECK_INT(k.valid, <=, now + CAP_MS);
+    CHECK_INT(k.pttl, >, 0);
+    CHECK_INT(k.pttl, <=, CAP_MS);
+    int64_t end = test_now_ns() + (int64_t)DEADLINE_MS * 1000000;
+    while (fairlock_valid_until_ms(lock) <= k.valid) {
+        CHECK(test_now_ns() < end);
+        turn(&lock, 1);
+    }
+    /* The full lease, less what has run of it since. */
+    CHECK_INT(test_int(c, "PTTL %s", name), >, CAP_MS);
+    if (renew)
+        CHECK_INT(fairlock_async_timeout(lock), >=, 0);
+    else
+        CHECK_INT(fairlock_async_timeout(lock), ==, -1);
+    /* Past the capped lease's end, by a whole cap. */
+    hold_until(lock, k.valid + CAP_MS);
+    CHECK_INT(test_int(c, "PTTL %s", name), >, 0);
+    CHECK_INT(fairlock_state(lock), ==, FAIRLOCK_STATE_HELD);
+    CHECK_INT(lost_calls, ==, 0);
+    CHECK_RC(lock, release_now(lock), FAIRLOCK_OK);
+    fairlock_free(lock);
+    CHECK_INT(test_wait_no_keys(c, name, DEADLINE_MS), ==, 0);
+    redisFree(c);
+    free(name);
+}
+
+static void capped_handoff_auto_renewed(void) {
+    capped_handoff_leased(1);
+    capped_handoff_leased(0);
+}
+
+/* fairlock_detach() of a capped hand-off the timer has not confirmed yet:
+ * the confirmation is made first, so the lock outlives the handle with
+ * the lease it was acquired with (none). */
+static void capped_handoff_detached(void) {
+    char *name = name_copy("async_capped_detach");
+    redisContext *c = test_redis();
+    fairlock *lock = capped_lock(name, FAIRLOCK_FOREVER, 0);
+    capped k;
+    memset(&k, 0, sizeof k);
+    hand_over(name, c, lock, &k);
+    CHECK_INT(k.valid, <, INT64_MAX);
+    char token[FAIRLOCK_TOKEN_MAX];
+    snprintf(token, sizeof token, "%s", fairlock_token(lock));
+    CHECK_RC(lock, fairlock_detach(lock), FAIRLOCK_OK);
+    CHECK_INT(test_int(c, "PTTL %s", name), ==, -1);
+    fairlock_free(lock);
+    fairlock *other = test_lock(name, FAIRLOCK_FOREVER);
+    CHECK_RC(other, fairlock_release_token(other, token), FAIRLOCK_OK);
+    fairlock_free(other);
+    CHECK_INT(test_wait_no_keys(c, name, DEADLINE_MS), ==, 0);
+    redisFree(c);
+    free(name);
+}
+
+/* ---------------------------------------------------------------------------
  * What it refuses
  * ------------------------------------------------------------------------- */
 
@@ -1142,6 +1519,12 @@ int main(int argc, char **argv) {
     RUN_TEST(timeout_fencing_replicas);
     RUN_TEST(flushed_scripts_and_refused_connection);
     RUN_TEST(renewal_against_a_stalled_server);
+    RUN_TEST(handoff_sends_no_confirmation);
+    RUN_TEST(capped_handoff_confirmed_later);
+    RUN_TEST(capped_confirmation_finds_key_gone);
+    RUN_TEST(capped_extend_supersedes_confirmation);
+    RUN_TEST(capped_handoff_auto_renewed);
+    RUN_TEST(capped_handoff_detached);
     RUN_TEST(identity_and_stats);
     RUN_TEST(borrowed_context_refused);
     return check_done();
