@@ -1245,14 +1245,9 @@ static int may_start(fairlock *lock) {
         return fairlock__fail(lock, FAIRLOCK_INVALID,
                               "an operation is already in progress on this "
                               "handle");
-    /* A forked child must not use its parent's connection; a confirmation
-     * deferred by the blocking API must be read before anything else. */
-    if (lock->conn.eng != NULL && lock->conn.pid != getpid()) {
-        lock->conn.deferred_fn = NULL;
+    /* A forked child must not use its parent's connection. */
+    if (lock->conn.eng != NULL && lock->conn.pid != getpid())
         fairlock__conn_close(&lock->conn);
-    }
-    if (lock->conn.deferred_fn != NULL)
-        fairlock__conn_settle(&lock->conn);
     return FAIRLOCK_OK;
 }
 
@@ -1625,8 +1620,7 @@ void fairlock_async_process(fairlock *lock, int events) {
         if (pfd.events != 0 && poll(&pfd, 1, 0) > 0)
             fairlock__engine_handle(eng, pfd.revents);
     } else if (a->wire == W_NONE && events != 0 && engine_live(lock) &&
-               fairlock__engine_get_state(eng) == FAIRLOCK__ENGINE_READY &&
-               lock->conn.deferred_fn == NULL) {
+               fairlock__engine_get_state(eng) == FAIRLOCK__ENGINE_READY) {
         /* Readable while idle (a loop that keeps watching for reads
          * between operations): the server closed the connection, or sent
          * what nobody asked for.  Either way the connection is done with,

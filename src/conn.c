@@ -25,20 +25,10 @@ static struct timeval ms_to_timeval(int64_t ms) {
     return tv;
 }
 
-/* Hands the deferred command its reply (NULL: lost) and forgets it. */
-static void settle_deferred(fairlock__conn *conn, redisReply *reply) {
-    fairlock__reply_fn fn = conn->deferred_fn;
-    conn->deferred_fn = NULL;
-    if (fn != NULL)
-        fn(conn->deferred_arg, reply);
-    freeReplyObject(reply);
-}
-
 static void drop_owned(fairlock__conn *conn) {
     if (conn->eng != NULL) {
         fairlock__engine_free(conn->eng);
         conn->eng = NULL;
-        settle_deferred(conn, NULL);
     }
 }
 
@@ -282,12 +272,9 @@ int fairlock__conn_ready(fairlock__conn *conn, fairlock__error *err) {
                 conn->ctx->errstr);
         return FAIRLOCK_OK;
     }
-    /* A forked child must not talk on its parent's socket, nor act on a
-     * reply the parent is owed. */
-    if (conn->eng != NULL && conn->pid != getpid()) {
-        conn->deferred_fn = NULL;
+    /* A forked child must not talk on its parent's socket. */
+    if (conn->eng != NULL && conn->pid != getpid())
         drop_owned(conn);
-    }
     if (conn->eng != NULL)
         return FAIRLOCK_OK;
     return connect_owned(conn, err);
@@ -338,14 +325,6 @@ static redisReply *send_on(fairlock__engine *eng, fairlock__conn *conn,
                        (block_ms > 0 ? block_ms : 0);
     if (fairlock__engine_queue(eng, argc, argv, lens) != 0)
         return NULL;
-    if (eng == conn->eng && conn->deferred_fn != NULL) {
-        /* Written behind the deferred command, so the server has both
-         * before we wait for the first reply. */
-        redisReply *deferred = fairlock__engine_wait_reply(eng, deadline);
-        settle_deferred(conn, deferred);
-        if (deferred == NULL)
-            return NULL;
-    }
     return fairlock__engine_wait_reply(eng, deadline);
 }
 
@@ -562,54 +541,6 @@ int fairlock__format_evalsha(const char **cmd, size_t *lens, char *nkeys,
     for (int i = 0; i < argc; i++)
         cmd[n] = argv[i], lens[n++] = strlen(argv[i]);
     return n;
-}
-
-int fairlock__conn_can_defer(const fairlock__conn *conn) {
-    fairlock__url_kind kind = fairlock__conn_kind(conn);
-    return !conn->borrowed && fairlock__conn_alive(conn) &&
-           conn->pid == getpid() && conn->deferred_fn == NULL &&
-           (kind == FAIRLOCK__URL_TCP || kind == FAIRLOCK__URL_UNIX);
-}
-
-void fairlock__conn_settle(fairlock__conn *conn) {
-    if (conn->deferred_fn == NULL || conn->eng == NULL)
-        return;
-    redisReply *reply = fairlock__engine_wait_reply(
-        conn->eng, fairlock__now_ms() + conn->io_timeout_ms);
-    if (reply == NULL) {
-        drop_owned(conn); /* settles with NULL: unknown */
-        return;
-    }
-    settle_deferred(conn, reply);
-}
-
-int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
-                              const fairlock__keys *keys,
-                              const fairlock__script *script, int argc,
-                              const char *const *argv, fairlock__reply_fn fn,
-                              void *arg) {
-    if (argc > MAX_SCRIPT_ARGS || !fairlock__conn_can_defer(conn))
-        return FAIRLOCK_INVALID;
-    const char *cmd[MAX_EVAL_ARGS];
-    size_t lens[MAX_EVAL_ARGS];
-    char nkeys[8];
-    int n = fairlock__format_evalsha(cmd, lens, nkeys, keys, script, argc,
-                                     argv);
-    /* The body itself: a NOSCRIPT (a flushed script cache, a server
-     * restarted behind a proxy) would have nobody to send it again. */
-    cmd[0] = "EVAL", lens[0] = 4;
-    cmd[1] = script->body, lens[1] = strlen(script->body);
-    fairlock__engine *eng = conn->eng;
-    if (fairlock__engine_queue(eng, n, cmd, lens) != 0 ||
-        fairlock__engine_wait_written(eng, fairlock__now_ms() +
-                                               conn->io_timeout_ms) != 0) {
-        *err = *fairlock__engine_error(eng);
-        drop_owned(conn);
-        return FAIRLOCK_REDIS;
-    }
-    conn->deferred_fn = fn;
-    conn->deferred_arg = arg;
-    return FAIRLOCK_OK;
 }
 
 int fairlock__conn_eval(fairlock__conn *conn, fairlock__error *err,

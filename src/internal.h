@@ -165,10 +165,6 @@ int64_t fairlock__now_ms(void);
 
 /* ---- Connection (conn.c). ---- */
 
-/* Receives the reply of a deferred command (fairlock__conn_defer_eval), or
- * NULL when it was lost with the connection.  The reply is freed after. */
-typedef void (*fairlock__reply_fn)(void *arg, const redisReply *reply);
-
 typedef struct fairlock__engine fairlock__engine;
 
 typedef struct fairlock__conn {
@@ -189,11 +185,6 @@ typedef struct fairlock__conn {
     int node_port;
     /* Sentinel: the sentinel that answered last, asked first next time. */
     size_t sentinel_first;
-    /* A command whose reply is still to come: it is read just before the
-     * next command's (which is written first, so the two are pipelined)
-     * and handed to deferred_fn. */
-    fairlock__reply_fn deferred_fn;
-    void *deferred_arg;
     /* The last command got no reply (fairlock__conn_command returned
      * NULL): it may have run, or may still run, even after the caller
      * has given up on it. */
@@ -270,27 +261,11 @@ redisReply *fairlock__node_command(fairlock__node *node, fairlock__error *err,
 int fairlock__parse_redirect(const char *reply, const char *asked_host,
                              char *host, size_t host_len, int *port);
 
-/* Sends a script with the lock's keys by EVAL (its body: keep such
- * scripts small) without waiting for its reply, which goes to
- * fn(arg, reply) when the next command on the connection is made, or
- * fn(arg, NULL) if the connection is lost or closed first.  Only on an
- * owned, plain (TCP or unix socket) connection with no deferred command
- * yet (fairlock__conn_can_defer); returns FAIRLOCK_INVALID when it cannot
- * defer (send it the ordinary way then), FAIRLOCK_REDIS with err set when
- * the write failed (outcome unknown). */
 /* Records that `what` failed with this reply (an error reply, or one of
  * an unexpected type), diagnosed for the connection's kind; returns
  * FAIRLOCK_REDIS. */
 int fairlock__conn_error_reply(const fairlock__conn *conn, fairlock__error *err,
                                const char *what, const redisReply *reply);
-int fairlock__conn_can_defer(const fairlock__conn *conn);
-/* Reads the reply of a deferred command now, if one is owed. */
-void fairlock__conn_settle(fairlock__conn *conn);
-int fairlock__conn_defer_eval(fairlock__conn *conn, fairlock__error *err,
-                              const fairlock__keys *keys,
-                              const fairlock__script *script, int argc,
-                              const char *const *argv, fairlock__reply_fn fn,
-                              void *arg);
 
 /* Runs a script with the lock's keys via EVALSHA, falling back to EVAL on
  * NOSCRIPT.  Returns FAIRLOCK_OK and *out, or FAIRLOCK_REDIS with err set

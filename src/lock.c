@@ -94,13 +94,7 @@ int fairlock_extend(fairlock *lock, int64_t ttl_ms) {
     int rc = fairlock__extend_check(lock, ttl_ms);
     if (rc != FAIRLOCK_OK)
         return rc;
-    /* A hand-off's confirmation may still be owed a reply: the ledger has
-     * room for one command of ours in flight (see confirm_later). */
-    if ((rc = fairlock__ready(lock)) == FAIRLOCK_OK) {
-        fairlock__conn_settle(&lock->conn);
-        rc = fairlock__ready(lock);
-    }
-    if (rc != FAIRLOCK_OK)
+    if ((rc = fairlock__ready(lock)) != FAIRLOCK_OK)
         return rc;
     int owned = 0;
     int64_t lease = ttl_ms == FAIRLOCK_FOREVER ? 0 : ttl_ms;

@@ -483,17 +483,6 @@ int fairlock__call_extend(fairlock__conn *conn, fairlock__error *err,
     return eval_flag(conn, err, keys, &cmd, owned);
 }
 
-int fairlock__call_extend_later(fairlock__conn *conn, fairlock__error *err,
-                                const fairlock__keys *keys, const char *token,
-                                int64_t lease_ms,
-                                void (*fn)(void *arg, const redisReply *reply),
-                                void *arg) {
-    fairlock__cmd cmd;
-    fairlock__build_extend(&cmd, keys, token, lease_ms);
-    return fairlock__conn_defer_eval(conn, err, keys, cmd.script, cmd.argc,
-                                     cmd.argv, fn, arg);
-}
-
 int fairlock__call_status(fairlock__conn *conn, fairlock__error *err,
                           const fairlock__keys *keys, size_t max_waiters,
                           fairlock_status **out) {

@@ -272,14 +272,6 @@ int fairlock__call_cancel(fairlock__conn *conn, fairlock__error *err,
 int fairlock__call_extend(fairlock__conn *conn, fairlock__error *err,
                           const fairlock__keys *keys, const char *token,
                           int64_t lease_ms, int *owned);
-/* extend.lua sent without waiting (fairlock__conn_defer_eval): fn gets
- * the reply, which fairlock__decode_flag() reads.  FAIRLOCK_INVALID when
- * it cannot be deferred. */
-int fairlock__call_extend_later(fairlock__conn *conn, fairlock__error *err,
-                                const fairlock__keys *keys, const char *token,
-                                int64_t lease_ms,
-                                void (*fn)(void *arg, const redisReply *reply),
-                                void *arg);
 /* status.lua, listing at most max_waiters (capped at a million). */
 int fairlock__call_status(fairlock__conn *conn, fairlock__error *err,
                           const fairlock__keys *keys, size_t max_waiters,
