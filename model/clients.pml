@@ -31,8 +31,11 @@ inline fault(c) {
 proctype fairlock_client(byte c) {
     byte tok, gen, ticket, sent, rank, pttl, nxt, rlease, rfence;
     byte wake_at, deadline, pu, t, vul;
+    byte due;    /* when the renewal thread sends the confirmation */
     bit granted, lost, releasing;
     bit unans;   /* the last acquire got no reply (attempt_unanswered) */
+    bit owed;    /* a capped hand-off's confirmation is owed (not renewed) */
+    bit capped;  /* the grant was recorded with the capped lease */
     short left;
 #ifdef RENEW
     byte ext, es, outcome;
@@ -130,15 +133,23 @@ take: skip;
         left = vul - now
     };
     if
-    :: rlease != LEASE_OF(tok) && rlease > 0 && left >= rlease * 2 / 3 &&
-       !AUTO_RENEW(c) ->
-        /* confirm_later: the bound stays the capped lease's; the extend
-         * is sent at once and its reply read at the release (not with
-         * auto_renew: FAIRLOCK__CANNOT_DEFER) */
+    :: rlease != LEASE_OF(tok) && rlease > 0 && left >= rlease * 2 / 3 ->
+        /* confirm_later: nothing is sent.  The grant is recorded with the
+         * capped lease, so the bound stays the capped lease's, and the
+         * renewal thread owes the confirmation (extend.lua to the full
+         * lease) when a renewal would be due: a third of the way from
+         * `sent` to that bound (ledger_publish's next_ms; the tick in
+         * which it falls).  With auto_renew that is the thread's first
+         * renewal (renew_start below, renew.pml); otherwise a one-shot
+         * that the hold below runs, or never if the hold ends first. */
+#ifdef C1
+        /* mutant: the full lease believed at once, never confirmed */
+        vul = (LEASE_OF(tok) == 0 -> NOEXP : sent + LEASE_OF(tok))
+#else
         d_step {
-            extend_lua(tok, LEASE_OF(tok));
-            if :: !r_owned -> vul = 0 :: else fi
+            capped = 1; owed = !AUTO_RENEW(c); due = sent + rlease / 3
         }
+#endif
     :: rlease == LEASE_OF(tok) && (rlease == 0 || left >= rlease * 2 / 3) ->
         skip
     :: else ->
@@ -166,8 +177,12 @@ take: skip;
 #ifdef RENEW
         if
         :: c == 0 ->
-            /* from here renew.c publishes the bound */
-            renew_start(LEASE_OF(tok), sent); t = now + HOLD_R
+            /* from here renew.c publishes the bound; after a capped
+             * hand-off the grant is recorded with the capped lease and
+             * the first renewal asks for the full one (confirm_later) */
+            t = (capped -> rlease : LEASE_OF(tok));
+            renew_start(t, sent);
+            rn_lease = LEASE_OF(tok); t = now + HOLD_R
         :: else
         fi
 #endif
@@ -186,7 +201,44 @@ take: skip;
 #else
     fault(c);
 #endif
-    now >= t;
+    /* The hold.  The renewal thread sends an owed confirmation once it is
+     * due; the clock stands still while it can, so it goes in the tick it
+     * falls due unless the hold ends in that tick first (then the release
+     * deletes the key and none is sent).  The thread stops with the
+     * process: a pause or a crash holds it up too. */
+    do
+    :: owed && now >= due ->
+        choose_lost();
+        if
+        :: lost ->
+            /* an I/O error: it ran, or it did not */
+            if
+            :: d_step { extend_lua(tok, LEASE_OF(tok)) }
+            :: true
+            fi;
+            d_step {
+                /* no answer: retried (RETRY_MS, below a tick: the next
+                 * tick) until the capped bound, then LOST */
+                if
+                :: now >= vu[c] -> owed = 0; vu[c] = 0
+                :: else -> due = now + 1
+                fi
+            }
+        :: else ->
+            d_step {
+                extend_lua(tok, LEASE_OF(tok));
+                owed = 0;
+                if
+                :: r_owned ->
+                    vu[c] = (LEASE_OF(tok) == 0 -> NOEXP : now + LEASE_OF(tok))
+                :: else -> vu[c] = 0 /* not ours: LOST */
+                fi
+            }
+        fi;
+        printf("MSC: t%d c%d tok%d confirmed px%d lost%d: until %d owed%d\n", now, c, tok, LEASE_OF(tok), lost, vu[c], owed);
+        fault(c)
+    :: now >= t -> break
+    od;
     cs[c] = 0;
 #ifdef RENEW
     if
@@ -203,7 +255,7 @@ take: skip;
     choose_lost();
     d_step {
         release_lua(tok);
-        held[c] = 0; vu[c] = 0;
+        held[c] = 0; vu[c] = 0; owed = 0; due = 0; capped = 0;
         if
         :: !lost -> resolved[tok] = 1; st[c] = ST_DONE
         :: else

@@ -108,9 +108,17 @@ byte maxfence;          /* highest fencing token a client took */
 byte ncrash = NCRASH, npause = NPAUSE, nlost = NLOST;
 hidden byte f_i, f_c;
 /* Always 0: each names its property in pan's "assertion violated" line,
- * which is how the tests tell which property a mutant broke. */
-hidden byte P1_mutex, P1_fence, P2_bound, P3_fifo, P4_served, P5_clean,
+ * which is how the tests tell which property a mutant broke.
+ * -DNO_BOUND_CHECK turns property 2 off, to see what a mutant that breaks
+ * it first does to mutual exclusion (C1). */
+#ifdef NO_BOUND_CHECK
+#define BOUND_CHECK_OFF 1
+#else
+#define BOUND_CHECK_OFF 0
+#endif
+hidden byte P1_mutex, P1_fence, P3_fifo, P4_served, P5_clean,
             P6_noghost, P4_takeover;
+hidden byte P2_bound = BOUND_CHECK_OFF;
 
 /* A request's place in line is where it first queued.  The reference
  * queues in two commands (INCR, ZADD): it counts as queued from the ZADD

@@ -174,7 +174,9 @@ inline ledger_publish() {
     fi
 }
 
-/* fairlock__renew_start, from take_grant */
+/* fairlock__lease_start, from take_grant: after a capped hand-off with
+ * the capped lease, and clients.pml then sets rn_lease to the full one
+ * (fairlock__lease_confirm_later: the first renewal is the confirmation) */
 inline renew_start(rs_px, rs_at) {
     r_grant++; rn_lease = rs_px;
     ledger_reset();

@@ -124,15 +124,23 @@ hidden byte f_i, f_c, f_n;
 hidden byte f_w;
 /* Always 0: each names its property in pan's "assertion violated" line.
  * -DNO_SERVER_INV turns the scripts' own invariants off (P1_server), to
- * see what a client sees of a mutant that breaks them first. */
+ * see what a client sees of a mutant that breaks them first;
+ * -DNO_BOUND_CHECK likewise property 2 (P2_bound), to see what a mutant
+ * that breaks it first does to the capacity (SM_NOCONFIRM). */
 #ifdef NO_SERVER_INV
 #define SERVER_INV_OFF 1
 #else
 #define SERVER_INV_OFF 0
 #endif
-hidden byte P1_cap, P1_fence, P2_bound, P3_fifo, P4_served, P5_clean,
+#ifdef NO_BOUND_CHECK
+#define BOUND_CHECK_OFF 1
+#else
+#define BOUND_CHECK_OFF 0
+#endif
+hidden byte P1_cap, P1_fence, P3_fifo, P4_served, P5_clean,
             P6_noghost, P4_takeover, P4_deadhead;
 hidden byte P1_server = SERVER_INV_OFF;
+hidden byte P2_bound = BOUND_CHECK_OFF;
 
 #define ENQ(t) \
     f_c = TOKCLIENT(t); \

@@ -8,7 +8,9 @@
  * A script call is one d_step: sent, run by the server and answered in
  * one go.  Whether its reply is lost is chosen before the step; a lost
  * reply leaves the script's effects on the server and the client PENDING.
- * No auto_renew and no wait_replicas: confirm_later may defer. */
+ * No auto_renew and no wait_replicas: confirm_later leaves a capped
+ * hand-off's confirmation to the renewal thread, which sends it only if
+ * the hold outlasts a third of the capped lease. */
 
 /* A fault may be taken here: a pause of PAUSE_K ticks, or a crash.  A
  * pause that outlasts what a heartbeat leaves of the window costs the
@@ -45,7 +47,9 @@ inline fault(c) {
 proctype sem_client(byte c) {
     byte tok, gen, ticket, sent, rank, pttl, rlease, rfence, rpm, pm;
     byte wake_at, deadline, pu, t, vul;
+    byte due;    /* when the renewal thread sends the confirmation */
     bit granted, lost, releasing;
+    bit owed;    /* a capped hand-off's confirmation is owed */
     short left;
 
 newreq: skip;
@@ -127,13 +131,17 @@ take: skip;
     };
     if
     :: rlease != LEASE_OF(tok) && rlease > 0 && left >= rlease * 2 / 3 ->
-        /* confirm_later: sem_extend.lua sent at once, its reply read with
-         * the release; the bound stays the capped lease's, which is true
-         * whatever the reply (a 0 publishes LOST) */
-        d_step {
-            sem_extend_lua(tok, LEASE_OF(tok));
-            if :: !r_owned -> vul = 0 :: else fi
-        }
+        /* confirm_later: nothing is sent.  The bound stays the capped
+         * lease's, and the renewal thread owes the confirmation
+         * (sem_extend.lua to the full lease) a third of the way from
+         * `sent` to that bound (the tick in which it falls): the hold
+         * below sends it, or never if the hold ends first. */
+#ifdef SM_NOCONFIRM
+        /* mutant: the full lease believed at once, never confirmed */
+        vul = (LEASE_OF(tok) == 0 -> NOEXP : sent + LEASE_OF(tok))
+#else
+        d_step { owed = 1; due = sent + rlease / 3 }
+#endif
     :: rlease == LEASE_OF(tok) && (rlease == 0 || left >= rlease * 2 / 3) ->
         skip
     :: else ->
@@ -176,14 +184,51 @@ take: skip;
         t = now + HOLD
     };
     fault(c);
-    now >= t;
+    /* The hold.  The renewal thread sends an owed confirmation once it is
+     * due; the clock stands still while it can, so it goes in the tick it
+     * falls due unless the hold ends in that tick first (then the release
+     * frees the permit and none is sent).  The thread stops with the
+     * process: a pause or a crash holds it up too. */
+    do
+    :: owed && now >= due ->
+        choose_lost();
+        if
+        :: lost ->
+            /* an I/O error: it ran, or it did not */
+            if
+            :: d_step { sem_extend_lua(tok, LEASE_OF(tok)) }
+            :: true
+            fi;
+            d_step {
+                /* no answer: retried (RETRY_MS, below a tick: the next
+                 * tick) until the capped bound, then LOST */
+                if
+                :: now >= vu[c] -> owed = 0; vu[c] = 0
+                :: else -> due = now + 1
+                fi
+            }
+        :: else ->
+            d_step {
+                sem_extend_lua(tok, LEASE_OF(tok));
+                owed = 0;
+                if
+                :: r_owned ->
+                    vu[c] = (LEASE_OF(tok) == 0 -> NOEXP : now + LEASE_OF(tok))
+                :: else -> vu[c] = 0 /* not ours: LOST */
+                fi
+            }
+        fi;
+        printf("MSC: t%d c%d tok%d confirmed px%d lost%d: until %d owed%d\n", now, c, tok, LEASE_OF(tok), lost, vu[c], owed);
+        fault(c)
+    :: now >= t -> break
+    od;
     cs[c] = 0;
     /* fairlock_release: sem_release.lua */
     releasing = 1;
     choose_lost();
     d_step {
         sem_release_lua(tok, pm);
-        held[c] = 0; vu[c] = 0; perm[c] = 0;
+        held[c] = 0; vu[c] = 0; perm[c] = 0; owed = 0; due = 0;
         if
         :: !lost -> resolved[tok] = 1; st[c] = ST_DONE
         :: else
