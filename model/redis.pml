@@ -10,7 +10,7 @@
  *   mirrors acquire 46ed948235c1c0dc51b530a7d2a7f05b92089c48
  *   mirrors cancel  32d90d2190013447f8bcb5acf330ea27ae581680
  *   mirrors release 17d5620bd6c609542b6d9689b764d162825e803e
- *   mirrors extend  94ba5fe7b55c8a44464fb9aeb0bb945d973825fd
+ *   mirrors extend  da2bad2bf0c6991d6d9e435e4803f989f145d1e4
  *
  * Not modelled: NAME:who, the identity records (KEYS[8]).  The scripts
  * only write it (and status.lua reads it), and no decision of any script

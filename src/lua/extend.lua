@@ -1,7 +1,6 @@
 -- extend.lua -- set the remaining lease of the caller's lock.
--- standalone: common.lua is not prepended, so that the whole script is
--- small enough to send with EVAL when a confirmation cannot wait for its
--- reply (a NOSCRIPT there would have nobody to retry it).
+-- standalone: common.lua is not prepended; it needs none of it, and it is
+-- the renewal thread's one script, sent on a connection of its own.
 --
 -- KEYS[1] NAME, KEYS[2] NAME:queue, KEYS[8] NAME:who (the other keys of common.lua are
 -- passed but not used)
