@@ -80,14 +80,24 @@ int cli_acquire(int argc, char **argv) {
         fairlock_free(lock); /* releases a grant that raced the signal */
         return rc;
     }
-    printf("%s\n", fairlock_token(lock));
+    /* The lock outlives this process: whoever has the token releases it.
+     * Detached first, since that can fail (a hand-off's confirmation is
+     * made then, see fairlock_detach): a token is printed only for a lock
+     * that stays held. */
+    char token[FAIRLOCK_TOKEN_MAX];
+    snprintf(token, sizeof token, "%s", fairlock_token(lock));
+    if ((rc = fairlock_detach(lock)) != FAIRLOCK_OK) {
+        cli_msg("%s", fairlock_errmsg(lock));
+        fairlock_free(lock); /* releases it */
+        return cli_exit_for(rc);
+    }
+    printf("%s\n", token);
     if (fflush(stdout) != 0) {
         /* Nobody learnt the token, so nobody could release the lock. */
+        fairlock_release_token(lock, token);
         fairlock_free(lock);
         return CLI_EXIT_OSERR;
     }
-    /* The lock outlives this process: whoever has the token releases it. */
-    fairlock_detach(lock);
     fairlock_free(lock);
     return 0;
 }

@@ -160,7 +160,14 @@ typedef struct fairlock_options {
 
     /* Lease of a grant: the lock key expires this long after the grant
      * unless extended.  FAIRLOCK_DEFAULT (the default) means "same as the
-     * acquire's timeout", FAIRLOCK_FOREVER means no expiry. */
+     * acquire's timeout", FAIRLOCK_FOREVER means no expiry.  A lease
+     * longer than the liveness window (no expiry included) is first capped
+     * at that window when the lock is handed over by a release, and set in
+     * full only if the hold outlasts a third of the window: by a renewal
+     * thread of the handle (blocking API; started on the first such
+     * hand-off, with its own connection once it sends), or by the handle's
+     * timer (non-blocking API: keep driving it while the lock is held; a
+     * loop blocked for longer loses the lock, see on_lost). */
     int64_t ttl_ms;
 
     /* Non-zero (the default) to wait; zero to fail at once with

@@ -176,7 +176,7 @@ inline ledger_publish() {
 
 /* fairlock__lease_start, from take_grant: after a capped hand-off with
  * the capped lease, and clients.pml then sets rn_lease to the full one
- * (fairlock__lease_confirm_later: the first renewal is the confirmation) */
+ * (fairlock__lease_start_capped: the first renewal is the confirmation) */
 inline renew_start(rs_px, rs_at) {
     r_grant++; rn_lease = rs_px;
     ledger_reset();

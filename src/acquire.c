@@ -83,7 +83,7 @@ static int start_lease(fairlock *lock, int64_t lease_ms, int64_t from) {
  * waiter holds the queue; the live head then takes its full lease.  While
  * the capped lease has most of its length to run, that confirmation is
  * left to the renewal thread, which sends it only if the hold outlasts a
- * third of the capped lease (fairlock__lease_confirm_later): most holds
+ * third of the capped lease (fairlock__lease_start_capped): most holds
  * end sooner, and their release deletes the key anyway, so a hand-off
  * costs three commands, as with a lease that needs no confirmation.
  * Until then fairlock_valid_until_ms() is the capped lease's bound, which
@@ -100,9 +100,8 @@ static int confirm_later(fairlock *lock, int64_t capped_ms, int64_t from) {
         return 0; /* confirmed at once instead */
     fairlock__lease_publish(lock->lease, FAIRLOCK_STATE_HELD,
                             fairlock__validity(from, capped_ms));
-    fairlock__lease_start(lock->lease, lock->token, capped_ms, from,
-                          lock->opts.auto_renew);
-    fairlock__lease_confirm_later(lock->lease, lock->lease_ms);
+    fairlock__lease_start_capped(lock->lease, lock->token, capped_ms, from,
+                                 lock->opts.auto_renew, lock->lease_ms);
     return 1;
 }
 

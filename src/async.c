@@ -679,8 +679,6 @@ static void granted(fairlock *lock) {
     fairlock__async *a = lock->async;
     fairlock__lease_publish(lock->lease, FAIRLOCK_STATE_HELD, a->valid_until);
     /* No renewal thread: the timer below renews on this connection. */
-    fairlock__lease_start(lock->lease, lock->token, a->grant_lease,
-                          a->grant_from, 0);
     if (a->confirm_owed) {
         /* Recorded as owed in the lease too, for fairlock_detach() (which
          * makes it first) and so that a blocking fairlock_extend() that
@@ -688,9 +686,12 @@ static void granted(fairlock *lock) {
          * exists (may_confirm_later) to act on it: the timer sends it, as
          * a renewal would be, a third of the way to the capped bound,
          * which leaves two thirds of it for the retries. */
-        fairlock__lease_confirm_later(lock->lease, lock->lease_ms);
+        fairlock__lease_start_capped(lock->lease, lock->token, a->grant_lease,
+                                     a->grant_from, 0, lock->lease_ms);
         a->renew_at = a->grant_from + (a->valid_until - a->grant_from) / 3;
     } else {
+        fairlock__lease_start(lock->lease, lock->token, a->grant_lease,
+                              a->grant_from, 0);
         a->renew_at = lock->opts.auto_renew && lock->lease_ms > 0
                           ? a->grant_from + lock->lease_ms / 3
                           : INT64_MAX;
@@ -724,7 +725,7 @@ static void confirmed(fairlock *lock) {
  * timer, as the blocking acquire leaves it to the renewal thread: not
  * with wait_replicas (the full lease is written before the WAIT that
  * replicates it), nor when the handle has a renewal thread from blocking
- * acquires, which the lease would set on it (fairlock__lease_confirm_later
+ * acquires, which the lease would set on it (fairlock__lease_start_capped
  * wakes the thread): the timer is the one to send it, and on_lost is
  * called from fairlock_async_process(). */
 static int may_confirm_later(const fairlock *lock) {

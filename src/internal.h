@@ -304,12 +304,16 @@ int64_t fairlock__drift_ms(int64_t lease_ms);
  * renews it. */
 void fairlock__lease_start(fairlock__lease *lease, const char *token,
                            int64_t lease_ms, int64_t sent_ms, int renews);
-/* After fairlock__lease_start: the renewal thread is to set the lease to
+/* fairlock__lease_start for a capped hand-off, whose confirmation is owed:
+ * the grant is recorded with capped_ms, and the renewal thread (or the
+ * loop's timer, which asks fairlock__lease_owed) is to set the lease to
  * lease_ms (0: no expiry) when a renewal would be due, a third of the way
- * to the recorded lease's bound, and then, unless the grant is renewed,
- * stop.  A capped hand-off's confirmation: a release before then needs
- * none.  An extend by the owner supersedes it. */
-void fairlock__lease_confirm_later(fairlock__lease *lease, int64_t lease_ms);
+ * to the capped lease's bound, and then, unless the grant is renewed,
+ * stop.  A release before then needs none.  An extend by the owner that
+ * succeeds supersedes it; one of unknown outcome leaves it owed. */
+void fairlock__lease_start_capped(fairlock__lease *lease, const char *token,
+                                  int64_t capped_ms, int64_t sent_ms,
+                                  int renews, int64_t lease_ms);
 /* 1 while that confirmation has not succeeded (owner thread). */
 int fairlock__lease_owed(fairlock__lease *lease);
 /* Stops renewing, waits for a renewal in flight and forgets the grant.

@@ -263,9 +263,11 @@ int64_t fairlock__validity(int64_t sent_ms, int64_t lease_ms) {
  * The owner thread's side
  * ------------------------------------------------------------------------- */
 
-void fairlock__lease_start(fairlock__lease *r, const char *token,
-                           int64_t lease_ms, int64_t sent_ms, int renews) {
-    pthread_mutex_lock(&r->mu);
+/* Both under one hold of mu, so that the renewal thread never sees the
+ * grant without its confirmation owed. */
+static void start_locked(fairlock__lease *r, const char *token,
+                         int64_t lease_ms, int64_t sent_ms, int renews,
+                         int64_t confirm_ms) {
     snprintf(r->token, sizeof r->token, "%s", token);
     r->grant++;
     r->lease_ms = lease_ms;
@@ -274,23 +276,27 @@ void fairlock__lease_start(fairlock__lease *r, const char *token,
     ledger_reply(r, BY_OWNER, 1);
     r->recording = 1;
     r->renews = renews;
-    r->owed = 0;
-    r->once = 0;
-    r->active = renews;
+    r->owed = confirm_ms >= 0;
+    r->once = r->owed && !renews;
+    r->active = renews || r->owed;
+    if (r->owed)
+        r->lease_ms = confirm_ms;
     r->lost = 0;
     ledger_publish(r);
+}
+
+void fairlock__lease_start(fairlock__lease *r, const char *token,
+                           int64_t lease_ms, int64_t sent_ms, int renews) {
+    pthread_mutex_lock(&r->mu);
+    start_locked(r, token, lease_ms, sent_ms, renews, -1);
     pthread_mutex_unlock(&r->mu);
 }
 
-void fairlock__lease_confirm_later(fairlock__lease *r, int64_t lease_ms) {
+void fairlock__lease_start_capped(fairlock__lease *r, const char *token,
+                                  int64_t capped_ms, int64_t sent_ms,
+                                  int renews, int64_t lease_ms) {
     pthread_mutex_lock(&r->mu);
-    if (r->recording) {
-        r->lease_ms = lease_ms;
-        r->owed = 1;
-        r->once = !r->renews;
-        r->active = 1;
-        ledger_publish(r);
-    }
+    start_locked(r, token, capped_ms, sent_ms, renews, lease_ms);
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -354,6 +360,12 @@ int fairlock__lease_extend_end(fairlock__lease *r, int outcome) {
             r->owed = 0;
             revived = r->lost;
             r->lost = 0;
+        } else if (outcome < 0 && r->owed && !r->renews && !r->lost) {
+            /* The extend that superseded the confirmation may never have
+             * run: the confirmation is owed again, or the key could end
+             * with the cap while the handle says held. */
+            r->once = 1;
+            r->active = 1;
         }
         if (revived)
             r->active = r->renews;

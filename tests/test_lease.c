@@ -1556,6 +1556,41 @@ static void forked_child_frees_renewed_handle(void) {
     fairlock_free(lock);
 }
 
+/* A capped hand-off's confirmation is superseded by the owner's extend
+ * only if that extend is known to have run.  Regression: an extend whose
+ * reply was lost (an I/O timeout, say in fairlock_detach) cancelled the
+ * owed confirmation for good, and the key ran out with the cap while the
+ * handle said held.  Driven on the lease alone, as the renewal thread
+ * would: the next turn must come (in a child, so that a turn that never
+ * comes fails the test instead of hanging it). */
+static void unknown_extend_leaves_confirmation_owed(void) {
+    fairlock__lease *lease = fairlock__lease_new();
+    CHECK(lease != NULL);
+    int64_t granted = fairlock__now_ms() - 2000; /* a third is past */
+    fairlock__lease_start_capped(lease, "tok", 3000, granted, 0, 0);
+    CHECK_INT(fairlock__lease_owed(lease), ==, 1);
+    fairlock__lease_extend_begin(lease, 0, fairlock__now_ms());
+    fairlock__lease_extend_end(lease, -1);
+    CHECK_INT(fairlock__lease_owed(lease), ==, 1);
+    /* The bound is still the capped lease's. */
+    CHECK_INT(fairlock__lease_valid_until(lease), <=, granted + 3000);
+    pid_t child = test_fork();
+    if (child == 0) {
+        fairlock__lease_turn turn;
+        CHECK_INT(fairlock__lease_next_turn(lease, &turn), ==, 1);
+        CHECK_INT(turn.lease_ms, ==, 0); /* the confirmation: no expiry */
+        _exit(0);
+    }
+    CHECK_INT(test_wait_child_within(child, 0, 10000), ==, 0);
+    /* One known to have run does supersede it. */
+    fairlock__lease_extend_begin(lease, 60000, fairlock__now_ms());
+    CHECK_INT(fairlock__lease_extend_end(lease, 1), ==, 1);
+    CHECK_INT(fairlock__lease_owed(lease), ==, 0);
+    fairlock__error ignored;
+    fairlock__lease_stop(lease, &ignored);
+    fairlock__lease_free(lease);
+}
+
 int main(int argc, char **argv) {
     check_select(argc, argv);
     signal(SIGPIPE, SIG_IGN);
@@ -1572,5 +1607,6 @@ int main(int argc, char **argv) {
     RUN_TEST(handoff_bound_is_current);
     RUN_TEST(wait_timeout_zero_does_not_block);
     RUN_TEST(forked_child_frees_renewed_handle);
+    RUN_TEST(unknown_extend_leaves_confirmation_owed);
     return check_done();
 }

@@ -886,6 +886,16 @@ def test_output_errors():
                            timeout=20)
     check(r.returncode == 71 and "cannot write" in r.stderr,
           "a write error is reported: %d %r" % (r.returncode, r.stderr))
+    # acquire detaches the lock before it prints the token; a token that
+    # nobody could read must not leave the lock held.
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([FAIRLOCK, "acquire", lock], stdout=full,
+                           stderr=subprocess.PIPE, text=True, env=ENV,
+                           timeout=20)
+    check(r.returncode == 71, "acquire to a full stdout exits 71: %d %r" %
+          (r.returncode, r.stderr))
+    check(redis("EXISTS", lock) == "0",
+          "and leaves the lock free: %r" % redis("GET", lock))
 
 
 def acl_user(prefix, user, password):
