@@ -100,9 +100,10 @@ typedef struct fairlock fairlock;
 /* Called on the renewal thread when an automatically renewed lease is lost,
  * or the confirmation of a capped hand-off fails (see
  * fairlock_valid_until_ms; with or without auto_renew): the key vanished or
- * got another owner, or Redis stayed unreachable until the lease ran out.  It may only call fairlock_state() and
- * fairlock_valid_until_ms() on the handle; the owner learns the rest from
- * the next fairlock_release(), which then returns FAIRLOCK_NOTOWNED. */
+ * got another owner, or Redis stayed unreachable until the lease ran out.  It
+ * may only call fairlock_state() and fairlock_valid_until_ms() on the handle;
+ * the owner learns the rest from the next fairlock_release(), which then
+ * returns FAIRLOCK_NOTOWNED. */
 typedef void (*fairlock_lost_fn)(fairlock *lock, void *arg);
 
 /* Called while a blocking acquire waits; return non-zero to give up, which
