@@ -107,12 +107,7 @@ static int confirm_later(fairlock *lock, int64_t capped_ms, int64_t from) {
 
 /* The grant is recorded: the hold starts. */
 static int count_grant(fairlock *lock, int pushed) {
-    int64_t now = fairlock__now_ms();
-    lock->granted_ms = now;
-    lock->stats.acquisitions++;
-    lock->stats.handoffs += pushed != 0;
-    lock->stats.last_wait_ms = now - lock->acquire_start_ms;
-    lock->stats.total_wait_ms += lock->stats.last_wait_ms;
+    fairlock__stats_granted(lock, pushed);
     return fairlock__ok(lock);
 }
 

@@ -696,12 +696,7 @@ static void granted(fairlock *lock) {
                           ? a->grant_from + lock->lease_ms / 3
                           : INT64_MAX;
     }
-    int64_t now = fairlock__now_ms();
-    lock->granted_ms = now;
-    lock->stats.acquisitions++;
-    lock->stats.handoffs += a->pushed != 0;
-    lock->stats.last_wait_ms = now - lock->acquire_start_ms;
-    lock->stats.total_wait_ms += lock->stats.last_wait_ms;
+    fairlock__stats_granted(lock, a->pushed);
     finish(lock, FAIRLOCK_OK);
 }
 

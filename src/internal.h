@@ -469,6 +469,9 @@ struct fairlock {
     int64_t granted_ms;
 };
 
+/* Records a grant in the statistics: the hold starts now (pushed: it was
+ * a hand-off). */
+void fairlock__stats_granted(fairlock *lock, int pushed);
 /* Records the end of the current hold in the statistics (release, loss,
  * detach); nothing when there was none. */
 void fairlock__stats_hold_ended(fairlock *lock);

@@ -90,9 +90,9 @@ struct fairlock__lease {
     int stop;       /* the renewal thread is to end */
     int renews;     /* the grant is auto-renewed (a renewal thread runs) */
     int owed;       /* a capped hand-off's confirmation is still owed */
-    int once;       /* ... by a renewal that is not repeated (no auto_renew) */
     int recording;  /* a grant is recorded: from start to stop */
-    int active;     /* the renewal thread renews `token` */
+    int active;     /* the renewal thread renews `token` (without `renews`:
+                       once, to send the confirmation owed) */
     int in_flight;  /* a renewal is on the wire */
     int lost;       /* loss reported; an extend that succeeds withdraws it */
     int gone;       /* a reply showed the key not ours: lost for good */
@@ -277,7 +277,6 @@ static void start_locked(fairlock__lease *r, const char *token,
     r->recording = 1;
     r->renews = renews;
     r->owed = confirm_ms >= 0;
-    r->once = r->owed && !renews;
     r->active = renews || r->owed;
     if (r->owed)
         r->lease_ms = confirm_ms;
@@ -311,7 +310,6 @@ int fairlock__lease_stop(fairlock__lease *r, fairlock__error *err) {
     pthread_mutex_lock(&r->mu);
     r->active = 0;
     r->owed = 0;
-    r->once = 0;
     while (r->in_flight)
         pthread_cond_wait(&r->cv, &r->mu);
     int lost = r->lost;
@@ -328,12 +326,11 @@ int fairlock__lease_stop(fairlock__lease *r, fairlock__error *err) {
 void fairlock__lease_extend_begin(fairlock__lease *r, int64_t lease_ms,
                                   int64_t sent_ms) {
     pthread_mutex_lock(&r->mu);
-    if (r->once) {
+    if (r->active && !r->renews) {
         /* The owner's lease supersedes the confirmation still owed: had
          * that confirmation reached the server after this extend, it
          * would set its own lease over the one the owner asked for. */
-        r->once = 0;
-        r->active = r->renews;
+        r->active = 0;
         while (r->in_flight)
             pthread_cond_wait(&r->cv, &r->mu);
     }
@@ -364,7 +361,6 @@ int fairlock__lease_extend_end(fairlock__lease *r, int outcome) {
             /* The extend that superseded the confirmation may never have
              * run: the confirmation is owed again, or the key could end
              * with the cap while the handle says held. */
-            r->once = 1;
             r->active = 1;
         }
         if (revived)
@@ -438,10 +434,7 @@ int fairlock__lease_turn_done(fairlock__lease *r,
         goto out;
     if (rc == FAIRLOCK_OK && owned) {
         r->owed = 0;
-        if (r->once) {
-            r->once = 0;
-            r->active = r->renews;
-        }
+        r->active = r->renews; /* a confirmation is not repeated */
     }
     ledger_publish(r);
     int64_t now = fairlock__now_ms();

@@ -216,6 +216,15 @@ int fairlock_with(fairlock *lock, fairlock_body_fn body, void *arg,
     return fairlock_release(lock);
 }
 
+void fairlock__stats_granted(fairlock *lock, int pushed) {
+    int64_t now = fairlock__now_ms();
+    lock->granted_ms = now;
+    lock->stats.acquisitions++;
+    lock->stats.handoffs += pushed != 0;
+    lock->stats.last_wait_ms = now - lock->acquire_start_ms;
+    lock->stats.total_wait_ms += lock->stats.last_wait_ms;
+}
+
 void fairlock__stats_hold_ended(fairlock *lock) {
     if (lock->granted_ms == 0)
         return;

@@ -155,6 +155,17 @@ long long test_int(redisContext *c, const char *fmt, ...) {
     return v;
 }
 
+long long test_calls_of(redisContext *c, const char *command) {
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    CHECK(r != NULL && r->type == REDIS_REPLY_STRING);
+    char needle[64];
+    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", command);
+    const char *at = strstr(r->str, needle);
+    long long n = at ? atoll(at + strlen(needle)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
 long long test_keys_of(redisContext *c, const char *name) {
     long long n = test_int(c, "EXISTS %s", name);
     redisReply *r = redisCommand(c, "KEYS %b:*", name, strlen(name));

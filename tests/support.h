@@ -31,6 +31,10 @@ redisContext *test_redis(void);
 /* Runs a command on a direct connection and returns its integer reply,
  * or -1 for nil; fails the test on errors. */
 long long test_int(redisContext *c, const char *fmt, ...);
+/* Calls of one command so far on the server (INFO commandstats; commands
+ * run inside scripts included): on a server of the test's own, what a
+ * test did. */
+long long test_calls_of(redisContext *c, const char *command);
 
 /* Number of keys matching NAME and NAME:* (the lock's whole footprint). */
 long long test_keys_of(redisContext *c, const char *name);

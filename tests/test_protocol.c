@@ -15,18 +15,6 @@
 #include "internal.h"
 #include "support.h"
 
-/* Calls of one command so far, from INFO commandstats. */
-static long long calls_of(redisContext *c, const char *command) {
-    redisReply *r = redisCommand(c, "INFO commandstats");
-    CHECK(r != NULL && r->type == REDIS_REPLY_STRING);
-    char needle[64];
-    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", command);
-    const char *at = strstr(r->str, needle);
-    long long n = at ? atoll(at + strlen(needle)) : 0;
-    freeReplyObject(r);
-    return n;
-}
-
 /* Fills NAME:queue with `count` entries of other (unrelated) fairlock
  * waiters, tickets from `first`, stamped `stamp` ms of server time. */
 static void fill_queue(redisContext *c, const char *name, long long first,
@@ -73,12 +61,12 @@ static void non_fifo_cancel_scans_nothing(void) {
     opts.fifo = 0;
     opts.timeout_ms = 60000;
     fairlock *waiter = test_lock_opts(&opts);
-    long long scans = calls_of(c, "zscan");
+    long long scans = test_calls_of(c, "zscan");
     CHECK_RC(waiter, fairlock_acquire_ex(waiter, 150, 1, FAIRLOCK_DEFAULT),
              FAIRLOCK_TIMEOUT);
-    CHECK_INT(calls_of(c, "zscan") - scans, ==, 0);
+    CHECK_INT(test_calls_of(c, "zscan") - scans, ==, 0);
     fairlock_free(waiter);
-    CHECK_INT(calls_of(c, "zscan") - scans, ==, 0);
+    CHECK_INT(test_calls_of(c, "zscan") - scans, ==, 0);
     CHECK_INT(test_int(c, "ZCARD %s:queue", name), ==, 20000);
 
     CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
@@ -133,10 +121,10 @@ static void unknown_ticket_cancel_is_paged(void) {
     fairlock__error err = {0};
     CHECK_INT(fairlock__conn_ready(&conn, &err), ==, FAIRLOCK_OK);
 
-    long long scans = calls_of(c, "zscan");
+    long long scans = test_calls_of(c, "zscan");
     int calls = cancel_to_the_end(&conn, &keys, token, 0);
     /* One ZSCAN page per call: the work of each call is bounded. */
-    CHECK_INT(calls_of(c, "zscan") - scans, ==, calls);
+    CHECK_INT(test_calls_of(c, "zscan") - scans, ==, calls);
     CHECK_INT(calls, >, 1);
     CHECK_INT(test_int(c, "ZCARD %s:queue", name), ==, 40000);
     CHECK_INT(test_queue_rank_of(c, name, token, NULL), ==, -1);
@@ -176,11 +164,12 @@ static void free_lock_drains_at_once(void) {
     opts.timeout_ms = 60000;
     opts.stale_timeout_ms = 2000;
     fairlock *waiter = test_lock_opts(&opts);
-    long long blpops = calls_of(c, "blpop");
-    long long evals = calls_of(c, "evalsha") + calls_of(c, "eval");
+    long long blpops = test_calls_of(c, "blpop");
+    long long evals = test_calls_of(c, "evalsha") + test_calls_of(c, "eval");
     CHECK_RC(waiter, fairlock_acquire(waiter), FAIRLOCK_OK);
-    long long attempts = calls_of(c, "evalsha") + calls_of(c, "eval") - evals;
-    CHECK_INT(calls_of(c, "blpop") - blpops, ==, 0);
+    long long attempts = test_calls_of(c, "evalsha") +
+                         test_calls_of(c, "eval") - evals;
+    CHECK_INT(test_calls_of(c, "blpop") - blpops, ==, 0);
     CHECK_INT(attempts, >=, 1000 / 64);
     CHECK_INT(attempts, <=, 1000 / 64 + 4);
     CHECK_INT(fairlock_ticket(waiter), ==, 1002);
@@ -325,7 +314,7 @@ static void confirmation_when(int what) {
         CHECK(r != NULL && r->type == REDIS_REPLY_STATUS);
         freeReplyObject(r);
     }
-    long long persists = calls_of(c, "persist");
+    long long persists = test_calls_of(c, "persist");
     CHECK_RC(holder, fairlock_release(holder), FAIRLOCK_OK);
     CHECK_INT(test_wait_child_within(child, 0, 120000), ==, 0);
     CHECK_INT(res->state_after_acquire, ==, FAIRLOCK_STATE_HELD);
@@ -334,7 +323,7 @@ static void confirmation_when(int what) {
     CHECK_INT(res->valid_after_acquire, <=, res->acquired_at + liveness_ms);
     switch (what) {
     case HEAD_RELEASE:
-        CHECK_INT(calls_of(c, "persist") - persists, ==, 0);
+        CHECK_INT(test_calls_of(c, "persist") - persists, ==, 0);
         CHECK_INT(res->rc_release, ==, FAIRLOCK_OK);
         break;
     case HEAD_OUTLAST:
@@ -343,7 +332,7 @@ static void confirmation_when(int what) {
         CHECK_INT(res->pttl_later, ==, -1);
         CHECK_INT(res->state_later, ==, FAIRLOCK_STATE_HELD);
         CHECK_INT(res->owned_later, ==, 1);
-        CHECK_INT(calls_of(c, "persist") - persists, >=, 1);
+        CHECK_INT(test_calls_of(c, "persist") - persists, >=, 1);
         CHECK_INT(res->rc_release, ==, FAIRLOCK_OK);
         break;
     case HEAD_GONE:
@@ -360,7 +349,7 @@ static void confirmation_when(int what) {
         break;
     case HEAD_EXTEND:
         /* The lease asked for, never made unlimited behind its back. */
-        CHECK_INT(calls_of(c, "persist") - persists, ==, 0);
+        CHECK_INT(test_calls_of(c, "persist") - persists, ==, 0);
         CHECK_INT(res->pttl_later, >, 0);
         /* Not set again since (a renewal would have counted from later):
          * at least the time between the two calls has run off it. */
